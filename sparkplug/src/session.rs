@@ -38,6 +38,9 @@ pub struct SessionConfig {
     /// Rebirth requests arriving within this many milliseconds of the last birth are ignored,
     /// so that several hosts asking at once cause one rebirth, not a storm.
     pub rebirth_debounce_ms: u64,
+    /// The Primary Host Application to wait for (spec §2.5): births only while its STATE
+    /// says online, and NDEATH plus a reconnect when it goes offline.
+    pub primary_host_id: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -101,6 +104,9 @@ pub enum Output {
     Write(WriteRequest),
     /// A command was ignored; the reason is for the log.
     CommandRejected(String),
+    /// Close the MQTT connection (after sending the publishes before this output) and start
+    /// a new session: the Primary Host went offline.
+    Reconnect,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +114,8 @@ enum State {
     Disconnected,
     Connecting,
     Subscribing,
+    /// Subscribed, waiting for the Primary Host to be online before any publish.
+    WaitingForHost,
     Online,
 }
 
@@ -135,6 +143,9 @@ pub struct EdgeNodeSession {
     bd_seq: u8,
     seq: u8,
     last_birth_ms: u64,
+    /// Timestamp of the last Primary Host STATE accepted; kept across reconnects so that a
+    /// stale STATE (e.g. an old Will delivered late) is recognised.
+    host_state_timestamp: Option<u64>,
     devices: Vec<DeviceState>,
 }
 
@@ -170,6 +181,7 @@ impl EdgeNodeSession {
             bd_seq: 0,
             seq: 0,
             last_birth_ms: 0,
+            host_state_timestamp: None,
             devices,
         }
     }
@@ -204,15 +216,29 @@ impl EdgeNodeSession {
         self.state = State::Subscribing;
         let g = &self.config.group_id;
         let e = &self.config.edge_node_id;
-        vec![Output::Subscribe(vec![
+        let mut filters = vec![
             Topic::node(g, MessageType::NCmd, e).to_string(),
             Topic::device(g, MessageType::DCmd, e, "+").to_string(),
-        ])]
+        ];
+        if let Some(host_id) = &self.config.primary_host_id {
+            filters.push(
+                Topic::State {
+                    host_id: host_id.clone(),
+                }
+                .to_string(),
+            );
+        }
+        vec![Output::Subscribe(filters)]
     }
 
     /// The subscriptions are acknowledged: publish the birth sequence.
     pub fn subscribed(&mut self, now_ms: u64) -> Vec<Output> {
         if self.state != State::Subscribing {
+            return Vec::new();
+        }
+        if self.config.primary_host_id.is_some() {
+            // The retained STATE arrives right after the subscription; birth on it.
+            self.state = State::WaitingForHost;
             return Vec::new();
         }
         self.state = State::Online;
@@ -298,6 +324,11 @@ impl EdgeNodeSession {
             }) if group_id == self.config.group_id && edge_node_id == self.config.edge_node_id => {
                 (message_type, device_id)
             }
+            Ok(Topic::State { host_id })
+                if Some(&host_id) == self.config.primary_host_id.as_ref() =>
+            {
+                return self.host_state(topic, payload, now_ms);
+            }
             Ok(_) => return reject(format!("{topic}: not addressed to this edge node")),
             Err(e) => return reject(e.to_string()),
         };
@@ -311,6 +342,42 @@ impl EdgeNodeSession {
                 self.device_command(topic, &device_id, &payload)
             }
             _ => reject(format!("{topic}: not a command")),
+        }
+    }
+
+    fn host_state(&mut self, topic: &str, payload: &[u8], now_ms: u64) -> Vec<Output> {
+        let state: serde_json::Value = match serde_json::from_slice(payload) {
+            Ok(v) => v,
+            Err(e) => return vec![Output::CommandRejected(format!("{topic}: not JSON: {e}"))],
+        };
+        let (Some(online), Some(timestamp)) =
+            (state["online"].as_bool(), state["timestamp"].as_u64())
+        else {
+            return vec![Output::CommandRejected(format!(
+                "{topic}: STATE needs a boolean \"online\" and an integer \"timestamp\", got {state}"
+            ))];
+        };
+        if self
+            .host_state_timestamp
+            .is_some_and(|last| timestamp < last)
+        {
+            return vec![Output::CommandRejected(format!(
+                "{topic}: stale STATE ignored (timestamp {timestamp} is older than {})",
+                self.host_state_timestamp.unwrap_or_default()
+            ))];
+        }
+        self.host_state_timestamp = Some(timestamp);
+        match (online, self.state) {
+            (true, State::WaitingForHost) => {
+                self.state = State::Online;
+                self.births(now_ms)
+            }
+            (false, State::Online) => {
+                let death = self.ndeath(now_ms);
+                self.state = State::Disconnected;
+                vec![Output::Publish(death), Output::Reconnect]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -574,6 +641,7 @@ mod tests {
                 },
             ],
             rebirth_debounce_ms: 1000,
+            primary_host_id: None,
         }
     }
 
@@ -800,5 +868,44 @@ mod tests {
         let p = Payload::decode(death.payload.as_slice()).unwrap();
         assert_eq!(bd_seq_of(&p), Some(MetricValue::Int64(42)));
         assert!(s.shutdown(T0).is_none());
+    }
+
+    #[test]
+    fn primary_host_gates_births_and_its_death_ends_the_session() {
+        let mut s = EdgeNodeSession::new(SessionConfig {
+            primary_host_id: Some("scada".into()),
+            ..config()
+        });
+        s.connect(1, T0);
+        let subs = s.connected();
+        assert!(
+            matches!(&subs[..], [Output::Subscribe(f)] if f.contains(&"spBv1.0/STATE/scada".to_string()))
+        );
+        assert!(s.subscribed(T0).is_empty());
+        let state = |online: bool, ts: u64| format!(r#"{{"online":{online},"timestamp":{ts}}}"#);
+        let topic = "spBv1.0/STATE/scada";
+        assert!(
+            s.handle_message(topic, state(false, 100).as_bytes(), T0)
+                .is_empty()
+        );
+        let births = publishes(&s.handle_message(topic, state(true, 200).as_bytes(), T0));
+        assert_eq!(births[0].0, "spBv1.0/plant-a/NBIRTH/edge1");
+        // An old Will of the host arriving late must not end the session.
+        assert!(matches!(
+            &s.handle_message(topic, state(false, 150).as_bytes(), T0)[..],
+            [Output::CommandRejected(_)]
+        ));
+        assert!(s.is_online());
+        let out = s.handle_message(topic, state(false, 200).as_bytes(), T0);
+        assert!(
+            matches!(&out[..], [Output::Publish(p), Output::Reconnect] if p.topic.ends_with("NDEATH/edge1"))
+        );
+        assert!(!s.is_online());
+        // The timestamp survives the reconnect: a stale online STATE does not trigger births.
+        s.connect(2, T0);
+        s.connected();
+        s.subscribed(T0);
+        assert!(publishes(&s.handle_message(topic, state(true, 199).as_bytes(), T0)).is_empty());
+        assert!(!publishes(&s.handle_message(topic, state(true, 300).as_bytes(), T0)).is_empty());
     }
 }

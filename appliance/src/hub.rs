@@ -1,0 +1,187 @@
+//! The hub: last value of every tag, report by exception, and fan-out to the sinks.
+//!
+//! Drivers send [`DriverEvent`]s into one bounded channel. The hub keeps the last sample per
+//! tag, drops samples that change nothing, lets a bad or stale sample keep the last value,
+//! and hands the changes to each sink's [`Mailbox`]. A mailbox holds at most one pending
+//! sample per tag (a newer one replaces the older), so a slow sink costs memory bounded by
+//! the tag count and never blocks the hub or a poll loop.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use southbound::{DeviceId, DriverEvent, DriverHandle, WriteCommand};
+use tokio::sync::{Notify, mpsc};
+use uns_model::{TagId, TagSample};
+
+/// Pending changes for one sink.
+#[derive(Debug)]
+pub struct Mailbox {
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Latest undelivered sample per tag.
+    by_tag: Vec<Option<TagSample>>,
+    /// Tags with a sample in `by_tag`, in arrival order.
+    dirty: Vec<TagId>,
+    /// Device status changes in order (they are rare and each one is a birth or death).
+    status: VecDeque<(DeviceId, bool)>,
+}
+
+/// What a sink takes from its mailbox in one go.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    pub samples: Vec<TagSample>,
+    pub status: Vec<(DeviceId, bool)>,
+}
+
+impl Mailbox {
+    pub fn new(tag_count: usize) -> Arc<Mailbox> {
+        Arc::new(Mailbox {
+            pending: Mutex::new(Pending {
+                by_tag: vec![None; tag_count],
+                ..Pending::default()
+            }),
+            notify: Notify::new(),
+        })
+    }
+
+    fn post(&self, samples: &[TagSample], status: Option<(DeviceId, bool)>) {
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for s in samples {
+                let Some(slot) = p.by_tag.get_mut(s.tag.index()) else {
+                    continue;
+                };
+                if slot.replace(s.clone()).is_none() {
+                    p.dirty.push(s.tag);
+                }
+            }
+            p.status.extend(status);
+        }
+        self.notify.notify_one();
+    }
+
+    /// Waits until something is pending and takes all of it.
+    pub async fn take(&self) -> Delivery {
+        loop {
+            {
+                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if !p.dirty.is_empty() || !p.status.is_empty() {
+                    let dirty = std::mem::take(&mut p.dirty);
+                    let samples = dirty
+                        .into_iter()
+                        .filter_map(|t| p.by_tag[t.index()].take())
+                        .collect();
+                    return Delivery {
+                        samples,
+                        status: p.status.drain(..).collect(),
+                    };
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// Runs the hub until the driver channel closes.
+pub async fn run(
+    mut events: mpsc::Receiver<DriverEvent>,
+    mut writes: mpsc::Receiver<WriteCommand>,
+    drivers: Vec<Option<DriverHandle>>,
+    tag_devices: Vec<DeviceId>,
+    sinks: Vec<Arc<Mailbox>>,
+    live: Arc<web::LiveValues>,
+) {
+    let mut last: Vec<Option<TagSample>> = vec![None; tag_devices.len()];
+    let mut changes = Vec::new();
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(DriverEvent::Samples(samples)) => {
+                    changes.clear();
+                    for mut sample in samples {
+                        let Some(slot) = last.get_mut(sample.tag.index()) else { continue };
+                        if let Some(prev) = slot {
+                            if sample.value.is_none() {
+                                // A failed read keeps the last value; the quality says why.
+                                sample.value = prev.value.clone();
+                            }
+                            if prev.value == sample.value && prev.quality == sample.quality {
+                                continue; // report by exception
+                            }
+                        }
+                        *slot = Some(sample.clone());
+                        changes.push(sample);
+                    }
+                    if !changes.is_empty() {
+                        live.update(&changes);
+                        for sink in &sinks {
+                            sink.post(&changes, None);
+                        }
+                    }
+                }
+                Some(DriverEvent::DeviceStatus { device, online, error }) => {
+                    match error {
+                        Some(e) => tracing::warn!(device = device.0, online, "device status: {e}"),
+                        None => tracing::info!(device = device.0, online, "device status"),
+                    }
+                    for sink in &sinks {
+                        sink.post(&[], Some((device, online)));
+                    }
+                }
+                None => return,
+            },
+            Some(write) = writes.recv() => {
+                let driver = tag_devices
+                    .get(write.tag.index())
+                    .and_then(|d| drivers.get(d.0))
+                    .and_then(Option::as_ref);
+                match driver {
+                    Some(driver) => {
+                        if let Err(e) = driver.write(write) {
+                            tracing::warn!("write dropped: {e}");
+                        }
+                    }
+                    None => {
+                        let reason = format!("tag {} has no running driver (device disabled?)", write.tag.0);
+                        match write.reply {
+                            Some(reply) => { let _ = reply.send(Err(reason)); }
+                            None => tracing::warn!("{reason}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uns_model::{Quality, Value};
+
+    fn sample(tag: u32, v: i32) -> TagSample {
+        TagSample {
+            tag: TagId(tag),
+            value: Some(Value::Int32(v)),
+            quality: Quality::Good,
+            timestamp_ms: v as u64,
+        }
+    }
+
+    #[tokio::test]
+    async fn mailbox_keeps_the_newest_sample_per_tag_in_arrival_order() {
+        let m = Mailbox::new(3);
+        m.post(&[sample(2, 1), sample(0, 1)], None);
+        m.post(&[sample(2, 5)], Some((DeviceId(0), false)));
+        let d = m.take().await;
+        assert_eq!(d.samples, vec![sample(2, 5), sample(0, 1)]);
+        assert_eq!(d.status, vec![(DeviceId(0), false)]);
+        // Out-of-range tags are ignored rather than panicking.
+        m.post(&[sample(7, 1), sample(1, 2)], None);
+        assert_eq!(m.take().await.samples, vec![sample(1, 2)]);
+    }
+}

@@ -1,0 +1,310 @@
+//! `sparkedge`: the industrial edge appliance in one binary.
+//!
+//! This crate is the shell around the libraries: the command line, the embedded MQTT broker,
+//! and the wiring store → drivers → hub → sinks (Sparkplug session, UNS publisher, web live
+//! view). Protocol logic lives in the library crates; everything here is I/O and lifetimes.
+
+mod broker;
+mod hub;
+mod sparkplug_node;
+mod uns;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::{mpsc, watch};
+use uns_model::{Model, Store, TagId};
+
+#[derive(Debug, Parser)]
+#[command(name = "sparkedge", version, about = "Industrial edge appliance: PLC tags to Sparkplug 3.0 and a Unified Namespace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything with a simulated PLC: broker, Sparkplug Edge Node, UNS, web UI.
+    Demo {
+        /// Address of the embedded MQTT broker.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        mqtt_listen: SocketAddr,
+        /// Address of the web UI.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        web_listen: SocketAddr,
+        /// Folder for the database (model, Sparkplug bdSeq); created if missing.
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+        /// Sparkplug Primary Host id: publish births only while its STATE is online.
+        #[arg(long)]
+        primary_host_id: Option<String>,
+    },
+    /// Replace the model (namespace, devices, tags) with the one in a TOML file. Everything
+    /// is checked first; on any error nothing is changed.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
+    /// Write the model as TOML to FILE, or to standard output.
+    Export {
+        file: Option<PathBuf>,
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    // rumqttd logs ordinary client disconnects at ERROR; its real failures (bind, not
+    // answering) are detected by `broker::start` and reported by us instead.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=off".into()),
+        )
+        .init();
+    let result = match Cli::parse().command {
+        Command::Demo {
+            mqtt_listen,
+            web_listen,
+            data_dir,
+            primary_host_id,
+        } => demo(mqtt_listen, web_listen, &data_dir, primary_host_id),
+        Command::Import { file, data_dir } => import(&file, &data_dir),
+        Command::Export { file, data_dir } => export(file.as_deref(), &data_dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sparkedge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_store(data_dir: &Path) -> Result<Store, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let path = data_dir.join("sparkedge.db");
+    Store::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+fn import(file: &Path, data_dir: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let model = uns_model::file::from_toml(&text)
+        .map_err(|e| format!("{} was not imported, nothing changed:\n{e}", file.display()))?;
+    open_store(data_dir)?
+        .replace_model(&model)
+        .map_err(|e| format!("{} was not imported, nothing changed: {e}", file.display()))?;
+    println!(
+        "imported {} devices and {} tags from {} into {}",
+        model.devices.len(),
+        model.tags.len(),
+        file.display(),
+        data_dir.display()
+    );
+    Ok(())
+}
+
+fn export(file: Option<&Path>, data_dir: &Path) -> Result<(), String> {
+    let model = open_store(data_dir)?
+        .load_model()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} holds no model yet: run `sparkedge demo` or `sparkedge import FILE` first", data_dir.display()))?;
+    let text = uns_model::file::to_toml(&model);
+    match file {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn demo(
+    mqtt_listen: SocketAddr,
+    web_listen: SocketAddr,
+    data_dir: &Path,
+    primary_host_id: Option<String>,
+) -> Result<(), String> {
+    let mut store = open_store(data_dir)?;
+    let model = match store.load_model().map_err(|e| e.to_string())? {
+        Some(model) => model,
+        None => {
+            let model = uns_model::file::demo_model();
+            store.replace_model(&model).map_err(|e| e.to_string())?;
+            tracing::info!("seeded {} with the demo model", data_dir.display());
+            model
+        }
+    };
+    broker::start(mqtt_listen).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(run(
+        Arc::new(model),
+        store,
+        mqtt_listen,
+        web_listen,
+        data_dir,
+        primary_host_id,
+    ))
+}
+
+/// Wires store → drivers → hub → sinks and runs until SIGINT or SIGTERM.
+async fn run(
+    model: Arc<Model>,
+    store: Store,
+    mqtt_listen: SocketAddr,
+    web_listen: SocketAddr,
+    data_dir: &Path,
+    primary_host_id: Option<String>,
+) -> Result<(), String> {
+    let web_listener = tokio::net::TcpListener::bind(web_listen).await.map_err(|e| {
+        format!("cannot listen for the web UI on {web_listen}: {e} (choose another address with --web-listen)")
+    })?;
+    let mut signals = Signals::new().map_err(|e| format!("cannot handle signals: {e}"))?;
+    // Our own MQTT clients reach the broker over loopback even when it listens on all interfaces.
+    let mqtt_host = if mqtt_listen.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        mqtt_listen.ip().to_string()
+    };
+    let mqtt_address = format!("{mqtt_host}:{}", mqtt_listen.port());
+    let (shutdown_tx, shutdown) = watch::channel(false);
+
+    let (event_tx, event_rx) = mpsc::channel(1024);
+    let (write_tx, write_rx) = mpsc::channel(256);
+    let tag_devices: Vec<southbound::DeviceId> = model
+        .tags
+        .iter()
+        .map(|t| {
+            southbound::DeviceId(model.devices.iter().position(|d| d.name == t.device).unwrap_or(usize::MAX))
+        })
+        .collect();
+    let drivers = model
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(d, device)| {
+            device.enabled.then(|| {
+                let tags = model
+                    .tags
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.device == device.name)
+                    .map(|(i, t)| (TagId(i as u32), t.clone()))
+                    .collect();
+                southbound::spawn(southbound::DeviceId(d), device, tags, event_tx.clone())
+            })
+        })
+        .collect();
+    drop(event_tx);
+
+    let live = Arc::new(web::LiveValues::new(model.tags.len()));
+    let sparkplug_box = hub::Mailbox::new(model.tags.len());
+    let uns_box = hub::Mailbox::new(model.tags.len());
+    tokio::spawn(hub::run(
+        event_rx,
+        write_rx,
+        drivers,
+        tag_devices,
+        vec![sparkplug_box.clone(), uns_box.clone()],
+        live.clone(),
+    ));
+
+    let (session, map) = sparkplug_node::session_config(&model, primary_host_id);
+    let group_id = session.group_id.clone();
+    let edge_node_id = session.edge_node_id.clone();
+    let server = sparkplug_node::ServerConfig {
+        name: "embedded".into(),
+        host: mqtt_host.clone(),
+        port: mqtt_listen.port(),
+        client_id: format!("sparkedge-{edge_node_id}"),
+    };
+    let node = tokio::spawn(sparkplug_node::run(
+        server,
+        session,
+        map,
+        Arc::new(Mutex::new(store)),
+        sparkplug_box,
+        write_tx,
+        shutdown.clone(),
+    ));
+    let uns = tokio::spawn(uns::run(
+        model.clone(),
+        mqtt_host.clone(),
+        mqtt_listen.port(),
+        uns_box,
+        shutdown.clone(),
+    ));
+    let state = web::AppState {
+        model: model.clone(),
+        live,
+        mqtt_address: mqtt_address.clone(),
+    };
+    let mut web_shutdown = shutdown.clone();
+    let web = tokio::spawn(web::serve(web_listener, state, async move {
+        stopped(&mut web_shutdown).await;
+    }));
+
+    let web_url = format!("http://{web_listen}/");
+    let enterprise = &model.namespace.enterprise;
+    let port = mqtt_listen.port();
+    println!("sparkedge demo is running");
+    println!("  web UI     {web_url}");
+    println!("  MQTT       {mqtt_address}  (Sparkplug group {group_id}, edge node {edge_node_id})");
+    println!("  data       {}", data_dir.display());
+    println!("  watch UNS  mosquitto_sub -h {mqtt_host} -p {port} -v -t '{enterprise}/#'");
+    println!("  Sparkplug  mosquitto_sub -h {mqtt_host} -p {port} -t 'spBv1.0/#' -F '%t (%l bytes)'");
+    println!("Press Ctrl-C to stop.");
+
+    let signal = signals.recv().await;
+    tracing::info!("{signal}: stopping");
+    let _ = shutdown_tx.send(true);
+    // NDEATH first (QoS 1, acknowledged), then the rest; the broker stops with the process.
+    let stopping = async {
+        let _ = node.await;
+        let _ = uns.await;
+        let _ = web.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(10), stopping).await.is_err() {
+        tracing::warn!("shutdown took longer than 10 s; exiting anyway");
+    }
+    Ok(())
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // Drop the borrow guard here: it is not Send and must not live across an await.
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// SIGINT and SIGTERM, whichever comes first.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}

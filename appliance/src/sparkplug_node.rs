@@ -1,0 +1,374 @@
+//! The I/O shell around [`sparkplug::EdgeNodeSession`]: one MQTT connection (rumqttc over
+//! TCP) to one server, bdSeq persisted in the store before every CONNECT, samples from the
+//! hub turned into metric updates, and writes from DCMD handed to the hub.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet};
+use southbound::{DeviceId, WriteCommand, now_ms};
+use sparkplug::{
+    DataType, DeviceDef, EdgeNodeSession, MetricDef, MetricUpdate, MetricValue, Output, Publish,
+    SessionConfig,
+};
+use tokio::sync::{mpsc, watch};
+use uns_model::{Model, Quality, Store, TagId, Value};
+
+use crate::hub::{Delivery, Mailbox};
+
+/// Where a session connects and how it identifies itself.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The key under which bdSeq is persisted (one counter per server).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+}
+
+/// How the model's tags map onto the session's devices and metrics.
+#[derive(Debug)]
+pub struct MetricMap {
+    /// Per tag: (session device index, metric index), `None` for tags of disabled devices.
+    by_tag: Vec<Option<(usize, usize)>>,
+    /// Per session device and metric: the tag.
+    tags: Vec<Vec<TagId>>,
+    /// Per model device: the session device index.
+    by_device: Vec<Option<usize>>,
+}
+
+/// Builds the session configuration from the model, with names from [`uns_model::tag_names`].
+pub fn session_config(model: &Model, primary_host_id: Option<String>) -> (SessionConfig, MetricMap) {
+    let mut map = MetricMap {
+        by_tag: vec![None; model.tags.len()],
+        tags: Vec::new(),
+        by_device: vec![None; model.devices.len()],
+    };
+    let mut devices = Vec::new();
+    for (d, device) in model.devices.iter().enumerate().filter(|(_, d)| d.enabled) {
+        let mut metrics = Vec::new();
+        let mut tags = Vec::new();
+        for (t, tag) in model.tags.iter().enumerate().filter(|(_, t)| t.device == device.name) {
+            map.by_tag[t] = Some((devices.len(), metrics.len()));
+            tags.push(TagId(t as u32));
+            metrics.push(MetricDef {
+                name: uns_model::tag_names(model, tag).metric_name,
+                datatype: sparkplug_type(tag.datatype),
+                unit: tag.unit.clone(),
+                writable: tag.writable,
+            });
+        }
+        map.by_device[d] = Some(devices.len());
+        map.tags.push(tags);
+        devices.push(DeviceDef {
+            device_id: device.name.clone(),
+            metrics,
+        });
+    }
+    let config = SessionConfig {
+        group_id: model.sparkplug_group_id().to_owned(),
+        edge_node_id: model.sparkplug.edge_node_id.clone(),
+        devices,
+        rebirth_debounce_ms: 2000,
+        primary_host_id,
+    };
+    (config, map)
+}
+
+pub fn sparkplug_type(t: uns_model::DataType) -> DataType {
+    use uns_model::DataType as U;
+    match t {
+        U::Bool => DataType::Boolean,
+        U::Int8 => DataType::Int8,
+        U::Int16 => DataType::Int16,
+        U::Int32 => DataType::Int32,
+        U::Int64 => DataType::Int64,
+        U::UInt8 => DataType::UInt8,
+        U::UInt16 => DataType::UInt16,
+        U::UInt32 => DataType::UInt32,
+        U::UInt64 => DataType::UInt64,
+        U::Float32 => DataType::Float,
+        U::Float64 => DataType::Double,
+        U::String => DataType::String,
+    }
+}
+
+fn metric_value(v: &Value) -> MetricValue {
+    match v {
+        Value::Bool(v) => MetricValue::Boolean(*v),
+        Value::Int8(v) => MetricValue::Int8(*v),
+        Value::Int16(v) => MetricValue::Int16(*v),
+        Value::Int32(v) => MetricValue::Int32(*v),
+        Value::Int64(v) => MetricValue::Int64(*v),
+        Value::UInt8(v) => MetricValue::UInt8(*v),
+        Value::UInt16(v) => MetricValue::UInt16(*v),
+        Value::UInt32(v) => MetricValue::UInt32(*v),
+        Value::UInt64(v) => MetricValue::UInt64(*v),
+        Value::Float32(v) => MetricValue::Float(*v),
+        Value::Float64(v) => MetricValue::Double(*v),
+        Value::String(v) => MetricValue::String(v.clone()),
+    }
+}
+
+/// The tag value for a command value the session already checked against the birth type
+/// (which came from the tag's type), so every pairing below is the one the birth made.
+fn tag_value(v: MetricValue) -> Option<Value> {
+    Some(match v {
+        MetricValue::Boolean(v) => Value::Bool(v),
+        MetricValue::Int8(v) => Value::Int8(v),
+        MetricValue::Int16(v) => Value::Int16(v),
+        MetricValue::Int32(v) => Value::Int32(v),
+        MetricValue::Int64(v) => Value::Int64(v),
+        MetricValue::UInt8(v) => Value::UInt8(v),
+        MetricValue::UInt16(v) => Value::UInt16(v),
+        MetricValue::UInt32(v) => Value::UInt32(v),
+        MetricValue::UInt64(v) => Value::UInt64(v),
+        MetricValue::Float(v) => Value::Float32(v),
+        MetricValue::Double(v) => Value::Float64(v),
+        MetricValue::String(v) => Value::String(v),
+        _ => return None,
+    })
+}
+
+fn quality(q: Quality) -> sparkplug::Quality {
+    match q {
+        Quality::Good => sparkplug::Quality::Good,
+        Quality::Bad => sparkplug::Quality::Bad,
+        Quality::Stale => sparkplug::Quality::Stale,
+    }
+}
+
+fn qos(q: sparkplug::QoS) -> rumqttc::QoS {
+    match q {
+        sparkplug::QoS::AtMostOnce => rumqttc::QoS::AtMostOnce,
+        sparkplug::QoS::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+    }
+}
+
+/// Why a connection ended.
+enum Ended {
+    /// The process is stopping; NDEATH was sent (or could not be).
+    Shutdown,
+    /// Lost, or ended by the session (Primary Host offline): connect again.
+    Reconnect,
+}
+
+/// Runs the Edge Node session against one server until `shutdown` turns true, reconnecting
+/// with back-off. On shutdown it publishes NDEATH at QoS 1 and waits for the PUBACK.
+pub async fn run(
+    server: ServerConfig,
+    session: SessionConfig,
+    map: MetricMap,
+    store: Arc<Mutex<Store>>,
+    mailbox: Arc<Mailbox>,
+    writes: mpsc::Sender<WriteCommand>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut node = Node {
+        session: EdgeNodeSession::new(session),
+        map,
+        writes,
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let bd_seq = match next_bd_seq(&store, &server.name).await {
+            Ok(b) => b,
+            Err(e) => {
+                // Without a persisted bdSeq, hosts could match a stale death to our birth.
+                tracing::error!("cannot persist bdSeq, not connecting to {}: {e}", server.name);
+                if wait_or_shutdown(&mut shutdown, Duration::from_secs(5)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let will = node.session.connect(bd_seq, now_ms());
+        let mut options = MqttOptions::new(&server.client_id, &server.host, server.port);
+        options.set_keep_alive(Duration::from_secs(15));
+        options.set_clean_session(true);
+        options.set_max_packet_size(4 << 20, 4 << 20);
+        options.set_last_will(LastWill::new(will.topic, will.payload, qos(will.qos), will.retain));
+        // A fresh client per connection: rumqttc would otherwise replay requests queued for
+        // the old connection before our NBIRTH.
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        eventloop.network_options.set_tcp_nodelay(true);
+        tracing::info!(server = %server.name, bd_seq, "connecting Sparkplug session");
+        let ended = node
+            .connection(&client, &mut eventloop, &mailbox, &mut shutdown, &mut backoff)
+            .await;
+        node.session.disconnected();
+        match ended {
+            Ended::Shutdown => return,
+            Ended::Reconnect => {
+                if wait_or_shutdown(&mut shutdown, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Waits `delay`; true if shutdown was requested meanwhile.
+async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = crate::stopped(shutdown) => true,
+    }
+}
+
+async fn next_bd_seq(store: &Arc<Mutex<Store>>, server: &str) -> Result<u8, uns_model::StoreError> {
+    let store = store.clone();
+    let server = server.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+        let next = store.last_bd_seq(&server)?.map_or(0, |b| b.wrapping_add(1));
+        store.set_last_bd_seq(&server, next)?;
+        Ok(next)
+    })
+    .await
+    .unwrap_or_else(|e| Err(uns_model::StoreError::Corrupt(format!("bdSeq task failed: {e}"))))
+}
+
+struct Node {
+    session: EdgeNodeSession,
+    map: MetricMap,
+    writes: mpsc::Sender<WriteCommand>,
+}
+
+impl Node {
+    async fn connection(
+        &mut self,
+        client: &AsyncClient,
+        eventloop: &mut EventLoop,
+        mailbox: &Mailbox,
+        shutdown: &mut watch::Receiver<bool>,
+        backoff: &mut Duration,
+    ) -> Ended {
+        loop {
+            let outputs = tokio::select! {
+                event = eventloop.poll() => match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        *backoff = Duration::from_millis(200);
+                        self.session.connected()
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => self.session.subscribed(now_ms()),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        self.session.handle_message(&p.topic, &p.payload, now_ms())
+                    }
+                    Ok(_) => Vec::new(),
+                    Err(e) => {
+                        tracing::warn!("Sparkplug connection lost: {e}");
+                        return Ended::Reconnect;
+                    }
+                },
+                delivery = mailbox.take() => self.deliver(delivery),
+                _ = crate::stopped(shutdown) => {
+                    self.shutdown(client, eventloop).await;
+                    return Ended::Shutdown;
+                }
+            };
+            for output in outputs {
+                match output {
+                    Output::Publish(p) => {
+                        if let Err(e) = publish(client, p) {
+                            tracing::warn!("Sparkplug publish failed: {e}");
+                            return Ended::Reconnect;
+                        }
+                    }
+                    Output::Subscribe(filters) => {
+                        let subs = filters
+                            .into_iter()
+                            .map(|f| rumqttc::SubscribeFilter::new(f, rumqttc::QoS::AtLeastOnce));
+                        if let Err(e) = client.try_subscribe_many(subs) {
+                            tracing::warn!("Sparkplug subscribe failed: {e}");
+                            return Ended::Reconnect;
+                        }
+                    }
+                    Output::Write(w) => {
+                        let tag = self.map.tags[w.device][w.metric];
+                        if let Some(value) = tag_value(w.value) {
+                            let cmd = WriteCommand { tag, value, reply: None };
+                            if let Err(e) = self.writes.try_send(cmd) {
+                                tracing::warn!("DCMD write to tag {} dropped: {e}", tag.0);
+                            }
+                        }
+                    }
+                    Output::CommandRejected(why) => tracing::warn!("command ignored: {why}"),
+                    Output::Reconnect => {
+                        let _ = client.try_disconnect();
+                        // Let the NDEATH and DISCONNECT reach the socket before dropping it.
+                        flush(eventloop, Duration::from_secs(2)).await;
+                        return Ended::Reconnect;
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, delivery: Delivery) -> Vec<Output> {
+        let updates: Vec<MetricUpdate> = delivery
+            .samples
+            .iter()
+            .filter_map(|s| {
+                let (device, metric) = (*self.map.by_tag.get(s.tag.index())?)?;
+                Some(MetricUpdate {
+                    device,
+                    metric,
+                    value: s.value.as_ref().map(metric_value),
+                    quality: quality(s.quality),
+                    timestamp_ms: s.timestamp_ms,
+                })
+            })
+            .collect();
+        let now = now_ms();
+        let mut out = self.session.update(&updates, now);
+        for (DeviceId(d), online) in delivery.status {
+            if let Some(Some(device)) = self.map.by_device.get(d) {
+                out.extend(self.session.device_online(*device, online, now));
+            }
+        }
+        out
+    }
+
+    /// Intentional disconnect (spec §2.12): NDEATH at QoS 1, wait for its PUBACK, DISCONNECT.
+    async fn shutdown(&mut self, client: &AsyncClient, eventloop: &mut EventLoop) {
+        let Some(death) = self.session.shutdown(now_ms()) else {
+            return;
+        };
+        if publish(client, death).is_err() {
+            return;
+        }
+        let acked = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if !acked {
+            tracing::warn!("NDEATH was not acknowledged; the broker will publish the Will");
+            return;
+        }
+        let _ = client.try_disconnect();
+        flush(eventloop, Duration::from_secs(1)).await;
+        tracing::info!("Sparkplug session ended with NDEATH");
+    }
+}
+
+fn publish(client: &AsyncClient, p: Publish) -> Result<(), rumqttc::ClientError> {
+    client.try_publish(p.topic, qos(p.qos), p.retain, p.payload)
+}
+
+/// Drives the event loop until it has sent what is queued (the connection closes after a
+/// DISCONNECT) or `limit` passes.
+async fn flush(eventloop: &mut EventLoop, limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
+}

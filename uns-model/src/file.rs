@@ -1,0 +1,280 @@
+//! The TOML file read by `sparkedge import` and written by `sparkedge export`.
+//!
+//! The file is the model's serde form, so there is one definition of the format (the structs
+//! in [`crate::model`]); this module only adds error reporting in the model's own terms (a
+//! field path, the offending text and the parser's line/column) and validation, so a file is
+//! either accepted whole or rejected with every problem named.
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::model::{Area, Device, DriverConfig, Line, Model, Namespace, SparkplugIds, Tag};
+use crate::validate::{ModelError, ModelErrors};
+use crate::value::DataType;
+
+const HEADER: &str = "\
+# sparkedge model: the namespace, devices and tags of one appliance.
+# Import with `sparkedge import FILE`; `sparkedge export` writes this format.
+#
+# [namespace]  enterprise and site, the first two levels of every UNS topic.
+# [sparkplug]  edge_node_id, and group_id (defaults to the site).
+# [[area]]     an ISA-95 area; each [[area.line]] below it has a name and its cells.
+# [[device]]   a PLC connection; `driver` selects the protocol (\"simulator\": period_ms).
+# [[tag]]      one value: device, location (\"area/line\" or \"area/line/cell\"), name,
+#              datatype, address (driver syntax), optional unit, description, writable.
+#
+# A tag is published to the UNS as enterprise/site/location/name and to Sparkplug as
+# metric location/name of device `device`. Names: ASCII letters, digits, '_' and '-'.
+
+";
+
+/// Parses and validates a model file. Syntax and shape errors come back as a single
+/// [`ModelError`]; a well-formed file then gets every validation error.
+pub fn from_toml(text: &str) -> Result<Model, ModelErrors> {
+    let model: Model = toml::from_str(text).map_err(|e| shape_error(text, &e))?;
+    model.validate()?;
+    Ok(model)
+}
+
+/// Writes a model in the file format, with a header explaining it.
+pub fn to_toml(model: &Model) -> String {
+    // Serializing plain structs, strings and integers cannot fail.
+    let body = toml::to_string(model).expect("the model always serializes to TOML");
+    format!("{HEADER}{body}")
+}
+
+fn shape_error(text: &str, e: &toml::de::Error) -> ModelError {
+    let span = e.span();
+    let mut value = span.clone().and_then(|s| text.get(s)).unwrap_or_default();
+    let mut field = span
+        .and_then(|s| {
+            let doc = DeTable::parse(text).ok()?;
+            let mut path = String::new();
+            table_path(doc.get_ref(), s.start, &mut path).then_some(path)
+        })
+        .unwrap_or_else(|| "file".to_owned());
+    // Keys that serde buffers (those of a flattened `driver`) lose their span and the error
+    // points at the enclosing table; the message still names the key.
+    if let Some(key) = e
+        .message()
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
+        && !field.ends_with(&format!(".{key}"))
+    {
+        field = format!("{field}.{key}");
+        value = key;
+    }
+    let value = value.trim_matches(|c| c == '"' || c == '\'');
+    // The Display form carries line, column and a caret under the offending text.
+    ModelError::new(field, value, e.to_string().trim_end())
+}
+
+/// Appends to `path` the key path (`tag[2].colour`) of the innermost key or value whose span
+/// contains byte offset `at`.
+fn table_path(table: &DeTable<'_>, at: usize, path: &mut String) -> bool {
+    table.iter().any(|(key, value)| {
+        let len = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key.get_ref());
+        if key.span().contains(&at) || value_path(value, at, path) {
+            return true;
+        }
+        path.truncate(len);
+        false
+    })
+}
+
+fn value_path(value: &Spanned<DeValue<'_>>, at: usize, path: &mut String) -> bool {
+    let inner = match value.get_ref() {
+        DeValue::Table(table) => table_path(table, at, path),
+        DeValue::Array(items) => items.iter().enumerate().any(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            if value_path(item, at, path) {
+                return true;
+            }
+            path.truncate(len);
+            false
+        }),
+        _ => false,
+    };
+    inner || value.span().contains(&at)
+}
+
+/// The model `sparkedge demo` runs: one simulated PLC exercising every simulator signal.
+pub fn demo_model() -> Model {
+    let tag = |name: &str, datatype, address: &str, unit: Option<&str>, description: &str| Tag {
+        device: "demo-plc".to_owned(),
+        location: "packaging/line3/filler".to_owned(),
+        name: name.to_owned(),
+        datatype,
+        address: address.to_owned(),
+        unit: unit.map(str::to_owned),
+        description: Some(description.to_owned()),
+        writable: false,
+    };
+    Model {
+        namespace: Namespace {
+            enterprise: "acme".to_owned(),
+            site: "plant-a".to_owned(),
+        },
+        sparkplug: SparkplugIds {
+            group_id: None,
+            edge_node_id: "sparkedge".to_owned(),
+        },
+        areas: vec![Area {
+            name: "packaging".to_owned(),
+            lines: vec![Line {
+                name: "line3".to_owned(),
+                cells: vec!["filler".to_owned()],
+            }],
+        }],
+        devices: vec![Device {
+            name: "demo-plc".to_owned(),
+            enabled: true,
+            driver: DriverConfig::Simulator { period_ms: 1000 },
+        }],
+        tags: vec![
+            tag(
+                "temperature",
+                DataType::Float32,
+                "sine",
+                Some("degC"),
+                "Product temperature at the filler",
+            ),
+            tag(
+                "level",
+                DataType::Int32,
+                "ramp",
+                Some("mm"),
+                "Bowl fill level",
+            ),
+            tag(
+                "running",
+                DataType::Bool,
+                "toggle",
+                None,
+                "Filler is running",
+            ),
+            tag(
+                "bottles",
+                DataType::UInt32,
+                "counter",
+                None,
+                "Bottles filled since start",
+            ),
+            tag("state", DataType::String, "text", None, "Machine state"),
+            Tag {
+                writable: true,
+                ..tag(
+                    "setpoint",
+                    DataType::Float32,
+                    "memory",
+                    Some("degC"),
+                    "Temperature setpoint (writable)",
+                )
+            },
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_model_is_valid_and_round_trips() {
+        let model = demo_model();
+        model.validate().unwrap();
+        let text = to_toml(&model);
+        assert!(text.starts_with("# sparkedge model"));
+        assert!(text.contains(
+            "[[device]]\nname = \"demo-plc\"\ndriver = \"simulator\"\nperiod_ms = 1000\n"
+        ));
+        assert_eq!(from_toml(&text).unwrap(), model);
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_column() {
+        let text = to_toml(&demo_model()).replacen("name = \"level\"", "name = level", 1);
+        let errors = from_toml(&text).unwrap_err().0;
+        assert_eq!(errors.len(), 1);
+        let line = text.lines().position(|l| l == "name = level").unwrap() + 1;
+        assert!(
+            errors[0].reason.contains(&format!("line {line}, column 8")),
+            "{}",
+            errors[0].reason
+        );
+        assert_eq!(errors[0].value, "level");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let text = to_toml(&demo_model()).replacen("unit = \"mm\"", "unit = \"mm\"\ncolour = 3", 1);
+        let errors = from_toml(&text).unwrap_err().0;
+        assert_eq!(errors[0].field, "tag[1].colour");
+        assert_eq!(errors[0].value, "colour");
+        assert!(errors[0].reason.contains("unknown field `colour`"));
+
+        // Device keys go through serde's flatten buffer, which loses spans; still named.
+        let text =
+            to_toml(&demo_model()).replacen("period_ms = 1000", "period_ms = 1000\nspeed = 3", 1);
+        let errors = from_toml(&text).unwrap_err().0;
+        assert_eq!(errors[0].field, "device[0].speed");
+        assert!(
+            errors[0].reason.contains("expected `period_ms`"),
+            "{}",
+            errors[0].reason
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_path() {
+        let text =
+            to_toml(&demo_model()).replacen("cells = [\"filler\"]", "cells = [\"filler\", 3]", 1);
+        let errors = from_toml(&text).unwrap_err().0;
+        assert_eq!(errors[0].field, "area[0].line[0].cells[1]");
+        assert_eq!(errors[0].value, "3");
+    }
+
+    #[test]
+    fn a_well_formed_but_invalid_file_reports_validation_errors() {
+        let text = to_toml(&demo_model()).replacen("address = \"sine\"", "address = \"square\"", 1);
+        let errors = from_toml(&text).unwrap_err().0;
+        assert_eq!(errors[0].field, "tag[0].address");
+    }
+
+    #[test]
+    fn minimal_file_uses_defaults() {
+        let model = from_toml("[namespace]\nenterprise = \"acme\"\nsite = \"plant-a\"\n").unwrap();
+        assert_eq!(model.sparkplug, SparkplugIds::default());
+        assert!(model.tags.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Any text a user may put in a name, unit or description survives export/import.
+        #[test]
+        fn any_valid_model_round_trips(
+            site in "[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}",
+            cell in "[a-zA-Z0-9][a-zA-Z0-9_-]{0,20}",
+            unit in proptest::option::of("[^\\p{Cc}]{0,20}"),
+            description in proptest::option::of("[^\\p{Cc}]{0,80}"),
+            period_ms in 10u32..=3_600_000,
+            enabled: bool,
+        ) {
+            let mut model = demo_model();
+            model.namespace.site = site;
+            model.areas[0].lines[0].cells = vec![cell.clone()];
+            model.devices[0].enabled = enabled;
+            model.devices[0].driver = DriverConfig::Simulator { period_ms };
+            for tag in &mut model.tags {
+                tag.location = format!("packaging/line3/{cell}");
+                tag.unit = unit.clone();
+                tag.description = description.clone();
+            }
+            proptest::prop_assert_eq!(from_toml(&to_toml(&model)), Ok(model));
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The configuration model of sparkedge and the one place names are derived from it.
+//!
+//! - [`model`]: the ISA-95 hierarchy (enterprise/site/area/line/cell), devices and tags.
+//! - [`validate`]: checks a whole model and reports every bad field by path, value and rule.
+//! - [`naming`]: the single function that turns a tag into its UNS topic and its Sparkplug
+//!   group, edge node, device and metric names. Every sink and the UI use it.
+//! - [`file`]: the human-editable TOML form used by `sparkedge import`/`export`.
+//! - [`store`]: the SQLite store (migrations, transactions) holding the model and the
+//!   Sparkplug session counters that must survive restarts.
+//! - [`value`]: typed values, quality and samples as they flow from drivers to sinks.
+
+pub mod file;
+pub mod model;
+pub mod naming;
+pub mod store;
+pub mod validate;
+pub mod value;
+
+pub use model::{Area, Device, DriverConfig, Line, Model, Namespace, SimSignal, SparkplugIds, Tag};
+pub use naming::{TagNames, tag_names};
+pub use store::{Store, StoreError};
+pub use validate::{ModelError, ModelErrors};
+pub use value::{DataType, Quality, TagId, TagSample, Value};

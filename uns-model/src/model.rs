@@ -1,0 +1,190 @@
+//! The configuration model: what the user edits (TOML today, the web UI later).
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::DataType;
+
+/// The whole configuration of one appliance: its place in the ISA-95 hierarchy, its devices
+/// and their tags. One appliance serves one site of one enterprise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    pub namespace: Namespace,
+    #[serde(default)]
+    pub sparkplug: SparkplugIds,
+    #[serde(default, rename = "area")]
+    pub areas: Vec<Area>,
+    #[serde(default, rename = "device")]
+    pub devices: Vec<Device>,
+    #[serde(default, rename = "tag")]
+    pub tags: Vec<Tag>,
+}
+
+/// The two top levels of ISA-95 that every topic starts with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Namespace {
+    pub enterprise: String,
+    pub site: String,
+}
+
+/// The Sparkplug identity of this appliance's Edge Node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparkplugIds {
+    /// Sparkplug group; when absent the site name is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    pub edge_node_id: String,
+}
+
+impl Default for SparkplugIds {
+    fn default() -> Self {
+        SparkplugIds {
+            group_id: None,
+            edge_node_id: "sparkedge".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Area {
+    pub name: String,
+    #[serde(default, rename = "line")]
+    pub lines: Vec<Line>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    pub name: String,
+    #[serde(default)]
+    pub cells: Vec<String>,
+}
+
+/// A connection to one PLC (or one simulated PLC).
+///
+/// No `deny_unknown_fields` here: serde does not support it together with `flatten` (it
+/// rejects the `driver` tag itself). Every key that is neither `name` nor `enabled` goes to
+/// [`DriverConfig`], which denies unknown keys, so a misspelt key is still an error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub name: String,
+    #[serde(default = "enabled_default", skip_serializing_if = "is_true")]
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub driver: DriverConfig,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// Protocol-specific connection settings, selected by `driver = "..."`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "driver", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DriverConfig {
+    /// The built-in simulated PLC: every tag's address names a signal (see [`SimSignal`]).
+    Simulator {
+        /// How often the simulated PLC is read, in milliseconds.
+        #[serde(default = "sim_period_default")]
+        period_ms: u32,
+    },
+}
+
+fn sim_period_default() -> u32 {
+    1000
+}
+
+/// One value in a PLC, placed in the namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tag {
+    /// Name of the [`Device`] it is read from.
+    pub device: String,
+    /// Where it sits in the hierarchy below the site: `area/line` or `area/line/cell`.
+    pub location: String,
+    /// The last level of its topic and metric name.
+    pub name: String,
+    pub datatype: DataType,
+    /// Where the value lives in the device; the syntax belongs to the device's driver.
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writable: bool,
+}
+
+/// The signals the simulator driver can produce; a simulator tag's `address` names one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SimSignal {
+    /// A sine wave with a 60 s period between 0 and 100 (float types).
+    Sine,
+    /// Climbs by one each period and wraps at 1000 (integer and float types).
+    Ramp,
+    /// Flips every period (bool).
+    Toggle,
+    /// Counts periods since start (integer types).
+    Counter,
+    /// Cycles through a few machine states (string).
+    Text,
+    /// Holds what was last written to it (any type); the writable signal.
+    Memory,
+}
+
+impl SimSignal {
+    pub const ALL: [SimSignal; 6] = [
+        SimSignal::Sine,
+        SimSignal::Ramp,
+        SimSignal::Toggle,
+        SimSignal::Counter,
+        SimSignal::Text,
+        SimSignal::Memory,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimSignal::Sine => "sine",
+            SimSignal::Ramp => "ramp",
+            SimSignal::Toggle => "toggle",
+            SimSignal::Counter => "counter",
+            SimSignal::Text => "text",
+            SimSignal::Memory => "memory",
+        }
+    }
+
+    /// Whether this signal can produce values of `datatype`.
+    pub fn supports(self, datatype: DataType) -> bool {
+        match self {
+            SimSignal::Sine => datatype.is_float(),
+            SimSignal::Ramp => datatype.is_float() || datatype.is_integer(),
+            SimSignal::Toggle => datatype == DataType::Bool,
+            SimSignal::Counter => datatype.is_integer(),
+            SimSignal::Text => datatype == DataType::String,
+            SimSignal::Memory => true,
+        }
+    }
+}
+
+impl std::str::FromStr for SimSignal {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SimSignal::ALL
+            .into_iter()
+            .find(|sig| sig.as_str() == s)
+            .ok_or_else(|| {
+                let allowed: Vec<&str> = SimSignal::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown simulator signal {s:?}; allowed: {}",
+                    allowed.join(", ")
+                )
+            })
+    }
+}

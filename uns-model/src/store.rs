@@ -1,0 +1,474 @@
+//! The SQLite store: the model the appliance runs, and the Sparkplug counters that must
+//! survive restarts.
+//!
+//! SQLite rather than a TOML file because the web UI edits the model while the appliance runs:
+//! a replacement is one transaction, so a crash or power cut mid-write leaves the old model,
+//! never half of the new one. The schema evolves through [`MIGRATIONS`], applied in order and
+//! in one transaction on open; a database written by a newer build is refused rather than
+//! misread.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::model::{Area, Device, DriverConfig, Line, Model, Namespace, SparkplugIds, Tag};
+use crate::validate::ModelErrors;
+
+/// Schema migrations; migration `i` brings the schema to version `i + 1` (`PRAGMA
+/// user_version`). Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE areas (
+    id       INTEGER PRIMARY KEY,
+    position INTEGER NOT NULL,
+    name     TEXT NOT NULL COLLATE NOCASE UNIQUE
+);
+CREATE TABLE lines (
+    id       INTEGER PRIMARY KEY,
+    area_id  INTEGER NOT NULL REFERENCES areas(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    name     TEXT NOT NULL COLLATE NOCASE,
+    UNIQUE (area_id, name)
+);
+CREATE TABLE cells (
+    id       INTEGER PRIMARY KEY,
+    line_id  INTEGER NOT NULL REFERENCES lines(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    name     TEXT NOT NULL COLLATE NOCASE,
+    UNIQUE (line_id, name)
+);
+CREATE TABLE devices (
+    id       INTEGER PRIMARY KEY,
+    position INTEGER NOT NULL,
+    name     TEXT NOT NULL COLLATE NOCASE UNIQUE,
+    enabled  INTEGER NOT NULL,
+    driver   TEXT NOT NULL -- DriverConfig as JSON
+);
+CREATE TABLE tags (
+    id          INTEGER PRIMARY KEY,
+    position    INTEGER NOT NULL,
+    device_id   INTEGER NOT NULL REFERENCES devices(id),
+    location    TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    datatype    TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    unit        TEXT,
+    description TEXT,
+    writable    INTEGER NOT NULL
+);
+CREATE TABLE sparkplug_session (
+    server      TEXT PRIMARY KEY,
+    last_bd_seq INTEGER NOT NULL CHECK (last_bd_seq BETWEEN 0 AND 255)
+);
+"#];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the model is invalid:\n{0}")]
+    Invalid(ModelErrors),
+    #[error("the database is corrupt: {0}")]
+    Corrupt(String),
+    #[error(
+        "the database has schema version {found}, but this build of sparkedge supports only up \
+         to {supported}; run a newer sparkedge or use another data folder"
+    )]
+    NewerSchema { found: u32, supported: u32 },
+}
+
+/// An open store. One per process; writes take `&mut self`.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if absent) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        // WAL lets the web UI read while the appliance writes; the pragma returns the mode.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        Store::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+        conn.pragma_update(None, "foreign_keys", true)?;
+        // IMMEDIATE takes the write lock first, so two processes opening a fresh file
+        // cannot both run the migrations.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = user_version(&tx)?;
+        let supported = MIGRATIONS.len() as u32;
+        if found > supported {
+            return Err(StoreError::NewerSchema { found, supported });
+        }
+        for migration in &MIGRATIONS[found as usize..] {
+            tx.execute_batch(migration)?;
+        }
+        tx.pragma_update(None, "user_version", supported)?;
+        tx.commit()?;
+        Ok(Store { conn })
+    }
+
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        user_version(&self.conn)
+    }
+
+    /// The stored model, in the order it was stored; `None` if no model was ever stored.
+    pub fn load_model(&self) -> Result<Option<Model>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?; // one consistent snapshot
+        let meta = |key: &str| -> Result<Option<String>, StoreError> {
+            Ok(tx
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?)
+        };
+        let Some(enterprise) = meta("enterprise")? else {
+            return Ok(None);
+        };
+        let required = |key: &str| meta(key)?.ok_or_else(|| corrupt(format!("meta: no {key}")));
+        let namespace = Namespace {
+            enterprise,
+            site: required("site")?,
+        };
+        let sparkplug = SparkplugIds {
+            group_id: meta("group_id")?,
+            edge_node_id: required("edge_node_id")?,
+        };
+
+        let mut areas = Vec::new();
+        let mut area_rows = tx.prepare("SELECT id, name FROM areas ORDER BY position")?;
+        let mut line_rows =
+            tx.prepare("SELECT id, name FROM lines WHERE area_id = ?1 ORDER BY position")?;
+        let mut cell_rows =
+            tx.prepare("SELECT name FROM cells WHERE line_id = ?1 ORDER BY position")?;
+        for area in area_rows.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?)))? {
+            let (area_id, name) = area?;
+            let mut lines = Vec::new();
+            for line in line_rows.query_map([area_id], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?)))? {
+                let (line_id, name) = line?;
+                let cells = cell_rows
+                    .query_map([line_id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                lines.push(Line { name, cells });
+            }
+            areas.push(Area { name, lines });
+        }
+
+        let mut devices = Vec::new();
+        let mut rows =
+            tx.prepare("SELECT id, name, enabled, driver FROM devices ORDER BY position")?;
+        for row in rows.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })? {
+            let (id, name, enabled, driver) = row?;
+            let driver: DriverConfig = serde_json::from_str(&driver)
+                .map_err(|e| corrupt(format!("devices row id {id}: driver {driver:?}: {e}")))?;
+            devices.push(Device {
+                name,
+                enabled,
+                driver,
+            });
+        }
+
+        let mut tags = Vec::new();
+        let mut rows = tx.prepare(
+            "SELECT t.id, d.name, t.location, t.name, t.datatype, t.address, t.unit, t.description, t.writable
+             FROM tags t JOIN devices d ON d.id = t.device_id ORDER BY t.position",
+        )?;
+        let mut query = rows.query([])?;
+        while let Some(r) = query.next()? {
+            let id: i64 = r.get(0)?;
+            let datatype: String = r.get(4)?;
+            tags.push(Tag {
+                device: r.get(1)?,
+                location: r.get(2)?,
+                name: r.get(3)?,
+                datatype: datatype
+                    .parse()
+                    .map_err(|e| corrupt(format!("tags row id {id}: datatype: {e}")))?,
+                address: r.get(5)?,
+                unit: r.get(6)?,
+                description: r.get(7)?,
+                writable: r.get(8)?,
+            });
+        }
+
+        Ok(Some(Model {
+            namespace,
+            sparkplug,
+            areas,
+            devices,
+            tags,
+        }))
+    }
+
+    /// Validates `model` and, only if it is valid, replaces the stored model with it in one
+    /// transaction.
+    pub fn replace_model(&mut self, model: &Model) -> Result<(), StoreError> {
+        model.validate().map_err(StoreError::Invalid)?;
+        let tx = self.conn.transaction()?;
+        write_model(&tx, model)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The Sparkplug bdSeq last used in an NBIRTH on MQTT server `server`.
+    pub fn last_bd_seq(&self, server: &str) -> Result<Option<u8>, StoreError> {
+        let value: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT last_bd_seq FROM sparkplug_session WHERE server = ?1",
+                [server],
+                |r| r.get(0),
+            )
+            .optional()?;
+        value
+            .map(|v| {
+                u8::try_from(v).map_err(|_| {
+                    corrupt(format!("sparkplug_session row {server:?}: last_bd_seq {v}"))
+                })
+            })
+            .transpose()
+    }
+
+    pub fn set_last_bd_seq(&mut self, server: &str, bd_seq: u8) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO sparkplug_session (server, last_bd_seq) VALUES (?1, ?2)
+             ON CONFLICT (server) DO UPDATE SET last_bd_seq = excluded.last_bd_seq",
+            params![server, bd_seq],
+        )?;
+        Ok(())
+    }
+}
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::Corrupt(what)
+}
+
+fn user_version(conn: &Connection) -> Result<u32, StoreError> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    u32::try_from(v).map_err(|_| corrupt(format!("user_version {v}")))
+}
+
+fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
+    tx.execute_batch(
+        "DELETE FROM tags; DELETE FROM devices; DELETE FROM cells; DELETE FROM lines;
+         DELETE FROM areas; DELETE FROM meta WHERE key IN ('enterprise', 'site', 'group_id', 'edge_node_id');",
+    )?;
+    let mut meta = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
+    meta.execute(["enterprise", &model.namespace.enterprise])?;
+    meta.execute(["site", &model.namespace.site])?;
+    meta.execute(["edge_node_id", &model.sparkplug.edge_node_id])?;
+    if let Some(group) = &model.sparkplug.group_id {
+        meta.execute(["group_id", group])?;
+    }
+
+    for (a, area) in model.areas.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO areas (position, name) VALUES (?1, ?2)",
+            params![a as i64, area.name],
+        )?;
+        let area_id = tx.last_insert_rowid();
+        for (l, line) in area.lines.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO lines (area_id, position, name) VALUES (?1, ?2, ?3)",
+                params![area_id, l as i64, line.name],
+            )?;
+            let line_id = tx.last_insert_rowid();
+            for (c, cell) in line.cells.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO cells (line_id, position, name) VALUES (?1, ?2, ?3)",
+                    params![line_id, c as i64, cell],
+                )?;
+            }
+        }
+    }
+
+    for (d, device) in model.devices.iter().enumerate() {
+        let driver =
+            serde_json::to_string(&device.driver).expect("DriverConfig always serializes to JSON");
+        tx.execute(
+            "INSERT INTO devices (position, name, enabled, driver) VALUES (?1, ?2, ?3, ?4)",
+            params![d as i64, device.name, device.enabled, driver],
+        )?;
+    }
+
+    let mut insert = tx.prepare(
+        "INSERT INTO tags (position, device_id, location, name, datatype, address, unit, description, writable)
+         VALUES (?1, (SELECT id FROM devices WHERE name = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for (t, tag) in model.tags.iter().enumerate() {
+        insert.execute(params![
+            t as i64,
+            tag.device,
+            tag.location,
+            tag.name,
+            tag.datatype.as_str(),
+            tag.address,
+            tag.unit,
+            tag.description,
+            tag.writable
+        ])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::file::demo_model;
+    use crate::value::DataType;
+
+    fn db() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparkedge.db");
+        (dir, path)
+    }
+
+    /// A valid model different from the demo in every table, with non-alphabetical order.
+    fn other_model() -> Model {
+        let mut m = demo_model();
+        m.sparkplug.group_id = Some("north".into());
+        m.areas.insert(
+            0,
+            Area {
+                name: "utilities".into(),
+                lines: vec![Line {
+                    name: "boiler".into(),
+                    cells: vec![],
+                }],
+            },
+        );
+        m.areas[1].lines[0].cells.insert(0, "washer".into());
+        m.devices.insert(
+            0,
+            Device {
+                name: "z-plc".into(),
+                enabled: false,
+                driver: DriverConfig::Simulator { period_ms: 50 },
+            },
+        );
+        m.tags.reverse();
+        m.tags.push(Tag {
+            device: "z-plc".into(),
+            location: "utilities/boiler".into(),
+            name: "pressure".into(),
+            datatype: DataType::Float64,
+            address: "ramp".into(),
+            unit: None,
+            description: None,
+            writable: false,
+        });
+        m.validate().unwrap();
+        m
+    }
+
+    #[test]
+    fn migrations_bring_a_fresh_db_to_the_latest_version_idempotently() {
+        let (_dir, path) = db();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as u32);
+        assert_eq!(store.load_model().unwrap(), None);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as u32);
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: bool = store
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(fk);
+        assert_eq!(
+            Store::open_in_memory().unwrap().schema_version().unwrap(),
+            MIGRATIONS.len() as u32
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let (_dir, path) = db();
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found: 99, supported } if supported == MIGRATIONS.len() as u32),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn model_round_trips_through_a_file_store() {
+        let (_dir, path) = db();
+        let mut store = Store::open(&path).unwrap();
+        store.replace_model(&demo_model()).unwrap();
+        assert_eq!(store.load_model().unwrap(), Some(demo_model()));
+        store.replace_model(&other_model()).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.load_model().unwrap(), Some(other_model()));
+    }
+
+    #[test]
+    fn an_invalid_model_leaves_the_stored_one_unchanged() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.replace_model(&demo_model()).unwrap();
+        let mut bad = other_model();
+        bad.tags[0].device = "ghost".into();
+        match store.replace_model(&bad) {
+            Err(StoreError::Invalid(errors)) => assert_eq!(errors.0[0].field, "tag[0].device"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        assert_eq!(store.load_model().unwrap(), Some(demo_model()));
+    }
+
+    #[test]
+    fn an_unreadable_row_is_reported_as_corrupt() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.replace_model(&demo_model()).unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE tags SET datatype = 'float16' WHERE position = 2",
+                [],
+            )
+            .unwrap();
+        let err = store.load_model().unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("tags row") && m.contains("float16")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bd_seq_persists_per_server() {
+        let (_dir, path) = db();
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.last_bd_seq("embedded").unwrap(), None);
+        store.set_last_bd_seq("embedded", 7).unwrap();
+        store.set_last_bd_seq("tcp://emqx:1883", 255).unwrap();
+        store.set_last_bd_seq("embedded", 8).unwrap();
+        store.replace_model(&demo_model()).unwrap(); // does not touch session counters
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.last_bd_seq("embedded").unwrap(), Some(8));
+        assert_eq!(store.last_bd_seq("tcp://emqx:1883").unwrap(), Some(255));
+        assert_eq!(store.last_bd_seq("other").unwrap(), None);
+    }
+}

@@ -1,0 +1,522 @@
+//! Checks a whole [`Model`] before anything uses it.
+//!
+//! Names become MQTT topic levels and Sparkplug ids, so a bad one would only surface later as
+//! a broker refusing a publish, or worse, two tags silently sharing a topic. Validation runs
+//! on every import and before every store write, and reports *all* problems at once, each with
+//! the field path, the offending value and what is allowed, so a user fixes a file in one pass.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+
+use crate::model::{DriverConfig, Model, SimSignal};
+use crate::value::DataType;
+
+/// One problem in a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelError {
+    /// Where, e.g. `tag[3].datatype` or `area[1].line[0].cells[2]` (0-based, file order).
+    pub field: String,
+    /// The offending value as written.
+    pub value: String,
+    /// What is wrong and what is allowed.
+    pub reason: String,
+}
+
+impl ModelError {
+    pub fn new(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        ModelError {
+            field: field.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {:?}: {}", self.field, self.value, self.reason)
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+/// Every problem found in a model, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelErrors(pub Vec<ModelError>);
+
+impl fmt::Display for ModelErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ModelErrors {}
+
+impl From<ModelError> for ModelErrors {
+    fn from(e: ModelError) -> Self {
+        ModelErrors(vec![e])
+    }
+}
+
+const NAME_RULE: &str = "must be 1 to 64 characters: ASCII letters, digits, '_' or '-', starting with a letter or digit";
+const TEXT_RULE: &str = "must be at most 256 characters, without control characters";
+const PERIOD_MS: std::ops::RangeInclusive<u32> = 10..=3_600_000;
+
+fn is_valid_name(s: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(ok_char)
+}
+
+/// Collects errors while walking the model.
+#[derive(Default)]
+struct Checker {
+    errors: Vec<ModelError>,
+}
+
+impl Checker {
+    fn push(&mut self, field: impl Into<String>, value: &str, reason: impl Into<String>) {
+        self.errors.push(ModelError::new(field, value, reason));
+    }
+
+    fn name(&mut self, field: impl Into<String>, value: &str) {
+        if !is_valid_name(value) {
+            self.push(field, value, NAME_RULE);
+        }
+    }
+
+    fn text(&mut self, field: impl Into<String>, value: Option<&str>) {
+        if let Some(v) = value
+            && (v.chars().count() > 256 || v.chars().any(char::is_control))
+        {
+            self.push(field, v, TEXT_RULE);
+        }
+    }
+
+    /// Checks a name and that no earlier sibling has the same one.
+    fn sibling(&mut self, seen: &mut HashMap<String, String>, field: String, value: &str) {
+        self.name(field.clone(), value);
+        self.unique(seen, value, field, value);
+    }
+
+    /// Sibling keys are compared ignoring case: topics differing only in case confuse people
+    /// and case-insensitive consumers alike.
+    fn unique(
+        &mut self,
+        seen: &mut HashMap<String, String>,
+        key: &str,
+        field: String,
+        value: &str,
+    ) {
+        match seen.entry(key.to_ascii_lowercase()) {
+            Entry::Occupied(first) => {
+                let reason = format!(
+                    "duplicate of {}; sibling names must be unique (ignoring case)",
+                    first.get()
+                );
+                self.push(field, value, reason);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(field);
+            }
+        }
+    }
+}
+
+impl Model {
+    /// Checks every rule and returns every violation, not just the first.
+    pub fn validate(&self) -> Result<(), ModelErrors> {
+        let mut c = Checker::default();
+        c.name("namespace.enterprise", &self.namespace.enterprise);
+        c.name("namespace.site", &self.namespace.site);
+        if let Some(group) = &self.sparkplug.group_id {
+            c.name("sparkplug.group_id", group);
+        }
+        c.name("sparkplug.edge_node_id", &self.sparkplug.edge_node_id);
+
+        // Every valid tag location, as written in `Tag::location`.
+        let mut locations = Vec::new();
+        let mut areas = HashMap::new();
+        for (a, area) in self.areas.iter().enumerate() {
+            c.sibling(&mut areas, format!("area[{a}].name"), &area.name);
+            let mut lines = HashMap::new();
+            for (l, line) in area.lines.iter().enumerate() {
+                c.sibling(&mut lines, format!("area[{a}].line[{l}].name"), &line.name);
+                locations.push(format!("{}/{}", area.name, line.name));
+                let mut cells = HashMap::new();
+                for (i, cell) in line.cells.iter().enumerate() {
+                    c.sibling(&mut cells, format!("area[{a}].line[{l}].cells[{i}]"), cell);
+                    locations.push(format!("{}/{}/{}", area.name, line.name, cell));
+                }
+            }
+        }
+
+        let mut devices = HashMap::new();
+        for (d, device) in self.devices.iter().enumerate() {
+            c.sibling(&mut devices, format!("device[{d}].name"), &device.name);
+            match device.driver {
+                DriverConfig::Simulator { period_ms } => {
+                    if !PERIOD_MS.contains(&period_ms) {
+                        let reason = format!(
+                            "must be between {} and {} milliseconds",
+                            PERIOD_MS.start(),
+                            PERIOD_MS.end()
+                        );
+                        c.push(
+                            format!("device[{d}].period_ms"),
+                            &period_ms.to_string(),
+                            reason,
+                        );
+                    }
+                }
+            }
+        }
+
+        let mut tags = HashMap::new();
+        for (t, tag) in self.tags.iter().enumerate() {
+            let f = |field: &str| format!("tag[{t}].{field}");
+            c.name(f("name"), &tag.name);
+            let key = format!("{}/{}", tag.location, tag.name);
+            c.unique(&mut tags, &key, f("name"), &tag.name);
+
+            if !locations.contains(&tag.location) {
+                let reason = format!(
+                    "must be area/line or area/line/cell naming a defined line or cell; defined: {}",
+                    list_or_none(&locations)
+                );
+                c.push(f("location"), &tag.location, reason);
+            }
+            c.text(f("unit"), tag.unit.as_deref());
+            c.text(f("description"), tag.description.as_deref());
+
+            let Some(device) = self.devices.iter().find(|d| d.name == tag.device) else {
+                let names: Vec<String> = self.devices.iter().map(|d| d.name.clone()).collect();
+                let reason = format!(
+                    "must name a defined device; defined: {}",
+                    list_or_none(&names)
+                );
+                c.push(f("device"), &tag.device, reason);
+                continue;
+            };
+            match device.driver {
+                DriverConfig::Simulator { .. } => match tag.address.parse::<SimSignal>() {
+                    Err(reason) => c.push(f("address"), &tag.address, reason),
+                    Ok(signal) => {
+                        if !signal.supports(tag.datatype) {
+                            let ok: Vec<&str> = DataType::ALL
+                                .into_iter()
+                                .filter(|&dt| signal.supports(dt))
+                                .map(DataType::as_str)
+                                .collect();
+                            let reason = format!(
+                                "simulator signal {} supports only: {}",
+                                signal.as_str(),
+                                ok.join(", ")
+                            );
+                            c.push(f("datatype"), tag.datatype.as_str(), reason);
+                        }
+                        if tag.writable && signal != SimSignal::Memory {
+                            let reason = format!(
+                                "simulator signal {} is read-only; only {} is writable",
+                                signal.as_str(),
+                                SimSignal::Memory.as_str()
+                            );
+                            c.push(f("writable"), "true", reason);
+                        }
+                    }
+                },
+            }
+        }
+
+        if c.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ModelErrors(c.errors))
+        }
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::file::demo_model;
+    use crate::model::Line;
+
+    /// Validates `model` and returns its only error.
+    fn only_error(model: &Model) -> ModelError {
+        let mut errors = model.validate().unwrap_err().0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.remove(0)
+    }
+
+    fn assert_error(model: &Model, field: &str, value: &str, allowed: &str) {
+        let e = only_error(model);
+        assert_eq!((e.field.as_str(), e.value.as_str()), (field, value), "{e}");
+        assert!(
+            e.reason.contains(allowed),
+            "reason {:?} does not say {allowed:?}",
+            e.reason
+        );
+    }
+
+    #[test]
+    fn demo_model_is_valid() {
+        demo_model().validate().unwrap();
+    }
+
+    #[test]
+    fn names_are_limited_to_topic_safe_characters() {
+        for bad in [
+            "",
+            "a+b",
+            "a/b",
+            "a#",
+            "a.b",
+            "-lead",
+            "_lead",
+            "spa ce",
+            "é",
+            &"x".repeat(65),
+        ] {
+            let mut m = demo_model();
+            m.namespace.site = bad.to_owned();
+            assert_error(
+                &m,
+                "namespace.site",
+                bad,
+                "ASCII letters, digits, '_' or '-'",
+            );
+        }
+        for good in ["a", "Line_3", "9-x", &"x".repeat(64)] {
+            let mut m = demo_model();
+            m.sparkplug.edge_node_id = good.to_owned();
+            m.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn every_name_field_is_checked() {
+        let mut m = demo_model();
+        m.namespace.enterprise = "a/b".into();
+        m.sparkplug.group_id = Some("g+".into());
+        m.sparkplug.edge_node_id = "#".into();
+        m.devices[0].name = "plc 1".into();
+        for tag in &mut m.tags {
+            tag.device = "plc 1".into();
+        }
+        m.tags[2].name = "run.ning".into();
+        let fields: Vec<String> = m
+            .validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "namespace.enterprise",
+                "sparkplug.group_id",
+                "sparkplug.edge_node_id",
+                "device[0].name",
+                "tag[2].name"
+            ]
+        );
+    }
+
+    #[test]
+    fn hierarchy_names_are_checked_with_their_path() {
+        let mut m = demo_model();
+        m.areas[0].lines[0].cells.push("bad cell".into());
+        assert_error(&m, "area[0].line[0].cells[1]", "bad cell", "ASCII letters");
+    }
+
+    #[test]
+    fn sibling_names_are_unique_ignoring_case() {
+        let mut m = demo_model();
+        m.areas.push(m.areas[0].clone());
+        m.areas[1].name = "Packaging".into();
+        assert_error(&m, "area[1].name", "Packaging", "duplicate of area[0].name");
+
+        let mut m = demo_model();
+        m.areas[0].lines.push(Line {
+            name: "LINE3".into(),
+            cells: vec![],
+        });
+        assert_error(
+            &m,
+            "area[0].line[1].name",
+            "LINE3",
+            "duplicate of area[0].line[0].name",
+        );
+
+        let mut m = demo_model();
+        m.areas[0].lines[0].cells.push("Filler".into());
+        assert_error(
+            &m,
+            "area[0].line[0].cells[1]",
+            "Filler",
+            "duplicate of area[0].line[0].cells[0]",
+        );
+
+        let mut m = demo_model();
+        m.devices.push(m.devices[0].clone());
+        m.devices[1].name = "DEMO-plc".into();
+        assert_error(
+            &m,
+            "device[1].name",
+            "DEMO-plc",
+            "duplicate of device[0].name",
+        );
+
+        let mut m = demo_model();
+        m.tags[3].name = "Temperature".into();
+        assert_error(&m, "tag[3].name", "Temperature", "duplicate of tag[0].name");
+        // The same tag name at another location is fine.
+        m.tags[3].location = "packaging/line3".into();
+        m.validate().unwrap();
+    }
+
+    #[test]
+    fn tag_device_must_exist() {
+        let mut m = demo_model();
+        m.tags[1].device = "other-plc".into();
+        assert_error(&m, "tag[1].device", "other-plc", "defined: demo-plc");
+    }
+
+    #[test]
+    fn tag_location_must_name_a_line_or_cell() {
+        for bad in [
+            "packaging",
+            "packaging/line4",
+            "packaging/line3/capper",
+            "packaging/line3/filler/x",
+            "",
+        ] {
+            let mut m = demo_model();
+            m.tags[0].location = bad.into();
+            assert_error(&m, "tag[0].location", bad, "area/line or area/line/cell");
+        }
+        let mut m = demo_model();
+        m.tags[0].location = "packaging/line3".into();
+        m.validate().unwrap();
+    }
+
+    #[test]
+    fn simulator_period_is_bounded() {
+        for bad in [0, 9, 3_600_001] {
+            let mut m = demo_model();
+            m.devices[0].driver = DriverConfig::Simulator { period_ms: bad };
+            assert_error(
+                &m,
+                "device[0].period_ms",
+                &bad.to_string(),
+                "between 10 and 3600000",
+            );
+        }
+    }
+
+    #[test]
+    fn simulator_address_must_be_a_signal() {
+        let mut m = demo_model();
+        m.tags[0].address = "square".into();
+        assert_error(
+            &m,
+            "tag[0].address",
+            "square",
+            "allowed: sine, ramp, toggle, counter, text, memory",
+        );
+    }
+
+    #[test]
+    fn simulator_signal_must_support_the_datatype() {
+        let mut m = demo_model();
+        m.tags[0].datatype = DataType::Int16; // sine
+        assert_error(
+            &m,
+            "tag[0].datatype",
+            "int16",
+            "sine supports only: float32, float64",
+        );
+        let mut m = demo_model();
+        m.tags[2].datatype = DataType::Float32; // toggle
+        assert_error(
+            &m,
+            "tag[2].datatype",
+            "float32",
+            "toggle supports only: bool",
+        );
+    }
+
+    #[test]
+    fn only_the_memory_signal_is_writable() {
+        let mut m = demo_model();
+        m.tags[0].writable = true;
+        assert_error(&m, "tag[0].writable", "true", "only memory is writable");
+    }
+
+    #[test]
+    fn unit_and_description_are_short_printable_text() {
+        let mut m = demo_model();
+        m.tags[0].unit = Some("deg\nC".into());
+        assert_error(&m, "tag[0].unit", "deg\nC", "without control characters");
+        let mut m = demo_model();
+        m.tags[1].description = Some("ü".repeat(257));
+        assert_error(
+            &m,
+            "tag[1].description",
+            &"ü".repeat(257),
+            "at most 256 characters",
+        );
+        m.tags[1].description = Some("ü".repeat(256));
+        m.validate().unwrap();
+    }
+
+    #[test]
+    fn all_errors_are_reported_in_file_order() {
+        let mut m = demo_model();
+        m.namespace.site = "plant/a".into();
+        m.devices[0].driver = DriverConfig::Simulator { period_ms: 1 };
+        m.tags[0].address = "square".into();
+        m.tags[4].location = "nowhere/x".into();
+        m.tags[5].device = "ghost".into();
+        let errors = m.validate().unwrap_err();
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "namespace.site",
+                "device[0].period_ms",
+                "tag[0].address",
+                "tag[4].location",
+                "tag[5].device"
+            ]
+        );
+        let text = errors.to_string();
+        assert_eq!(text.lines().count(), 5);
+        assert!(
+            text.starts_with("namespace.site = \"plant/a\": must be 1 to 64 characters"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! The web side of sparkedge: the local UI and its HTTP API.
+//!
+//! This crate owns the axum router, the askama templates (in `templates/`), the REST API and
+//! the live view of tag values over Server-Sent Events. It owns [`LiveValues`], the latest
+//! sample of every tag, which the appliance's hub writes and the web server reads. Names shown
+//! for a tag always come from [`uns_model::tag_names`], the same rule every sink uses.
+//!
+//! Routes:
+//! - `GET /` — the namespace tree (enterprise › site › area › line › cell) with every tag, its
+//!   UNS topic, Sparkplug metric and current value; updated in place from `/api/live`.
+//! - `GET /api/values` — every tag with its names and latest value, as JSON.
+//! - `GET /api/live` — SSE: first every tag that has a value, then only changed tags, at most
+//!   one event per 250 ms per client.
+//! - `GET /healthz` — `ok`.
+
+mod api;
+mod live;
+mod page;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::sync::watch;
+
+pub use live::LiveValues;
+
+/// What every request handler needs.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub model: Arc<uns_model::Model>,
+    pub live: Arc<LiveValues>,
+    /// Address of the embedded MQTT broker (`127.0.0.1:1883`), shown on the page.
+    pub mqtt_address: String,
+}
+
+/// Tells long-lived responses (SSE) that the server is shutting down; set by [`serve`].
+#[derive(Clone, Debug)]
+struct ShutdownSignal(watch::Receiver<bool>);
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/api/values", get(api::values))
+        .route("/api/live", get(api::live))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes.
+///
+/// Open live-view streams are ended when `shutdown` completes, so a browser tab cannot keep
+/// the server (and the appliance's shutdown) waiting.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = router(state).layer(axum::Extension(ShutdownSignal(stop_rx)));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop_tx.send_replace(true);
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::{Body, BodyDataStream};
+    use axum::http::{Request, StatusCode};
+    use futures_util::StreamExt;
+    use serde_json::{Value as JsonValue, json};
+    use tower::ServiceExt;
+    use uns_model::{
+        Area, DataType, Line, Model, Namespace, Quality, SparkplugIds, Tag, TagId, TagSample, Value,
+    };
+
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(5);
+
+    fn tag(location: &str, name: &str, datatype: DataType, unit: Option<&str>) -> Tag {
+        Tag {
+            device: "filler-plc".to_owned(),
+            location: location.to_owned(),
+            name: name.to_owned(),
+            datatype,
+            address: "sine".to_owned(),
+            unit: unit.map(str::to_owned),
+            description: None,
+            writable: false,
+        }
+    }
+
+    fn state() -> AppState {
+        let model = Model {
+            namespace: Namespace {
+                enterprise: "acme".to_owned(),
+                site: "plant-a".to_owned(),
+            },
+            sparkplug: SparkplugIds::default(),
+            areas: vec![Area {
+                name: "packaging".to_owned(),
+                lines: vec![Line {
+                    name: "line3".to_owned(),
+                    cells: vec!["filler".to_owned()],
+                }],
+            }],
+            devices: vec![],
+            tags: vec![
+                tag(
+                    "packaging/line3/filler",
+                    "temperature",
+                    DataType::Float32,
+                    Some("°C"),
+                ),
+                tag("packaging/line3", "state", DataType::String, None),
+            ],
+        };
+        AppState {
+            live: Arc::new(LiveValues::new(model.tags.len())),
+            model: Arc::new(model),
+            mqtt_address: "127.0.0.1:1883".to_owned(),
+        }
+    }
+
+    fn sample(tag: u32, value: Value, quality: Quality) -> TagSample {
+        TagSample {
+            tag: TagId(tag),
+            value: Some(value),
+            quality,
+            timestamp_ms: 1_700_000_000_000 + u64::from(tag),
+        }
+    }
+
+    async fn get(state: &AppState, uri: &str) -> (StatusCode, Body) {
+        let request = Request::get(uri).body(Body::empty()).unwrap();
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        (response.status(), response.into_body())
+    }
+
+    async fn text(body: Body) -> String {
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    /// Reads the next SSE event that carries data and parses that data as JSON.
+    async fn next_event(stream: &mut BodyDataStream, buffer: &mut String) -> JsonValue {
+        loop {
+            if let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .collect();
+                if !data.is_empty() {
+                    return serde_json::from_str(data.join("\n").trim()).unwrap();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(DEADLINE, stream.next())
+                .await
+                .expect("no SSE event before the deadline")
+                .expect("SSE stream ended")
+                .unwrap();
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn page_shows_the_tree_names_and_current_values() {
+        let state = state();
+        state.live.update(&[
+            sample(0, Value::Float32(21.5), Quality::Good),
+            sample(1, Value::String("<running>".to_owned()), Quality::Stale),
+        ]);
+        let (status, body) = get(&state, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        let html = text(body).await;
+        for expected in [
+            "acme › plant-a",
+            "mosquitto_sub -h 127.0.0.1 -p 1883 -t &#39;acme/#&#39; -v",
+            "packaging",
+            "line3",
+            "filler",
+            "temperature",
+            "acme/plant-a/packaging/line3/filler/temperature",
+            "filler-plc / packaging/line3/filler/temperature",
+            "float32",
+            "°C",
+            r#"id="v0" data-tag="0">21.5<"#,
+            r#"id="q1">stale<"#,
+            // Values from a PLC are escaped, never markup.
+            "&#60;running&#62;",
+        ] {
+            assert!(html.contains(expected), "page lacks {expected:?}:\n{html}");
+        }
+    }
+
+    #[tokio::test]
+    async fn api_values_returns_names_and_the_latest_value() {
+        let state = state();
+        state
+            .live
+            .update(&[sample(0, Value::Float32(21.7), Quality::Bad)]);
+        let (status, body) = get(&state, "/api/values").await;
+        assert_eq!(status, StatusCode::OK);
+        let values: JsonValue = serde_json::from_str(&text(body).await).unwrap();
+        assert_eq!(
+            values,
+            json!([
+                {
+                    "tag": 0,
+                    "uns_topic": "acme/plant-a/packaging/line3/filler/temperature",
+                    "device": "filler-plc",
+                    "metric": "packaging/line3/filler/temperature",
+                    "datatype": "float32",
+                    "value": 21.7,
+                    "quality": "bad",
+                    "timestamp": 1_700_000_000_000u64,
+                },
+                {
+                    "tag": 1,
+                    "uns_topic": "acme/plant-a/packaging/line3/state",
+                    "device": "filler-plc",
+                    "metric": "packaging/line3/state",
+                    "datatype": "string",
+                    "value": null,
+                    "quality": null,
+                    "timestamp": null,
+                },
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn live_sends_current_values_then_only_changes() {
+        let state = state();
+        state.live.update(&[
+            sample(0, Value::Float32(1.5), Quality::Good),
+            sample(1, Value::String("idle".to_owned()), Quality::Good),
+        ]);
+        let (status, body) = get(&state, "/api/live").await;
+        assert_eq!(status, StatusCode::OK);
+        let mut stream = body.into_data_stream();
+        let mut buffer = String::new();
+
+        let first = next_event(&mut stream, &mut buffer).await;
+        assert_eq!(
+            first,
+            json!([
+                {"tag": 0, "value": 1.5, "quality": "good", "timestamp": 1_700_000_000_000u64},
+                {"tag": 1, "value": "idle", "quality": "good", "timestamp": 1_700_000_000_001u64},
+            ])
+        );
+
+        state.live.update(&[sample(
+            1,
+            Value::String("running".to_owned()),
+            Quality::Stale,
+        )]);
+        let second = next_event(&mut stream, &mut buffer).await;
+        assert_eq!(
+            second,
+            json!([
+                {"tag": 1, "value": "running", "quality": "stale", "timestamp": 1_700_000_000_001u64},
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn healthz_says_ok() {
+        let (status, body) = get(&state(), "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(text(body).await, "ok");
+    }
+
+    #[tokio::test]
+    async fn serve_ends_open_live_streams_on_shutdown() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, state(), async {
+            let _ = stop_rx.await;
+        }));
+
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        client
+            .write_all(b"GET /api/live HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        // Wait until the stream is open (its first event arrived) before shutting down.
+        let mut received = Vec::new();
+        while !received.windows(5).any(|w| w == b"data:") {
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(DEADLINE, client.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "connection closed before the first event");
+            received.extend_from_slice(&chunk[..n]);
+        }
+
+        stop_tx.send(()).unwrap();
+        tokio::time::timeout(DEADLINE, server)
+            .await
+            .expect("server still running with a live stream open")
+            .unwrap()
+            .unwrap();
+    }
+}

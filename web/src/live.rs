@@ -1,0 +1,123 @@
+//! The latest sample of every tag, with a version per tag so each reader can ask what changed
+//! since it last looked.
+
+use std::sync::{PoisonError, RwLock};
+
+use tokio::sync::watch;
+use uns_model::{TagId, TagSample};
+
+/// Latest value of every tag, shared by the appliance (writer) and the web server (readers).
+///
+/// Every [`update`](LiveValues::update) batch bumps one global version and stamps it on the
+/// tags it touched. A reader remembers the version it last saw and asks for everything newer,
+/// so there is no per-reader queue: a slow reader skips intermediate values and gets the
+/// newest ones.
+#[derive(Debug)]
+pub struct LiveValues {
+    slots: RwLock<Slots>,
+    /// Carries the latest version; wakes live-view streams.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct Slots {
+    version: u64,
+    samples: Vec<Option<TagSample>>,
+    versions: Vec<u64>,
+}
+
+impl LiveValues {
+    pub fn new(tag_count: usize) -> LiveValues {
+        LiveValues {
+            slots: RwLock::new(Slots {
+                version: 0,
+                samples: vec![None; tag_count],
+                versions: vec![0; tag_count],
+            }),
+            changed: watch::Sender::new(0),
+        }
+    }
+
+    /// Records samples; wakes live-view streams. Samples for tags outside the model are
+    /// ignored (they cannot come from the model this was created for).
+    pub fn update(&self, samples: &[TagSample]) {
+        if samples.is_empty() {
+            return;
+        }
+        let version = {
+            let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+            slots.version += 1;
+            let version = slots.version;
+            for sample in samples {
+                let i = sample.tag.index();
+                if let Some(slot) = slots.samples.get_mut(i) {
+                    *slot = Some(sample.clone());
+                    slots.versions[i] = version;
+                }
+            }
+            version
+        };
+        self.changed.send_replace(version);
+    }
+
+    pub fn get(&self, tag: TagId) -> Option<TagSample> {
+        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        slots.samples.get(tag.index()).cloned().flatten()
+    }
+
+    /// The current version and every sample recorded after `version` (all samples for 0).
+    pub(crate) fn changed_since(&self, version: u64) -> (u64, Vec<TagSample>) {
+        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        let changed = slots
+            .samples
+            .iter()
+            .zip(&slots.versions)
+            .filter(|(_, v)| **v > version)
+            .filter_map(|(sample, _)| sample.clone())
+            .collect();
+        (slots.version, changed)
+    }
+
+    /// A receiver that is marked changed after every update.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uns_model::{Quality, Value};
+
+    fn sample(tag: u32, value: f64) -> TagSample {
+        TagSample {
+            tag: TagId(tag),
+            value: Some(Value::Float64(value)),
+            quality: Quality::Good,
+            timestamp_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn get_returns_the_latest_sample() {
+        let live = LiveValues::new(2);
+        assert_eq!(live.get(TagId(0)), None);
+        live.update(&[sample(0, 1.0), sample(1, 2.0)]);
+        live.update(&[sample(0, 3.0)]);
+        assert_eq!(live.get(TagId(0)), Some(sample(0, 3.0)));
+        assert_eq!(live.get(TagId(1)), Some(sample(1, 2.0)));
+        assert_eq!(live.get(TagId(7)), None);
+    }
+
+    #[test]
+    fn changed_since_returns_only_newer_tags_and_ignores_unknown_ones() {
+        let live = LiveValues::new(2);
+        live.update(&[sample(0, 1.0), sample(1, 2.0), sample(9, 0.0)]);
+        let (v1, all) = live.changed_since(0);
+        assert_eq!(all, vec![sample(0, 1.0), sample(1, 2.0)]);
+        live.update(&[sample(1, 5.0)]);
+        let (v2, changed) = live.changed_since(v1);
+        assert_eq!(changed, vec![sample(1, 5.0)]);
+        assert!(live.changed_since(v2).1.is_empty());
+    }
+}
