@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 /// The broker could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("cannot listen for MQTT on {addr}: {source} (is another broker running? choose another address with --mqtt-listen)")]
+    #[error(
+        "cannot listen for MQTT on {addr}: {source} (is another broker running? choose another address with --mqtt-listen)"
+    )]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -22,10 +24,12 @@ pub enum BrokerError {
 pub fn start(listen: SocketAddr) -> Result<(), BrokerError> {
     // rumqttd binds inside its own thread and only logs a failure there; bind once here so a
     // taken port is a clear error at start rather than a silent broker-less appliance.
-    drop(std::net::TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
-        addr: listen,
-        source,
-    })?);
+    drop(
+        std::net::TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
+            addr: listen,
+            source,
+        })?,
+    );
     let connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 5000,
         // A 10,000-metric DBIRTH is well under 1 MiB; allow room for big templates later.

@@ -20,7 +20,11 @@ use tokio::sync::{mpsc, watch};
 use uns_model::{Model, Store, TagId};
 
 #[derive(Debug, Parser)]
-#[command(name = "sparkedge", version, about = "Industrial edge appliance: PLC tags to Sparkplug 3.0 and a Unified Namespace")]
+#[command(
+    name = "sparkedge",
+    version,
+    about = "Industrial edge appliance: PLC tags to Sparkplug 3.0 and a Unified Namespace"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -117,11 +121,17 @@ fn export(file: Option<&Path>, data_dir: &Path) -> Result<(), String> {
     let model = open_store(data_dir)?
         .load_model()
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} holds no model yet: run `sparkedge demo` or `sparkedge import FILE` first", data_dir.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "{} holds no model yet: run `sparkedge demo` or `sparkedge import FILE` first",
+                data_dir.display()
+            )
+        })?;
     let text = uns_model::file::to_toml(&model);
     match file {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
         None => {
             print!("{text}");
             Ok(())
@@ -185,7 +195,13 @@ async fn run(
         .tags
         .iter()
         .map(|t| {
-            southbound::DeviceId(model.devices.iter().position(|d| d.name == t.device).unwrap_or(usize::MAX))
+            southbound::DeviceId(
+                model
+                    .devices
+                    .iter()
+                    .position(|d| d.name == t.device)
+                    .unwrap_or(usize::MAX),
+            )
         })
         .collect();
     let drivers = model
@@ -262,7 +278,9 @@ async fn run(
     println!("  MQTT       {mqtt_address}  (Sparkplug group {group_id}, edge node {edge_node_id})");
     println!("  data       {}", data_dir.display());
     println!("  watch UNS  mosquitto_sub -h {mqtt_host} -p {port} -v -t '{enterprise}/#'");
-    println!("  Sparkplug  mosquitto_sub -h {mqtt_host} -p {port} -t 'spBv1.0/#' -F '%t (%l bytes)'");
+    println!(
+        "  Sparkplug  mosquitto_sub -h {mqtt_host} -p {port} -t 'spBv1.0/#' -F '%t (%l bytes)'"
+    );
     println!("Press Ctrl-C to stop.");
 
     let signal = signals.recv().await;
@@ -274,7 +292,10 @@ async fn run(
         let _ = uns.await;
         let _ = web.await;
     };
-    if tokio::time::timeout(Duration::from_secs(10), stopping).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown took longer than 10 s; exiting anyway");
     }
     Ok(())

@@ -38,7 +38,10 @@ pub struct MetricMap {
 }
 
 /// Builds the session configuration from the model, with names from [`uns_model::tag_names`].
-pub fn session_config(model: &Model, primary_host_id: Option<String>) -> (SessionConfig, MetricMap) {
+pub fn session_config(
+    model: &Model,
+    primary_host_id: Option<String>,
+) -> (SessionConfig, MetricMap) {
     let mut map = MetricMap {
         by_tag: vec![None; model.tags.len()],
         tags: Vec::new(),
@@ -48,7 +51,12 @@ pub fn session_config(model: &Model, primary_host_id: Option<String>) -> (Sessio
     for (d, device) in model.devices.iter().enumerate().filter(|(_, d)| d.enabled) {
         let mut metrics = Vec::new();
         let mut tags = Vec::new();
-        for (t, tag) in model.tags.iter().enumerate().filter(|(_, t)| t.device == device.name) {
+        for (t, tag) in model
+            .tags
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.device == device.name)
+        {
             map.by_tag[t] = Some((devices.len(), metrics.len()));
             tags.push(TagId(t as u32));
             metrics.push(MetricDef {
@@ -175,7 +183,10 @@ pub async fn run(
             Ok(b) => b,
             Err(e) => {
                 // Without a persisted bdSeq, hosts could match a stale death to our birth.
-                tracing::error!("cannot persist bdSeq, not connecting to {}: {e}", server.name);
+                tracing::error!(
+                    "cannot persist bdSeq, not connecting to {}: {e}",
+                    server.name
+                );
                 if wait_or_shutdown(&mut shutdown, Duration::from_secs(5)).await {
                     return;
                 }
@@ -187,14 +198,25 @@ pub async fn run(
         options.set_keep_alive(Duration::from_secs(15));
         options.set_clean_session(true);
         options.set_max_packet_size(4 << 20, 4 << 20);
-        options.set_last_will(LastWill::new(will.topic, will.payload, qos(will.qos), will.retain));
+        options.set_last_will(LastWill::new(
+            will.topic,
+            will.payload,
+            qos(will.qos),
+            will.retain,
+        ));
         // A fresh client per connection: rumqttc would otherwise replay requests queued for
         // the old connection before our NBIRTH.
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         eventloop.network_options.set_tcp_nodelay(true);
         tracing::info!(server = %server.name, bd_seq, "connecting Sparkplug session");
         let ended = node
-            .connection(&client, &mut eventloop, &mailbox, &mut shutdown, &mut backoff)
+            .connection(
+                &client,
+                &mut eventloop,
+                &mailbox,
+                &mut shutdown,
+                &mut backoff,
+            )
             .await;
         node.session.disconnected();
         match ended {
@@ -227,7 +249,11 @@ async fn next_bd_seq(store: &Arc<Mutex<Store>>, server: &str) -> Result<u8, uns_
         Ok(next)
     })
     .await
-    .unwrap_or_else(|e| Err(uns_model::StoreError::Corrupt(format!("bdSeq task failed: {e}"))))
+    .unwrap_or_else(|e| {
+        Err(uns_model::StoreError::Corrupt(format!(
+            "bdSeq task failed: {e}"
+        )))
+    })
 }
 
 struct Node {
@@ -288,7 +314,11 @@ impl Node {
                     Output::Write(w) => {
                         let tag = self.map.tags[w.device][w.metric];
                         if let Some(value) = tag_value(w.value) {
-                            let cmd = WriteCommand { tag, value, reply: None };
+                            let cmd = WriteCommand {
+                                tag,
+                                value,
+                                reply: None,
+                            };
                             if let Err(e) = self.writes.try_send(cmd) {
                                 tracing::warn!("DCMD write to tag {} dropped: {e}", tag.0);
                             }
@@ -367,8 +397,5 @@ fn publish(client: &AsyncClient, p: Publish) -> Result<(), rumqttc::ClientError>
 /// Drives the event loop until it has sent what is queued (the connection closes after a
 /// DISCONNECT) or `limit` passes.
 async fn flush(eventloop: &mut EventLoop, limit: Duration) {
-    let _ = tokio::time::timeout(limit, async {
-        while eventloop.poll().await.is_ok() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(limit, async { while eventloop.poll().await.is_ok() {} }).await;
 }

@@ -1,1 +1,211 @@
-//! placeholder
+//! Helpers for tests across process and socket boundaries: start the real `sparkedge`
+//! binary on free loopback ports, and observe it over MQTT as a Sparkplug Host Application
+//! and a UNS subscriber would.
+//!
+//! Every wait has a deadline; nothing sleeps to synchronise.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+/// How long any single expected event may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The `sparkedge` binary of this workspace, built if it is not there yet.
+pub fn sparkedge_binary() -> PathBuf {
+    // Test executables live in target/<profile>/deps; the binary in target/<profile>.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let binary = profile_dir.join("sparkedge");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "appliance", "--bin", "sparkedge"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of sparkedge failed");
+    }
+    binary
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read back, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// A running `sparkedge demo`; killed when dropped if the test did not stop it.
+#[derive(Debug)]
+pub struct Appliance {
+    pub child: Child,
+    pub mqtt_port: u16,
+    pub web_port: u16,
+}
+
+impl Appliance {
+    /// Starts `sparkedge demo` with `data_dir` on free ports, plus `extra` arguments.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Appliance {
+        let (mqtt_port, web_port) = (free_port(), free_port());
+        let child = Command::new(sparkedge_binary())
+            .arg("demo")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
+            .args(["--web-listen", &format!("127.0.0.1:{web_port}")])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sparkedge");
+        Appliance {
+            child,
+            mqtt_port,
+            web_port,
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for sparkedge") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sparkedge did not exit within {DEADLINE:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20)); // polling a child's exit, not synchronising
+        }
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One received MQTT publish.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// An MQTT client whose received publishes arrive on a channel.
+#[derive(Debug)]
+pub struct Observer {
+    pub client: AsyncClient,
+    messages: mpsc::UnboundedReceiver<Message>,
+    subacks: mpsc::UnboundedReceiver<()>,
+}
+
+impl Observer {
+    /// Connects to the broker at 127.0.0.1:`port`, retrying until it answers (it may still be
+    /// starting), with an optional Will.
+    pub async fn connect(port: u16, client_id: &str, will: Option<LastWill>) -> Observer {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+            options.set_keep_alive(Duration::from_secs(5));
+            options.set_max_packet_size(4 << 20, 4 << 20);
+            if let Some(will) = will.clone() {
+                options.set_last_will(will);
+            }
+            let (client, mut eventloop) = AsyncClient::new(options, 100);
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let (tx, messages) = mpsc::unbounded_channel();
+                    let (sub_tx, subacks) = mpsc::unbounded_channel();
+                    tokio::spawn(async move {
+                        while let Ok(event) = eventloop.poll().await {
+                            match event {
+                                Event::Incoming(Packet::Publish(p)) => {
+                                    let _ = tx.send(Message {
+                                        topic: p.topic.clone(),
+                                        payload: p.payload.to_vec(),
+                                        retain: p.retain,
+                                    });
+                                }
+                                Event::Incoming(Packet::SubAck(_)) => {
+                                    let _ = sub_tx.send(());
+                                }
+                                _ => {}
+                            }
+                        }
+                    });
+                    return Observer {
+                        client,
+                        messages,
+                        subacks,
+                    };
+                }
+                _ if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await; // retry pacing while the broker starts
+                }
+                other => panic!("cannot connect to the broker on port {port}: {other:?}"),
+            }
+        }
+    }
+
+    /// Subscribes at QoS 1 and waits for the SUBACK.
+    pub async fn subscribe(&mut self, filter: &str) {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("queue SUBSCRIBE");
+        tokio::time::timeout(DEADLINE, self.subacks.recv())
+            .await
+            .expect("SUBACK within the deadline")
+            .expect("observer connection open");
+    }
+
+    /// The next message whose topic satisfies `filter`, skipping others.
+    pub async fn next_where(&mut self, what: &str, filter: impl Fn(&Message) -> bool) -> Message {
+        let wait = async {
+            loop {
+                let m = self
+                    .messages
+                    .recv()
+                    .await
+                    .expect("observer connection open");
+                if filter(&m) {
+                    return m;
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {DEADLINE:?}"))
+    }
+
+    /// The next message, whatever its topic.
+    pub async fn next(&mut self, what: &str) -> Message {
+        self.next_where(what, |_| true).await
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}

@@ -1,0 +1,192 @@
+//! The walking skeleton end to end: `sparkedge demo` as a separate process, observed over
+//! TCP by a Sparkplug Primary Host Application and by a UNS subscriber.
+
+use prost::Message as _;
+use rumqttc::{LastWill, QoS};
+use sparkplug::proto::Payload;
+use sparkplug::proto::payload::metric::Value as Field;
+use system_tests::{Appliance, Message, Observer, now_ms};
+
+const HOST_ID: &str = "test-host";
+const NODE: &str = "spBv1.0/plant-a/NBIRTH/sparkedge";
+const DEATH: &str = "spBv1.0/plant-a/NDEATH/sparkedge";
+const DBIRTH: &str = "spBv1.0/plant-a/DBIRTH/sparkedge/demo-plc";
+const DDATA: &str = "spBv1.0/plant-a/DDATA/sparkedge/demo-plc";
+const DCMD: &str = "spBv1.0/plant-a/DCMD/sparkedge/demo-plc";
+/// The demo tags, as the README documents them.
+const UNS_TAGS: [(&str, &str); 6] = [
+    ("temperature", "float32"),
+    ("level", "int32"),
+    ("running", "bool"),
+    ("bottles", "uint32"),
+    ("state", "string"),
+    ("setpoint", "float32"),
+];
+
+fn decode(m: &Message) -> Payload {
+    Payload::decode(m.payload.as_slice())
+        .unwrap_or_else(|e| panic!("{} is not a Sparkplug B payload: {e}", m.topic))
+}
+
+fn bd_seq(p: &Payload) -> i64 {
+    let m = p
+        .metrics
+        .iter()
+        .find(|m| m.name.as_deref() == Some("bdSeq"))
+        .expect("bdSeq metric");
+    assert_eq!(m.datatype, Some(4), "bdSeq must be Int64");
+    match m.value {
+        Some(Field::LongValue(v)) => v as i64,
+        ref other => panic!("bdSeq must be in long_value, got {other:?}"),
+    }
+}
+
+/// Connects a Primary Host named HOST_ID, subscribes to the edge node's group and announces
+/// itself online, which is what lets the node publish its births.
+async fn primary_host(port: u16) -> Observer {
+    let state = |online: bool| format!(r#"{{"online":{online},"timestamp":{}}}"#, now_ms());
+    let will = LastWill::new(
+        format!("spBv1.0/STATE/{HOST_ID}"),
+        state(false),
+        QoS::AtLeastOnce,
+        true,
+    );
+    let mut host = Observer::connect(port, HOST_ID, Some(will)).await;
+    host.subscribe("spBv1.0/plant-a/#").await;
+    host.client
+        .publish(
+            format!("spBv1.0/STATE/{HOST_ID}"),
+            QoS::AtLeastOnce,
+            true,
+            state(true),
+        )
+        .await
+        .expect("publish STATE");
+    host
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
+    let mut host = primary_host(app.mqtt_port).await;
+
+    // NBIRTH is the first thing the node publishes in its session.
+    let nbirth = host.next("NBIRTH").await;
+    assert_eq!(nbirth.topic, NODE);
+    assert!(!nbirth.retain, "births are not retained");
+    let nbirth = decode(&nbirth);
+    assert_eq!(nbirth.seq, Some(0), "NBIRTH seq present and 0");
+    assert!(nbirth.timestamp.is_some());
+    let first_bd_seq = bd_seq(&nbirth);
+    let rebirth = nbirth
+        .metrics
+        .iter()
+        .find(|m| m.name.as_deref() == Some("Node Control/Rebirth"))
+        .expect("Node Control/Rebirth in NBIRTH");
+    assert_eq!(rebirth.datatype, Some(11), "Rebirth is Boolean");
+    assert_eq!(rebirth.alias, None, "Rebirth has no alias");
+    assert_eq!(rebirth.value, Some(Field::BooleanValue(false)));
+
+    // DBIRTH next, with every demo tag named, typed and timestamped.
+    let dbirth = host.next("DBIRTH").await;
+    assert_eq!(dbirth.topic, DBIRTH);
+    let dbirth = decode(&dbirth);
+    assert_eq!(dbirth.seq, Some(1));
+    assert_eq!(dbirth.metrics.len(), UNS_TAGS.len());
+    for m in &dbirth.metrics {
+        assert!(
+            m.name.is_some() && m.alias.is_some() && m.datatype.is_some(),
+            "{m:?}"
+        );
+        assert!(m.timestamp.is_some(), "{m:?}");
+    }
+    let setpoint = dbirth
+        .metrics
+        .iter()
+        .find(|m| m.name.as_deref() == Some("packaging/line3/filler/setpoint"))
+        .expect("setpoint metric");
+    let setpoint_alias = setpoint.alias;
+
+    // DDATA by exception: seq continues mod 256, every metric carries alias and timestamp.
+    let mut seq = 1u64;
+    for _ in 0..3 {
+        let m = host.next("DDATA").await;
+        assert_eq!(
+            m.topic, DDATA,
+            "only DDATA is expected between births and shutdown"
+        );
+        let p = decode(&m);
+        assert_eq!(p.seq, Some((seq + 1) % 256));
+        seq = p.seq.unwrap_or_default();
+        assert!(!p.metrics.is_empty());
+        for metric in &p.metrics {
+            assert!(metric.timestamp.is_some(), "{metric:?}");
+            assert!(
+                metric.alias.is_some() && metric.name.is_none(),
+                "{metric:?}"
+            );
+        }
+    }
+
+    // A DCMD write by name lands in the device and comes back as DDATA.
+    let dcmd = Payload {
+        timestamp: Some(now_ms()),
+        metrics: vec![sparkplug::proto::payload::Metric {
+            name: Some("packaging/line3/filler/setpoint".into()),
+            value: Some(Field::FloatValue(42.5)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    host.client
+        .publish(DCMD, QoS::AtMostOnce, false, dcmd.encode_to_vec())
+        .await
+        .expect("publish DCMD");
+    host.next_where("DDATA with the written setpoint", |m| {
+        m.topic == DDATA
+            && decode(m)
+                .metrics
+                .iter()
+                .any(|x| x.alias == setpoint_alias && x.value == Some(Field::FloatValue(42.5)))
+    })
+    .await;
+
+    // A late UNS subscriber gets one retained JSON message per demo tag.
+    let mut uns = Observer::connect(app.mqtt_port, "uns-reader", None).await;
+    uns.subscribe("acme/#").await;
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < UNS_TAGS.len() {
+        let m = uns.next_where("retained UNS message", |m| m.retain).await;
+        let json: serde_json::Value = serde_json::from_slice(&m.payload)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", m.topic));
+        seen.insert(m.topic.clone(), json);
+    }
+    for (name, datatype) in UNS_TAGS {
+        let topic = format!("acme/plant-a/packaging/line3/filler/{name}");
+        let json = seen
+            .get(&topic)
+            .unwrap_or_else(|| panic!("no retained {topic}"));
+        assert!(!json["value"].is_null(), "{topic}: {json}");
+        assert!(json["timestamp"].as_u64().is_some(), "{topic}: {json}");
+        assert_eq!(json["quality"], "good", "{topic}: {json}");
+        assert_eq!(json["datatype"], datatype, "{topic}: {json}");
+    }
+    assert_eq!(
+        seen["acme/plant-a/packaging/line3/filler/setpoint"]["value"],
+        42.5
+    );
+
+    // SIGTERM: NDEATH with the NBIRTH's bdSeq, then a clean exit.
+    let status = app.terminate();
+    let death = host.next_where("NDEATH", |m| m.topic == DEATH).await;
+    assert_eq!(decode(&death).seq, None, "NDEATH has no seq");
+    assert_eq!(bd_seq(&decode(&death)), first_bd_seq);
+    assert!(status.success(), "sparkedge exited with {status}");
+
+    // The same data dir again: the next session uses bdSeq + 1.
+    let app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
+    let mut host = primary_host(app.mqtt_port).await;
+    let nbirth = host.next_where("second NBIRTH", |m| m.topic == NODE).await;
+    assert_eq!(bd_seq(&decode(&nbirth)), (first_bd_seq + 1) % 256);
+}
