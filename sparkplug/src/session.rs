@@ -127,6 +127,8 @@ struct MetricState {
     timestamp_ms: u64,
     /// The quality hosts last saw, so a return to good is announced explicitly.
     published_quality: Quality,
+    /// Already listed in the update batch being built.
+    in_batch: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -170,6 +172,7 @@ impl EdgeNodeSession {
                             quality: Quality::Bad,
                             timestamp_ms: 0,
                             published_quality: Quality::Good,
+                            in_batch: false,
                         }
                     })
                     .collect(),
@@ -272,8 +275,14 @@ impl EdgeNodeSession {
             m.value = u.value.clone();
             m.quality = u.quality;
             m.timestamp_ms = u.timestamp_ms;
-            if !changed[u.device].contains(&u.metric) {
+            if !m.in_batch {
+                m.in_batch = true;
                 changed[u.device].push(u.metric);
+            }
+        }
+        for (device, metrics) in changed.iter().enumerate() {
+            for &m in metrics {
+                self.devices[device].metrics[m].in_batch = false;
             }
         }
         if self.state != State::Online {
