@@ -271,6 +271,7 @@ impl Node {
         shutdown: &mut watch::Receiver<bool>,
         backoff: &mut Duration,
     ) -> Ended {
+        let mut was_online = false;
         loop {
             let outputs = tokio::select! {
                 event = eventloop.poll() => match event {
@@ -331,6 +332,15 @@ impl Node {
                         flush(eventloop, Duration::from_secs(2)).await;
                         return Ended::Reconnect;
                     }
+                }
+            }
+            if self.session.is_online() != was_online {
+                was_online = self.session.is_online();
+                if was_online {
+                    tracing::info!(
+                        bd_seq = self.session.bd_seq(),
+                        "Sparkplug session online: NBIRTH published"
+                    );
                 }
             }
         }

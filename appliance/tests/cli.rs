@@ -50,7 +50,11 @@ fn import_then_export_round_trips_and_a_bad_import_changes_nothing() {
 
     let out = sparkedge(&data, &["export"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("holds no model yet"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("holds no model yet"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let good = dir.path().join("good.toml");
     std::fs::write(&good, GOOD).expect("write good.toml");
@@ -76,7 +80,11 @@ fn import_then_export_round_trips_and_a_bad_import_changes_nothing() {
     assert!(err.contains("nothing changed"), "{err}");
     assert!(err.contains("tag[0]"), "{err}");
     let after = sparkedge(&data, &["export"]);
-    assert_eq!(text(&after.stdout), exported, "a failed import must not change the store");
+    assert_eq!(
+        text(&after.stdout),
+        exported,
+        "a failed import must not change the store"
+    );
 
     // Export to a file, and that file imports again to the same model.
     let file = dir.path().join("export.toml");

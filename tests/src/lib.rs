@@ -73,11 +73,8 @@ impl Appliance {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("child pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("send SIGTERM");
         let deadline = std::time::Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for sparkedge") {
