@@ -917,4 +917,45 @@ mod tests {
         assert!(publishes(&s.handle_message(topic, state(true, 199).as_bytes(), T0)).is_empty());
         assert!(!publishes(&s.handle_message(topic, state(true, 300).as_bytes(), T0)).is_empty());
     }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Commands come from the network: no bytes on any topic may panic the session.
+        #[test]
+        fn arbitrary_commands_never_panic(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            topic in "spBv1.0/plant-a/(NCMD/edge1|DCMD/edge1/plc1|DCMD/edge1/x|STATE/h|NCMD)",
+        ) {
+            let (mut s, _) = online(0);
+            let _ = s.handle_message(&topic, &bytes, T0);
+        }
+
+        /// Well-formed payloads with any mix of names, aliases and value fields: each metric
+        /// is either a write or a rejection with a reason, never a panic.
+        #[test]
+        fn arbitrary_metrics_are_written_or_rejected(
+            metrics in proptest::collection::vec((
+                proptest::option::of("line3/setpoint|line3/temperature|Node Control/Rebirth|x"),
+                proptest::option::of(0u64..5),
+                proptest::option::of(proptest::prop_oneof![
+                    proptest::num::u32::ANY.prop_map(metric::Value::IntValue),
+                    proptest::num::u64::ANY.prop_map(metric::Value::LongValue),
+                    proptest::num::f32::ANY.prop_map(metric::Value::FloatValue),
+                    proptest::bool::ANY.prop_map(metric::Value::BooleanValue),
+                    ".*".prop_map(metric::Value::StringValue),
+                ]),
+            ), 0..8),
+        ) {
+            let (mut s, _) = online(0);
+            let payload = command(metrics.iter().cloned().map(|(name, alias, value)| Metric {
+                name, alias, value, ..Metric::default()
+            }).collect());
+            let out = s.handle_message("spBv1.0/plant-a/DCMD/edge1/plc1", &payload, T0);
+            proptest::prop_assert_eq!(out.len(), metrics.len());
+            for o in out {
+                proptest::prop_assert!(matches!(o, Output::Write(_) | Output::CommandRejected(_)));
+            }
+        }
+    }
 }
