@@ -24,18 +24,30 @@ struct UnsTag {
     unit: Option<String>,
 }
 
+/// The JSON document of one sample, fields in the documented order.
+#[derive(serde::Serialize)]
+struct UnsPayload<'a> {
+    value: serde_json::Value,
+    timestamp: u64,
+    quality: &'static str,
+    datatype: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
+}
+
 /// The retained payload of one sample.
 fn payload(tag: &UnsTag, sample: &TagSample) -> Vec<u8> {
-    let mut doc = serde_json::json!({
-        "value": sample.value.as_ref().map_or(serde_json::Value::Null, |v| v.to_json()),
-        "timestamp": sample.timestamp_ms,
-        "quality": sample.quality.as_str(),
-        "datatype": tag.datatype,
-    });
-    if let Some(unit) = &tag.unit {
-        doc["unit"] = unit.as_str().into();
-    }
-    doc.to_string().into_bytes()
+    let doc = UnsPayload {
+        value: sample
+            .value
+            .as_ref()
+            .map_or(serde_json::Value::Null, |v| v.to_json()),
+        timestamp: sample.timestamp_ms,
+        quality: sample.quality.as_str(),
+        datatype: tag.datatype,
+        unit: tag.unit.as_deref(),
+    };
+    serde_json::to_vec(&doc).unwrap_or_default()
 }
 
 /// Publishes every change from `mailbox` until `shutdown` turns true.
@@ -128,11 +140,9 @@ mod tests {
             quality: Quality::Stale,
             timestamp_ms: 1_700_000_000_123,
         };
-        let json: serde_json::Value = serde_json::from_slice(&payload(&tag, &sample)).unwrap();
         assert_eq!(
-            json,
-            serde_json::json!({"value": 21.7, "timestamp": 1_700_000_000_123u64,
-                "quality": "stale", "datatype": "float32", "unit": "degC"})
+            String::from_utf8(payload(&tag, &sample)).unwrap(),
+            r#"{"value":21.7,"timestamp":1700000000123,"quality":"stale","datatype":"float32","unit":"degC"}"#
         );
     }
 }
