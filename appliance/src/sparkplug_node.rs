@@ -157,8 +157,18 @@ fn qos(q: sparkplug::QoS) -> rumqttc::QoS {
 enum Ended {
     /// The process is stopping; NDEATH was sent (or could not be).
     Shutdown,
-    /// Lost, or ended by the session (Primary Host offline): connect again.
-    Reconnect,
+    /// Lost, or ended by the session (Primary Host offline): connect again. `bd_seq_seen` is
+    /// false when the CONNECT carrying the Will never reached a broker.
+    Reconnect { bd_seq_seen: bool },
+}
+
+/// Whether a failed attempt ended before our CONNECT could reach a broker: the TCP connection
+/// itself failed. bdSeq counts CONNECT packets sent (spec §2.2), so such an attempt's bdSeq is
+/// used again rather than skipped.
+fn connect_never_sent(e: &rumqttc::ConnectionError) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e, rumqttc::ConnectionError::Io(io)
+        if matches!(io.kind(), ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable))
 }
 
 /// Runs the Edge Node session against one server until `shutdown` turns true, reconnecting
@@ -178,8 +188,13 @@ pub async fn run(
         writes,
     };
     let mut backoff = Duration::from_millis(200);
+    let mut unsent_bd_seq = None;
     loop {
-        let bd_seq = match next_bd_seq(&store, &server.name).await {
+        let next = match unsent_bd_seq.take() {
+            Some(b) => Ok(b),
+            None => next_bd_seq(&store, &server.name).await,
+        };
+        let bd_seq = match next {
             Ok(b) => b,
             Err(e) => {
                 // Without a persisted bdSeq, hosts could match a stale death to our birth.
@@ -221,7 +236,10 @@ pub async fn run(
         node.session.disconnected();
         match ended {
             Ended::Shutdown => return,
-            Ended::Reconnect => {
+            Ended::Reconnect { bd_seq_seen } => {
+                if !bd_seq_seen {
+                    unsent_bd_seq = Some(bd_seq);
+                }
                 if wait_or_shutdown(&mut shutdown, backoff).await {
                     return;
                 }
@@ -272,10 +290,12 @@ impl Node {
         backoff: &mut Duration,
     ) -> Ended {
         let mut was_online = false;
+        let mut connack = false;
         loop {
             let outputs = tokio::select! {
                 event = eventloop.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        connack = true;
                         *backoff = Duration::from_millis(200);
                         self.session.connected()
                     }
@@ -286,7 +306,7 @@ impl Node {
                     Ok(_) => Vec::new(),
                     Err(e) => {
                         tracing::warn!("Sparkplug connection lost: {e}");
-                        return Ended::Reconnect;
+                        return Ended::Reconnect { bd_seq_seen: connack || !connect_never_sent(&e) };
                     }
                 },
                 delivery = mailbox.take() => self.deliver(delivery),
@@ -300,7 +320,7 @@ impl Node {
                     Output::Publish(p) => {
                         if let Err(e) = publish(client, p) {
                             tracing::warn!("Sparkplug publish failed: {e}");
-                            return Ended::Reconnect;
+                            return Ended::Reconnect { bd_seq_seen: true };
                         }
                     }
                     Output::Subscribe(filters) => {
@@ -309,7 +329,7 @@ impl Node {
                             .map(|f| rumqttc::SubscribeFilter::new(f, rumqttc::QoS::AtLeastOnce));
                         if let Err(e) = client.try_subscribe_many(subs) {
                             tracing::warn!("Sparkplug subscribe failed: {e}");
-                            return Ended::Reconnect;
+                            return Ended::Reconnect { bd_seq_seen: true };
                         }
                     }
                     Output::Write(w) => {
@@ -330,7 +350,7 @@ impl Node {
                         let _ = client.try_disconnect();
                         // Let the NDEATH and DISCONNECT reach the socket before dropping it.
                         flush(eventloop, Duration::from_secs(2)).await;
-                        return Ended::Reconnect;
+                        return Ended::Reconnect { bd_seq_seen: true };
                     }
                 }
             }
@@ -408,4 +428,40 @@ fn publish(client: &AsyncClient, p: Publish) -> Result<(), rumqttc::ClientError>
 /// DISCONNECT) or `limit` passes.
 async fn flush(eventloop: &mut EventLoop, limit: Duration) {
     let _ = tokio::time::timeout(limit, async { while eventloop.poll().await.is_ok() {} }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn only_a_failed_tcp_connect_keeps_the_bdseq() {
+        let io = |kind| rumqttc::ConnectionError::Io(Error::from(kind));
+        assert!(connect_never_sent(&io(ErrorKind::ConnectionRefused)));
+        assert!(!connect_never_sent(&io(ErrorKind::ConnectionReset)));
+        assert!(!connect_never_sent(
+            &rumqttc::ConnectionError::NetworkTimeout
+        ));
+    }
+
+    #[test]
+    fn session_config_follows_the_naming_rule_and_skips_disabled_devices() {
+        let mut model = uns_model::file::demo_model();
+        let (config, map) = session_config(&model, None);
+        assert_eq!(
+            (config.group_id.as_str(), config.edge_node_id.as_str()),
+            ("plant-a", "sparkedge")
+        );
+        assert_eq!(config.devices[0].device_id, "demo-plc");
+        assert_eq!(
+            config.devices[0].metrics[0].name,
+            "packaging/line3/filler/temperature"
+        );
+        assert_eq!(map.tags[0].len(), model.tags.len());
+        model.devices[0].enabled = false;
+        let (config, map) = session_config(&model, None);
+        assert!(config.devices.is_empty());
+        assert!(map.by_tag.iter().all(Option::is_none));
+    }
 }
