@@ -92,6 +92,9 @@ impl Store {
         let conn = Connection::open(path)?;
         // WAL lets the web UI read while the appliance writes; the pragma returns the mode.
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        // Every commit reaches the disk before it returns: a bdSeq must be durable before the
+        // CONNECT that carries it, or a power cut could make the next start reuse it.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         Store::init(conn)
     }
 
