@@ -235,7 +235,8 @@ async fn run(
         live.clone(),
     ));
 
-    let (session, map) = sparkplug_node::session_config(&model, primary_host_id);
+    let known_aliases = store.sparkplug_aliases().map_err(|e| e.to_string())?;
+    let (session, map) = sparkplug_node::session_config(&model, primary_host_id, known_aliases);
     let group_id = session.group_id.clone();
     let edge_node_id = session.edge_node_id.clone();
     let server = sparkplug_node::ServerConfig {

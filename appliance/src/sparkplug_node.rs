@@ -2,6 +2,7 @@
 //! TCP) to one server, bdSeq persisted in the store before every CONNECT, samples from the
 //! hub turned into metric updates, and writes from DCMD handed to the hub.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,10 +38,12 @@ pub struct MetricMap {
     by_device: Vec<Option<usize>>,
 }
 
-/// Builds the session configuration from the model, with names from [`uns_model::tag_names`].
+/// Builds the session configuration from the model, with names from [`uns_model::tag_names`]
+/// and the aliases remembered from earlier runs.
 pub fn session_config(
     model: &Model,
     primary_host_id: Option<String>,
+    known_aliases: HashMap<(String, String), u64>,
 ) -> (SessionConfig, MetricMap) {
     let mut map = MetricMap {
         by_tag: vec![None; model.tags.len()],
@@ -73,14 +76,50 @@ pub fn session_config(
             metrics,
         });
     }
+    // The fastest poll among the devices, for hosts that show a node's scan rate. Read-only:
+    // periods are set per device in the model.
+    let scan_rate_ms = model
+        .devices
+        .iter()
+        .filter(|d| d.enabled)
+        .map(|d| match d.driver {
+            uns_model::DriverConfig::Simulator { period_ms } => i64::from(period_ms),
+        })
+        .min()
+        .unwrap_or(0);
     let config = SessionConfig {
         group_id: model.sparkplug_group_id().to_owned(),
         edge_node_id: model.sparkplug.edge_node_id.clone(),
         devices,
         rebirth_debounce_ms: 2000,
         primary_host_id,
+        server_count: 1,
+        node_metrics: vec![
+            (
+                "Node Control/Scan Rate".into(),
+                MetricValue::Int64(scan_rate_ms),
+            ),
+            (
+                "Properties/Software".into(),
+                MetricValue::String(format!("sparkedge {}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ("Properties/OS".into(), MetricValue::String(os_name())),
+        ],
+        known_aliases,
     };
     (config, map)
+}
+
+/// The operating system as /etc/os-release names it, e.g. "Debian GNU/Linux 12 (bookworm)".
+fn os_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::OS.to_owned())
 }
 
 pub fn sparkplug_type(t: uns_model::DataType) -> DataType {
@@ -187,6 +226,20 @@ pub async fn run(
         map,
         writes,
     };
+    let aliases = node.session.aliases();
+    let saved = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .save_sparkplug_aliases(&aliases)
+        })
+        .await
+    };
+    if !matches!(saved, Ok(Ok(()))) {
+        tracing::warn!("Sparkplug aliases not saved; hosts may see new aliases after a restart");
+    }
     let mut backoff = Duration::from_millis(200);
     let mut unsent_bd_seq = None;
     loop {
@@ -208,7 +261,7 @@ pub async fn run(
                 continue;
             }
         };
-        let will = node.session.connect(bd_seq, now_ms());
+        let will = node.session.connect(bd_seq, 0, now_ms());
         let mut options = MqttOptions::new(&server.client_id, &server.host, server.port);
         options.set_keep_alive(Duration::from_secs(15));
         options.set_clean_session(true);
@@ -346,7 +399,8 @@ impl Node {
                         }
                     }
                     Output::CommandRejected(why) => tracing::warn!("command ignored: {why}"),
-                    Output::Reconnect => {
+                    // One server for now: "next" is the same one.
+                    Output::Reconnect { next_server: _ } => {
                         let _ = client.try_disconnect();
                         // Let the NDEATH and DISCONNECT reach the socket before dropping it.
                         flush(eventloop, Duration::from_secs(2)).await;
@@ -448,7 +502,7 @@ mod tests {
     #[test]
     fn session_config_follows_the_naming_rule_and_skips_disabled_devices() {
         let mut model = uns_model::file::demo_model();
-        let (config, map) = session_config(&model, None);
+        let (config, map) = session_config(&model, None, HashMap::new());
         assert_eq!(
             (config.group_id.as_str(), config.edge_node_id.as_str()),
             ("plant-a", "sparkedge")
@@ -460,7 +514,7 @@ mod tests {
         );
         assert_eq!(map.tags[0].len(), model.tags.len());
         model.devices[0].enabled = false;
-        let (config, map) = session_config(&model, None);
+        let (config, map) = session_config(&model, None, HashMap::new());
         assert!(config.devices.is_empty());
         assert!(map.by_tag.iter().all(Option::is_none));
     }

@@ -28,10 +28,9 @@ fn online_session() -> EdgeNodeSession {
             device_id: "plc".into(),
             metrics,
         }],
-        rebirth_debounce_ms: 0,
-        primary_host_id: None,
+        ..SessionConfig::default()
     });
-    s.connect(0, T0);
+    s.connect(0, 0, T0);
     s.connected();
     s.subscribed(T0);
     s.update(&updates(0), T0);

@@ -17,6 +17,8 @@
 //! bdSeq is chosen by the caller, which persists it (the session has no storage); seq is one
 //! counter for every node and device message, reset to 0 by each NBIRTH.
 
+use std::collections::{HashMap, HashSet};
+
 use prost::Message;
 
 use crate::proto::Payload;
@@ -28,9 +30,11 @@ use crate::value::{DataType, MetricValue, Quality};
 pub const REBIRTH: &str = "Node Control/Rebirth";
 /// The birth/death sequence metric of NBIRTH and NDEATH.
 pub const BD_SEQ: &str = "bdSeq";
+/// Asks the node to end its session and connect to the next MQTT server in its list.
+pub const NEXT_SERVER: &str = "Node Control/Next Server";
 
 /// What the session needs to know about this Edge Node.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SessionConfig {
     pub group_id: String,
     pub edge_node_id: String,
@@ -41,6 +45,15 @@ pub struct SessionConfig {
     /// The Primary Host Application to wait for (spec §2.5): births only while its STATE
     /// says online, and NDEATH plus a reconnect when it goes offline.
     pub primary_host_id: Option<String>,
+    /// How many MQTT servers the caller walks between. With more than one, a Primary Host
+    /// that is offline before the births sends the node to the next server (spec §2.5).
+    pub server_count: usize,
+    /// Read-only node-level metrics for the NBIRTH, such as `Properties/OS` or
+    /// `Node Control/Scan Rate`.
+    pub node_metrics: Vec<(String, MetricValue)>,
+    /// Aliases given before to (device id, metric name), e.g. by an earlier run, so hosts see
+    /// the same alias for the same metric across restarts. Unknown metrics get new ones.
+    pub known_aliases: HashMap<(String, String), u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -105,8 +118,11 @@ pub enum Output {
     /// A command was ignored; the reason is for the log.
     CommandRejected(String),
     /// Close the MQTT connection (after sending the publishes before this output) and start
-    /// a new session: the Primary Host went offline.
-    Reconnect,
+    /// a new session, on the next server of the list when `next_server` is set: the Primary
+    /// Host went offline, or a host sent `Node Control/Next Server`.
+    Reconnect {
+        next_server: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +153,19 @@ struct DeviceState {
     metrics: Vec<MetricState>,
 }
 
+impl MetricState {
+    fn new(alias: u64) -> MetricState {
+        MetricState {
+            alias,
+            value: None,
+            quality: Quality::Bad,
+            timestamp_ms: 0,
+            published_quality: Quality::Good,
+            in_batch: false,
+        }
+    }
+}
+
 /// One Edge Node's Sparkplug session on one MQTT server.
 #[derive(Debug)]
 pub struct EdgeNodeSession {
@@ -145,48 +174,174 @@ pub struct EdgeNodeSession {
     bd_seq: u8,
     seq: u8,
     last_birth_ms: u64,
-    /// Timestamp of the last Primary Host STATE accepted; kept across reconnects so that a
-    /// stale STATE (e.g. an old Will delivered late) is recognised.
-    host_state_timestamp: Option<u64>,
+    /// Per MQTT server, the timestamp of the last Primary Host STATE accepted there; kept
+    /// across reconnects so that a stale STATE (e.g. an old Will delivered late) is recognised.
+    host_state_timestamps: HashMap<usize, u64>,
+    /// The server of the current MQTT session (index in the caller's list).
+    server: usize,
     devices: Vec<DeviceState>,
+    /// Aliases are never reused within a process, even for removed metrics.
+    next_alias: u64,
 }
 
 impl EdgeNodeSession {
-    /// Aliases are numbered from 1 across all devices in configuration order, so they are
-    /// unique within the node and stable across rebirths of the same configuration.
+    /// Aliases come from [`SessionConfig::known_aliases`] where known, else are numbered
+    /// after the highest one in use, so they are unique within the node and stable across
+    /// rebirths and (when the caller persists [`EdgeNodeSession::aliases`]) restarts.
     pub fn new(config: SessionConfig) -> EdgeNodeSession {
-        let mut next_alias = 1;
-        let devices = config
-            .devices
-            .iter()
-            .map(|d| DeviceState {
-                online: false,
-                metrics: d
-                    .metrics
-                    .iter()
-                    .map(|_| {
-                        next_alias += 1;
-                        MetricState {
-                            alias: next_alias - 1,
-                            value: None,
-                            quality: Quality::Bad,
-                            timestamp_ms: 0,
-                            published_quality: Quality::Good,
-                            in_batch: false,
-                        }
-                    })
-                    .collect(),
-            })
-            .collect();
-        EdgeNodeSession {
-            config,
+        let mut session = EdgeNodeSession {
+            config: SessionConfig::default(),
             state: State::Disconnected,
             bd_seq: 0,
             seq: 0,
             last_birth_ms: 0,
-            host_state_timestamp: None,
-            devices,
+            host_state_timestamps: HashMap::new(),
+            server: 0,
+            devices: Vec::new(),
+            next_alias: 1,
+        };
+        session.devices = session.device_states(&config, &[]);
+        session.config = config;
+        session
+    }
+
+    /// Device states for `config`. A metric that the current configuration already has (same
+    /// device id, name and datatype) keeps its alias and value, and a device its online state;
+    /// `old` holds the current states.
+    fn device_states(&mut self, config: &SessionConfig, old: &[DeviceState]) -> Vec<DeviceState> {
+        let current = |device_id: &str| {
+            self.config
+                .devices
+                .iter()
+                .position(|d| d.device_id == device_id)
+                .and_then(|d| Some((&self.config.devices[d], old.get(d)?)))
+        };
+        let mut kept: Vec<Vec<Option<MetricState>>> = config
+            .devices
+            .iter()
+            .map(|d| {
+                d.metrics
+                    .iter()
+                    .map(|def| {
+                        let (cur_def, cur) = current(&d.device_id)?;
+                        let m = cur_def
+                            .metrics
+                            .iter()
+                            .position(|m| m.name == def.name && m.datatype == def.datatype)?;
+                        cur.metrics.get(m).cloned()
+                    })
+                    .collect()
+            })
+            .collect();
+        let online: Vec<bool> = config
+            .devices
+            .iter()
+            .map(|d| current(&d.device_id).is_some_and(|(_, s)| s.online))
+            .collect();
+        let mut used: HashSet<u64> = kept.iter().flatten().flatten().map(|m| m.alias).collect();
+        // Known aliases next, unless a kept metric already holds them.
+        for (d, device) in config.devices.iter().enumerate() {
+            for (m, def) in device.metrics.iter().enumerate() {
+                if kept[d][m].is_none()
+                    && let Some(&alias) = config
+                        .known_aliases
+                        .get(&(device.device_id.clone(), def.name.clone()))
+                    && used.insert(alias)
+                {
+                    kept[d][m] = Some(MetricState::new(alias));
+                }
+            }
         }
+        self.next_alias = self.next_alias.max(used.iter().max().map_or(1, |a| a + 1));
+        kept.into_iter()
+            .zip(online)
+            .map(|(metrics, online)| DeviceState {
+                online,
+                metrics: metrics
+                    .into_iter()
+                    .map(|m| {
+                        m.unwrap_or_else(|| {
+                            self.next_alias += 1;
+                            MetricState::new(self.next_alias - 1)
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Every (device id, metric name, alias) of the current configuration, for the caller to
+    /// persist and pass back as [`SessionConfig::known_aliases`] on the next start.
+    pub fn aliases(&self) -> Vec<(String, String, u64)> {
+        self.config
+            .devices
+            .iter()
+            .zip(&self.devices)
+            .flat_map(|(def, state)| {
+                def.metrics
+                    .iter()
+                    .zip(&state.metrics)
+                    .map(|(m, s)| (def.device_id.clone(), m.name.clone(), s.alias))
+            })
+            .collect()
+    }
+
+    /// Replaces the node's metric set at run time (tags added, removed or changed) and
+    /// returns what the spec requires: a full rebirth when node-level metrics changed;
+    /// otherwise DDEATH for each removed online device, and DDEATH + DBIRTH for each online
+    /// device whose metrics changed. Values and aliases of unchanged metrics carry over; new
+    /// devices start offline until [`EdgeNodeSession::device_online`].
+    pub fn reconfigure(&mut self, config: SessionConfig, now_ms: u64) -> Vec<Output> {
+        let old_states = std::mem::take(&mut self.devices);
+        self.devices = self.device_states(&config, &old_states);
+        let old = std::mem::replace(&mut self.config, config);
+        if self.state != State::Online {
+            return Vec::new();
+        }
+        let node_changed = old.node_metrics.len() != self.config.node_metrics.len()
+            || old
+                .node_metrics
+                .iter()
+                .zip(&self.config.node_metrics)
+                .any(|((a, av), (b, bv))| a != b || av.datatype() != bv.datatype());
+        if node_changed {
+            return self.births(now_ms);
+        }
+        let mut out = Vec::new();
+        for (d, def) in old.devices.iter().enumerate() {
+            let was_online = old_states.get(d).is_some_and(|s| s.online);
+            if was_online
+                && !self
+                    .config
+                    .devices
+                    .iter()
+                    .any(|n| n.device_id == def.device_id)
+            {
+                let topic = Topic::device(
+                    &old.group_id,
+                    MessageType::DDeath,
+                    &old.edge_node_id,
+                    &def.device_id,
+                );
+                out.push(self.sequenced(topic, Vec::new(), now_ms));
+            }
+        }
+        for d in 0..self.config.devices.len() {
+            let def = &self.config.devices[d];
+            let Some(before) = old.devices.iter().find(|o| o.device_id == def.device_id) else {
+                continue;
+            };
+            let same = before.metrics.len() == def.metrics.len()
+                && before.metrics.iter().zip(&def.metrics).all(|(a, b)| {
+                    (&a.name, a.datatype, &a.unit, a.writable)
+                        == (&b.name, b.datatype, &b.unit, b.writable)
+                });
+            if !same && self.devices[d].online {
+                out.push(self.device_message(MessageType::DDeath, d, Vec::new(), now_ms));
+                out.push(self.dbirth(d, now_ms));
+            }
+        }
+        out
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -204,9 +359,11 @@ impl EdgeNodeSession {
     }
 
     /// Starts a new MQTT session with `bd_seq` (the caller increments and persists it for
-    /// every CONNECT it sends). Returns the Will to put in the CONNECT packet.
-    pub fn connect(&mut self, bd_seq: u8, now_ms: u64) -> Publish {
+    /// every CONNECT it sends) on server `server` of its list. Returns the Will to put in
+    /// the CONNECT packet.
+    pub fn connect(&mut self, bd_seq: u8, server: usize, now_ms: u64) -> Publish {
         self.bd_seq = bd_seq;
+        self.server = server;
         self.state = State::Connecting;
         self.ndeath(now_ms)
     }
@@ -366,28 +523,37 @@ impl EdgeNodeSession {
                 "{topic}: STATE needs a boolean \"online\" and an integer \"timestamp\", got {state}"
             ))];
         };
-        if self
-            .host_state_timestamp
-            .is_some_and(|last| timestamp < last)
+        if let Some(&last) = self.host_state_timestamps.get(&self.server)
+            && timestamp < last
         {
             return vec![Output::CommandRejected(format!(
-                "{topic}: stale STATE ignored (timestamp {timestamp} is older than {})",
-                self.host_state_timestamp.unwrap_or_default()
+                "{topic}: stale STATE ignored (timestamp {timestamp} is older than {last})"
             ))];
         }
-        self.host_state_timestamp = Some(timestamp);
+        self.host_state_timestamps.insert(self.server, timestamp);
         match (online, self.state) {
             (true, State::WaitingForHost) => {
                 self.state = State::Online;
                 self.births(now_ms)
             }
-            (false, State::Online) => {
-                let death = self.ndeath(now_ms);
+            (false, State::Online) => self.end_session(now_ms),
+            // Not born yet: with other servers to try, go and find the host there.
+            (false, State::WaitingForHost) if self.config.server_count > 1 => {
                 self.state = State::Disconnected;
-                vec![Output::Publish(death), Output::Reconnect]
+                vec![Output::Reconnect { next_server: true }]
             }
             _ => Vec::new(),
         }
+    }
+
+    /// NDEATH, then off to the next server.
+    fn end_session(&mut self, now_ms: u64) -> Vec<Output> {
+        let death = self.ndeath(now_ms);
+        self.state = State::Disconnected;
+        vec![
+            Output::Publish(death),
+            Output::Reconnect { next_server: true },
+        ]
     }
 
     fn node_command(&mut self, topic: &str, payload: &Payload, now_ms: u64) -> Vec<Output> {
@@ -412,6 +578,17 @@ impl EdgeNodeSession {
                     }
                 }
                 (Some(REBIRTH), _) => {} // false (or no value) is not a request
+                (Some(NEXT_SERVER), Some(metric::Value::BooleanValue(true))) => {
+                    if self.state == State::Online {
+                        out.extend(self.end_session(now_ms));
+                        return out;
+                    }
+                }
+                (Some(NEXT_SERVER), _) => {}
+                (Some(name), _) if self.config.node_metrics.iter().any(|(n, _)| n == name) => out
+                    .push(Output::CommandRejected(format!(
+                        "{topic}: node metric {name:?} is read-only"
+                    ))),
                 (name, _) => out.push(Output::CommandRejected(format!(
                     "{topic}: unknown node metric {:?} (alias {:?})",
                     name.unwrap_or(""),
@@ -501,7 +678,22 @@ impl EdgeNodeSession {
                 value: Some(metric::Value::BooleanValue(false)),
                 ..Metric::default()
             },
+            Metric {
+                name: Some(NEXT_SERVER.to_owned()),
+                timestamp: Some(now_ms),
+                datatype: Some(DataType::Boolean.code()),
+                value: Some(metric::Value::BooleanValue(false)),
+                ..Metric::default()
+            },
         ];
+        let node_metrics = self.config.node_metrics.iter().map(|(name, value)| Metric {
+            name: Some(name.clone()),
+            timestamp: Some(now_ms),
+            datatype: Some(value.datatype().code()),
+            value: Some(value.to_field()),
+            ..Metric::default()
+        });
+        let metrics = metrics.into_iter().chain(node_metrics).collect();
         let topic = Topic::node(
             &self.config.group_id,
             MessageType::NBirth,
@@ -650,7 +842,7 @@ mod tests {
                 },
             ],
             rebirth_debounce_ms: 1000,
-            primary_host_id: None,
+            ..SessionConfig::default()
         }
     }
 
@@ -669,7 +861,7 @@ mod tests {
     fn online(bd_seq: u8) -> (EdgeNodeSession, Vec<Output>) {
         let mut s = EdgeNodeSession::new(config());
         s.device_online(0, true, T0);
-        s.connect(bd_seq, T0);
+        s.connect(bd_seq, 0, T0);
         assert!(matches!(&s.connected()[..], [Output::Subscribe(_)]));
         let births = s.subscribed(T0);
         (s, births)
@@ -686,7 +878,7 @@ mod tests {
     #[test]
     fn will_carries_only_bdseq_and_no_seq() {
         let mut s = EdgeNodeSession::new(config());
-        let will = s.connect(7, T0);
+        let will = s.connect(7, 0, T0);
         assert_eq!(will.topic, "spBv1.0/plant-a/NDEATH/edge1");
         assert_eq!((will.qos, will.retain), (QoS::AtLeastOnce, false));
         let p = Payload::decode(will.payload.as_slice()).unwrap();
@@ -885,7 +1077,7 @@ mod tests {
             primary_host_id: Some("scada".into()),
             ..config()
         });
-        s.connect(1, T0);
+        s.connect(1, 0, T0);
         let subs = s.connected();
         assert!(
             matches!(&subs[..], [Output::Subscribe(f)] if f.contains(&"spBv1.0/STATE/scada".to_string()))
@@ -907,11 +1099,11 @@ mod tests {
         assert!(s.is_online());
         let out = s.handle_message(topic, state(false, 200).as_bytes(), T0);
         assert!(
-            matches!(&out[..], [Output::Publish(p), Output::Reconnect] if p.topic.ends_with("NDEATH/edge1"))
+            matches!(&out[..], [Output::Publish(p), Output::Reconnect { next_server: true }] if p.topic.ends_with("NDEATH/edge1"))
         );
         assert!(!s.is_online());
         // The timestamp survives the reconnect: a stale online STATE does not trigger births.
-        s.connect(2, T0);
+        s.connect(2, 0, T0);
         s.connected();
         s.subscribed(T0);
         assert!(publishes(&s.handle_message(topic, state(true, 199).as_bytes(), T0)).is_empty());
@@ -957,5 +1149,159 @@ mod tests {
                 proptest::prop_assert!(matches!(o, Output::Write(_) | Output::CommandRejected(_)));
             }
         }
+    }
+
+    #[test]
+    fn aliases_survive_a_restart_and_new_metrics_get_fresh_ones() {
+        let (first, _) = online(0);
+        let known: HashMap<(String, String), u64> = first
+            .aliases()
+            .into_iter()
+            .map(|(d, m, a)| ((d, m), a + 10))
+            .collect();
+        let mut cfg = config();
+        cfg.known_aliases = known;
+        cfg.devices[1].metrics.push(MetricDef {
+            name: "line3/new".into(),
+            datatype: DataType::Boolean,
+            unit: None,
+            writable: false,
+        });
+        let s = EdgeNodeSession::new(cfg);
+        let aliases: Vec<u64> = s.aliases().into_iter().map(|(_, _, a)| a).collect();
+        assert_eq!(aliases, [11, 12, 13, 14]);
+    }
+
+    #[test]
+    fn node_metrics_and_next_server_are_in_the_nbirth() {
+        let mut cfg = config();
+        cfg.node_metrics = vec![("Properties/OS".into(), MetricValue::String("Linux".into()))];
+        let mut s = EdgeNodeSession::new(cfg);
+        s.connect(0, 0, T0);
+        s.connected();
+        let p = publishes(&s.subscribed(T0));
+        let names: Vec<_> = p[0]
+            .1
+            .metrics
+            .iter()
+            .filter_map(|m| m.name.clone())
+            .collect();
+        assert_eq!(names, [BD_SEQ, REBIRTH, NEXT_SERVER, "Properties/OS"]);
+        let write_os = command(vec![Metric {
+            name: Some("Properties/OS".into()),
+            value: Some(metric::Value::StringValue("DOS".into())),
+            ..Metric::default()
+        }]);
+        assert!(matches!(
+            &s.handle_message("spBv1.0/plant-a/NCMD/edge1", &write_os, T0)[..],
+            [Output::CommandRejected(why)] if why.contains("read-only")
+        ));
+    }
+
+    #[test]
+    fn next_server_ends_the_session_with_ndeath() {
+        let (mut s, _) = online(5);
+        let ask = command(vec![Metric {
+            name: Some(NEXT_SERVER.into()),
+            value: Some(metric::Value::BooleanValue(true)),
+            ..Metric::default()
+        }]);
+        let out = s.handle_message("spBv1.0/plant-a/NCMD/edge1", &ask, T0);
+        assert!(matches!(
+            &out[..],
+            [Output::Publish(p), Output::Reconnect { next_server: true }] if p.topic.ends_with("NDEATH/edge1")
+        ));
+        assert!(!s.is_online());
+    }
+
+    #[test]
+    fn offline_host_before_births_walks_only_when_there_is_another_server() {
+        let state_off = br#"{"online":false,"timestamp":10}"#;
+        for (servers, expected_walk) in [(1, false), (2, true)] {
+            let mut s = EdgeNodeSession::new(SessionConfig {
+                primary_host_id: Some("scada".into()),
+                server_count: servers,
+                ..config()
+            });
+            s.connect(0, 0, T0);
+            s.connected();
+            s.subscribed(T0);
+            let out = s.handle_message("spBv1.0/STATE/scada", state_off, T0);
+            assert_eq!(
+                out == [Output::Reconnect { next_server: true }],
+                expected_walk,
+                "{servers} servers: {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn state_timestamps_are_kept_per_server() {
+        let mut s = EdgeNodeSession::new(SessionConfig {
+            primary_host_id: Some("scada".into()),
+            server_count: 2,
+            ..config()
+        });
+        let topic = "spBv1.0/STATE/scada";
+        s.connect(0, 0, T0);
+        s.connected();
+        s.subscribed(T0);
+        assert!(
+            !s.handle_message(topic, br#"{"online":true,"timestamp":500}"#, T0)
+                .is_empty()
+        );
+        // Server 1 has its own history: an older timestamp there is not stale.
+        s.connect(1, 1, T0);
+        s.connected();
+        s.subscribed(T0);
+        let births = publishes(&s.handle_message(topic, br#"{"online":true,"timestamp":100}"#, T0));
+        assert_eq!(births[0].0, "spBv1.0/plant-a/NBIRTH/edge1");
+    }
+
+    #[test]
+    fn changed_device_metrics_rebirth_that_device_with_stable_aliases() {
+        let (mut s, _) = online(0);
+        s.device_online(1, true, T0);
+        let before = s.aliases();
+        let mut cfg = config();
+        cfg.devices[0].metrics.push(MetricDef {
+            name: "line3/pressure".into(),
+            datatype: DataType::Double,
+            unit: None,
+            writable: false,
+        });
+        let p = publishes(&s.reconfigure(cfg, T0));
+        let topics: Vec<&str> = p.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                "spBv1.0/plant-a/DDEATH/edge1/plc1",
+                "spBv1.0/plant-a/DBIRTH/edge1/plc1"
+            ]
+        );
+        let aliases: Vec<_> = p[1].1.metrics.iter().map(|m| m.alias).collect();
+        assert_eq!(aliases, [Some(before[0].2), Some(before[1].2), Some(4)]);
+    }
+
+    #[test]
+    fn a_removed_device_dies_and_a_changed_node_metric_set_rebirths_everything() {
+        let (mut s, _) = online(0);
+        let mut cfg = config();
+        cfg.devices.remove(0);
+        let p = publishes(&s.reconfigure(cfg.clone(), T0));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].0, "spBv1.0/plant-a/DDEATH/edge1/plc1");
+        cfg.node_metrics = vec![("Properties/OS".into(), MetricValue::String("Linux".into()))];
+        s.device_online(0, true, T0);
+        let p = publishes(&s.reconfigure(cfg, T0));
+        let topics: Vec<&str> = p.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                "spBv1.0/plant-a/NBIRTH/edge1",
+                "spBv1.0/plant-a/DBIRTH/edge1/plc2"
+            ]
+        );
+        assert_eq!(p[0].1.seq, Some(0));
     }
 }

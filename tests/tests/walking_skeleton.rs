@@ -107,6 +107,13 @@ async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
         .find(|m| m.name.as_deref() == Some("packaging/line3/filler/setpoint"))
         .expect("setpoint metric");
     let setpoint_alias = setpoint.alias;
+    let aliases = |p: &Payload| -> Vec<(Option<String>, Option<u64>)> {
+        p.metrics
+            .iter()
+            .map(|m| (m.name.clone(), m.alias))
+            .collect()
+    };
+    let first_aliases = aliases(&dbirth);
 
     // DDATA by exception: seq continues mod 256, every metric carries alias and timestamp.
     let mut seq = 1u64;
@@ -184,9 +191,46 @@ async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
     assert_eq!(bd_seq(&decode(&death)), first_bd_seq);
     assert!(status.success(), "sparkedge exited with {status}");
 
+    // Insert a tag ahead of the others: numbering by position would now shift every alias.
+    let sparkedge = |args: &[&str]| {
+        let out = std::process::Command::new(system_tests::sparkedge_binary())
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .expect("run sparkedge");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    };
+    let model = sparkedge(&["export"]).replacen(
+        "\n[[tag]]\n",
+        "\n[[tag]]\ndevice = \"demo-plc\"\nlocation = \"packaging/line3/filler\"\nname = \"speed\"\ndatatype = \"float64\"\naddress = \"ramp\"\n\n[[tag]]\n",
+        1,
+    );
+    let model_file = data.path().join("model.toml");
+    std::fs::write(&model_file, model).expect("write model");
+    sparkedge(&["import", model_file.to_str().expect("UTF-8 path")]);
+
     // The same data dir again: the next session uses bdSeq + 1.
     let app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
     let mut host = primary_host(app.mqtt_port).await;
     let nbirth = host.next_where("second NBIRTH", |m| m.topic == NODE).await;
     assert_eq!(bd_seq(&decode(&nbirth)), (first_bd_seq + 1) % 256);
+    // Aliases are remembered: every metric a host already knows keeps its alias, and the new
+    // one gets an alias nobody had.
+    let dbirth = host
+        .next_where("second DBIRTH", |m| m.topic == DBIRTH)
+        .await;
+    let second = aliases(&decode(&dbirth));
+    assert_eq!(second[1..], first_aliases[..]);
+    let speed = &second[0];
+    assert_eq!(speed.0.as_deref(), Some("packaging/line3/filler/speed"));
+    assert!(
+        first_aliases.iter().all(|(_, a)| *a != speed.1),
+        "{second:?}"
+    );
 }

@@ -7,6 +7,7 @@
 //! in one transaction on open; a database written by a newer build is refused rather than
 //! misread.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -16,7 +17,8 @@ use crate::validate::ModelErrors;
 
 /// Schema migrations; migration `i` brings the schema to version `i + 1` (`PRAGMA
 /// user_version`). Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -63,7 +65,18 @@ CREATE TABLE sparkplug_session (
     server      TEXT PRIMARY KEY,
     last_bd_seq INTEGER NOT NULL CHECK (last_bd_seq BETWEEN 0 AND 255)
 );
-"#];
+"#,
+    r#"
+-- Sparkplug aliases given to (device, metric) so hosts see the same alias after a restart.
+-- Rows of removed metrics stay, so a metric that comes back gets its old alias again.
+CREATE TABLE sparkplug_aliases (
+    device_id TEXT NOT NULL,
+    metric    TEXT NOT NULL,
+    alias     INTEGER NOT NULL CHECK (alias >= 0),
+    PRIMARY KEY (device_id, metric)
+);
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -252,6 +265,54 @@ impl Store {
              ON CONFLICT (server) DO UPDATE SET last_bd_seq = excluded.last_bd_seq",
             params![server, bd_seq],
         )?;
+        Ok(())
+    }
+
+    /// Every Sparkplug alias remembered, by (device id, metric name).
+    pub fn sparkplug_aliases(&self) -> Result<HashMap<(String, String), u64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT device_id, metric, alias FROM sparkplug_aliases")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (key, alias) = row?;
+            let alias = u64::try_from(alias).map_err(|_| {
+                corrupt(format!(
+                    "sparkplug_aliases {key:?}: alias {alias} is negative"
+                ))
+            })?;
+            Ok((key, alias))
+        })
+        .collect()
+    }
+
+    /// Remembers these aliases (in one transaction), replacing what was remembered for the
+    /// same (device id, metric name) and keeping the rest.
+    pub fn save_sparkplug_aliases(
+        &mut self,
+        aliases: &[(String, String, u64)],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT INTO sparkplug_aliases (device_id, metric, alias) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (device_id, metric) DO UPDATE SET alias = excluded.alias",
+            )?;
+            for (device, metric, alias) in aliases {
+                let alias = i64::try_from(*alias).map_err(|_| {
+                    corrupt(format!(
+                        "alias {alias} of {device}/{metric} does not fit SQLite"
+                    ))
+                })?;
+                stmt.execute(params![device, metric, alias])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 }
@@ -473,5 +534,28 @@ mod tests {
         assert_eq!(store.last_bd_seq("embedded").unwrap(), Some(8));
         assert_eq!(store.last_bd_seq("tcp://emqx:1883").unwrap(), Some(255));
         assert_eq!(store.last_bd_seq("other").unwrap(), None);
+    }
+
+    #[test]
+    fn sparkplug_aliases_are_upserted_and_survive_reopen() {
+        let (_dir, path) = db();
+        let mut store = Store::open(&path).unwrap();
+        assert!(store.sparkplug_aliases().unwrap().is_empty());
+        let key = |d: &str, m: &str| (d.to_owned(), m.to_owned());
+        store
+            .save_sparkplug_aliases(&[
+                ("plc".into(), "a/temp".into(), 1),
+                ("plc".into(), "a/level".into(), 2),
+            ])
+            .unwrap();
+        store
+            .save_sparkplug_aliases(&[("plc".into(), "a/temp".into(), 9)])
+            .unwrap();
+        drop(store);
+        let aliases = Store::open(&path).unwrap().sparkplug_aliases().unwrap();
+        assert_eq!(
+            aliases,
+            HashMap::from([(key("plc", "a/temp"), 9), (key("plc", "a/level"), 2)])
+        );
     }
 }
