@@ -5,6 +5,7 @@
 //! view). Protocol logic lives in the library crates; everything here is I/O and lifetimes.
 
 mod broker;
+mod config;
 mod hub;
 mod sparkplug_node;
 mod uns;
@@ -47,6 +48,12 @@ enum Command {
         #[arg(long)]
         primary_host_id: Option<String>,
     },
+    /// Run as a service: the model from the data directory, listeners and northbound MQTT
+    /// servers from the configuration file.
+    Run {
+        #[arg(long, default_value = "/etc/sparkedge/sparkedge.toml")]
+        config: PathBuf,
+    },
     /// Replace the model (namespace, devices, tags) with the one in a TOML file. Everything
     /// is checked first; on any error nothing is changed.
     Import {
@@ -79,7 +86,22 @@ fn main() -> ExitCode {
             web_listen,
             data_dir,
             primary_host_id,
-        } => demo(mqtt_listen, web_listen, &data_dir, primary_host_id),
+        } => demo(Settings {
+            mqtt_listen,
+            web_listen,
+            data_dir,
+            primary_host_id,
+            northbound: Vec::new(),
+        }),
+        Command::Run { config } => config::AppConfig::load(&config).and_then(|c| {
+            serve(Settings {
+                mqtt_listen: c.mqtt.listen,
+                web_listen: c.web.listen,
+                data_dir: c.data_dir,
+                primary_host_id: c.sparkplug.primary_host_id,
+                northbound: c.northbound,
+            })
+        }),
         Command::Import { file, data_dir } => import(&file, &data_dir),
         Command::Export { file, data_dir } => export(file.as_deref(), &data_dir),
     };
@@ -139,43 +161,90 @@ fn export(file: Option<&Path>, data_dir: &Path) -> Result<(), String> {
     }
 }
 
-fn demo(
+/// What `demo` and `run` need to start the appliance.
+#[derive(Debug)]
+struct Settings {
     mqtt_listen: SocketAddr,
     web_listen: SocketAddr,
-    data_dir: &Path,
+    data_dir: PathBuf,
     primary_host_id: Option<String>,
-) -> Result<(), String> {
-    let mut store = open_store(data_dir)?;
-    let model = match store.load_model().map_err(|e| e.to_string())? {
-        Some(model) => model,
-        None => {
-            let model = uns_model::file::demo_model();
-            store.replace_model(&model).map_err(|e| e.to_string())?;
-            tracing::info!("seeded {} with the demo model", data_dir.display());
-            model
-        }
-    };
-    broker::start(mqtt_listen).map_err(|e| e.to_string())?;
+    northbound: Vec<config::Northbound>,
+}
+
+/// `run` with the demo model seeded into an empty data directory.
+fn demo(settings: Settings) -> Result<(), String> {
+    let mut store = open_store(&settings.data_dir)?;
+    if store.load_model().map_err(|e| e.to_string())?.is_none() {
+        store
+            .replace_model(&uns_model::file::demo_model())
+            .map_err(|e| e.to_string())?;
+        tracing::info!("seeded {} with the demo model", settings.data_dir.display());
+    }
+    serve(settings)
+}
+
+fn serve(settings: Settings) -> Result<(), String> {
+    let store = open_store(&settings.data_dir)?;
+    let model = store
+        .load_model()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "{} holds no model: import one with `sparkedge import FILE --data-dir {0}`",
+                settings.data_dir.display()
+            )
+        })?;
+    broker::start(settings.mqtt_listen).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime.block_on(run(
-        Arc::new(model),
-        store,
+    runtime.block_on(run(Arc::new(model), store, settings))
+}
+
+/// Wires store → drivers → hub → sinks and runs until SIGINT or SIGTERM.
+async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), String> {
+    let Settings {
         mqtt_listen,
         web_listen,
         data_dir,
         primary_host_id,
-    ))
-}
-
-/// Wires store → drivers → hub → sinks and runs until SIGINT or SIGTERM.
-async fn run(
-    model: Arc<Model>,
-    store: Store,
-    mqtt_listen: SocketAddr,
-    web_listen: SocketAddr,
-    data_dir: &Path,
-    primary_host_id: Option<String>,
-) -> Result<(), String> {
+        northbound,
+    } = settings;
+    // Every northbound connection first: a missing CA file is a start-up error, not a
+    // connection that silently never comes up.
+    let mut connections = Vec::new();
+    for nb in &northbound {
+        let ca_pem = match &nb.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                format!(
+                    "northbound {:?}: cannot read ca_file {}: {e}",
+                    nb.name,
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        let servers = nb
+            .servers
+            .iter()
+            .map(|url| config::parse_server(url))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("northbound {:?}: {e}", nb.name))?;
+        connections.push((
+            sparkplug_node::ConnectionConfig {
+                name: format!("northbound/{}", nb.name),
+                servers,
+                client_id: nb
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| format!("sparkedge-{}", model.sparkplug.edge_node_id)),
+                credentials: nb
+                    .username
+                    .clone()
+                    .map(|u| (u, nb.password.clone().unwrap_or_default())),
+                ca_pem,
+            },
+            nb.primary_host_id.clone(),
+        ));
+    }
     let web_listener = tokio::net::TcpListener::bind(web_listen).await.map_err(|e| {
         format!("cannot listen for the web UI on {web_listen}: {e} (choose another address with --web-listen)")
     })?;
@@ -224,36 +293,64 @@ async fn run(
     drop(event_tx);
 
     let live = Arc::new(web::LiveValues::new(model.tags.len()));
-    let sparkplug_box = hub::Mailbox::new(model.tags.len());
     let uns_box = hub::Mailbox::new(model.tags.len());
+    // The session on the embedded broker, then one per northbound connection.
+    connections.insert(
+        0,
+        (
+            sparkplug_node::ConnectionConfig {
+                name: "embedded".into(),
+                servers: vec![config::ServerAddr {
+                    tls: false,
+                    host: mqtt_host.clone(),
+                    port: mqtt_listen.port(),
+                }],
+                client_id: format!("sparkedge-{}", model.sparkplug.edge_node_id),
+                credentials: None,
+                ca_pem: None,
+            },
+            primary_host_id,
+        ),
+    );
+    let sparkplug_boxes: Vec<_> = connections
+        .iter()
+        .map(|_| hub::Mailbox::new(model.tags.len()))
+        .collect();
     tokio::spawn(hub::run(
         event_rx,
         write_rx,
         drivers,
         tag_devices,
-        vec![sparkplug_box.clone(), uns_box.clone()],
+        sparkplug_boxes
+            .iter()
+            .cloned()
+            .chain([uns_box.clone()])
+            .collect(),
         live.clone(),
     ));
 
     let known_aliases = store.sparkplug_aliases().map_err(|e| e.to_string())?;
-    let (session, map) = sparkplug_node::session_config(&model, primary_host_id, known_aliases);
-    let group_id = session.group_id.clone();
-    let edge_node_id = session.edge_node_id.clone();
-    let server = sparkplug_node::ServerConfig {
-        name: "embedded".into(),
-        host: mqtt_host.clone(),
-        port: mqtt_listen.port(),
-        client_id: format!("sparkedge-{edge_node_id}"),
-    };
-    let node = tokio::spawn(sparkplug_node::run(
-        server,
-        session,
-        map,
-        Arc::new(Mutex::new(store)),
-        sparkplug_box,
-        write_tx,
-        shutdown.clone(),
-    ));
+    let store = Arc::new(Mutex::new(store));
+    let (group_id, edge_node_id) = (
+        model.sparkplug_group_id().to_owned(),
+        model.sparkplug.edge_node_id.clone(),
+    );
+    let mut nodes = Vec::new();
+    for ((connection, primary_host_id), mailbox) in connections.into_iter().zip(sparkplug_boxes) {
+        let (mut session, map) =
+            sparkplug_node::session_config(&model, primary_host_id, known_aliases.clone());
+        session.server_count = connection.servers.len();
+        nodes.push(tokio::spawn(sparkplug_node::run(
+            connection,
+            session,
+            map,
+            store.clone(),
+            mailbox,
+            write_tx.clone(),
+            shutdown.clone(),
+        )));
+    }
+    drop(write_tx);
     let uns = tokio::spawn(uns::run(
         model.clone(),
         mqtt_host.clone(),
@@ -289,7 +386,9 @@ async fn run(
     let _ = shutdown_tx.send(true);
     // NDEATH first (QoS 1, acknowledged), then the rest; the broker stops with the process.
     let stopping = async {
-        let _ = node.await;
+        for node in nodes {
+            let _ = node.await;
+        }
         let _ = uns.await;
         let _ = web.await;
     };

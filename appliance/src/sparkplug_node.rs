@@ -1,5 +1,6 @@
-//! The I/O shell around [`sparkplug::EdgeNodeSession`]: one MQTT connection (rumqttc over
-//! TCP) to one server, bdSeq persisted in the store before every CONNECT, samples from the
+//! The I/O shell around [`sparkplug::EdgeNodeSession`]: one MQTT connection at a time
+//! (rumqttc over TCP or TLS) to one server of a list, walking to the next one on failure or
+//! when the session asks; bdSeq persisted in the store before every CONNECT, samples from the
 //! hub turned into metric updates, and writes from DCMD handed to the hub.
 
 use std::collections::HashMap;
@@ -15,16 +16,20 @@ use sparkplug::{
 use tokio::sync::{mpsc, watch};
 use uns_model::{Model, Quality, Store, TagId, Value};
 
+use crate::config::ServerAddr;
 use crate::hub::{Delivery, Mailbox};
 
-/// Where a session connects and how it identifies itself.
+/// Where one Sparkplug session connects and how it identifies itself.
 #[derive(Clone, Debug)]
-pub struct ServerConfig {
-    /// The key under which bdSeq is persisted (one counter per server).
+pub struct ConnectionConfig {
+    /// The key under which bdSeq is persisted (one counter per connection).
     pub name: String,
-    pub host: String,
-    pub port: u16,
+    /// Tried in order; the session is on at most one of them at a time.
+    pub servers: Vec<ServerAddr>,
     pub client_id: String,
+    pub credentials: Option<(String, String)>,
+    /// PEM of the CA for `mqtts://` servers.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// How the model's tags map onto the session's devices and metrics.
@@ -196,9 +201,14 @@ fn qos(q: sparkplug::QoS) -> rumqttc::QoS {
 enum Ended {
     /// The process is stopping; NDEATH was sent (or could not be).
     Shutdown,
-    /// Lost, or ended by the session (Primary Host offline): connect again. `bd_seq_seen` is
-    /// false when the CONNECT carrying the Will never reached a broker.
-    Reconnect { bd_seq_seen: bool },
+    /// Lost, or ended by the session (Primary Host offline, Next Server): connect again.
+    /// `bd_seq_seen` is false when the CONNECT carrying the Will never reached a broker;
+    /// `by_session` when the session chose to end it (reconnect at once, spec §6 pitfall 33).
+    Reconnect {
+        bd_seq_seen: bool,
+        next_server: bool,
+        by_session: bool,
+    },
 }
 
 /// Whether a failed attempt ended before our CONNECT could reach a broker: the TCP connection
@@ -210,10 +220,10 @@ fn connect_never_sent(e: &rumqttc::ConnectionError) -> bool {
         if matches!(io.kind(), ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable))
 }
 
-/// Runs the Edge Node session against one server until `shutdown` turns true, reconnecting
-/// with back-off. On shutdown it publishes NDEATH at QoS 1 and waits for the PUBACK.
+/// Runs the Edge Node session until `shutdown` turns true, reconnecting with back-off and
+/// walking the server list. On shutdown it publishes NDEATH at QoS 1 and waits for the PUBACK.
 pub async fn run(
-    server: ServerConfig,
+    connection: ConnectionConfig,
     session: SessionConfig,
     map: MetricMap,
     store: Arc<Mutex<Store>>,
@@ -242,10 +252,12 @@ pub async fn run(
     }
     let mut backoff = Duration::from_millis(200);
     let mut unsent_bd_seq = None;
+    let mut index = 0;
     loop {
+        let server = &connection.servers[index];
         let next = match unsent_bd_seq.take() {
             Some(b) => Ok(b),
-            None => next_bd_seq(&store, &server.name).await,
+            None => next_bd_seq(&store, &connection.name).await,
         };
         let bd_seq = match next {
             Ok(b) => b,
@@ -253,7 +265,7 @@ pub async fn run(
                 // Without a persisted bdSeq, hosts could match a stale death to our birth.
                 tracing::error!(
                     "cannot persist bdSeq, not connecting to {}: {e}",
-                    server.name
+                    connection.name
                 );
                 if wait_or_shutdown(&mut shutdown, Duration::from_secs(5)).await {
                     return;
@@ -261,8 +273,18 @@ pub async fn run(
                 continue;
             }
         };
-        let will = node.session.connect(bd_seq, 0, now_ms());
-        let mut options = MqttOptions::new(&server.client_id, &server.host, server.port);
+        let will = node.session.connect(bd_seq, index, now_ms());
+        let mut options = MqttOptions::new(&connection.client_id, &server.host, server.port);
+        if let Some((user, password)) = &connection.credentials {
+            options.set_credentials(user, password);
+        }
+        if server.tls {
+            options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+                ca: connection.ca_pem.clone().unwrap_or_default(),
+                alpn: None,
+                client_auth: None,
+            }));
+        }
         options.set_keep_alive(Duration::from_secs(15));
         options.set_clean_session(true);
         options.set_max_packet_size(4 << 20, 4 << 20);
@@ -276,7 +298,7 @@ pub async fn run(
         // the old connection before our NBIRTH.
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         eventloop.network_options.set_tcp_nodelay(true);
-        tracing::info!(server = %server.name, bd_seq, "connecting Sparkplug session");
+        tracing::info!(connection = %connection.name, %server, bd_seq, "connecting Sparkplug session");
         let ended = node
             .connection(
                 &client,
@@ -289,14 +311,28 @@ pub async fn run(
         node.session.disconnected();
         match ended {
             Ended::Shutdown => return,
-            Ended::Reconnect { bd_seq_seen } => {
+            Ended::Reconnect {
+                bd_seq_seen,
+                next_server,
+                by_session,
+            } => {
                 if !bd_seq_seen {
                     unsent_bd_seq = Some(bd_seq);
                 }
-                if wait_or_shutdown(&mut shutdown, backoff).await {
+                if next_server {
+                    index = (index + 1) % connection.servers.len();
+                }
+                let delay = if by_session {
+                    Duration::from_millis(100)
+                } else {
+                    backoff
+                };
+                if wait_or_shutdown(&mut shutdown, delay).await {
                     return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                if !by_session {
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
             }
         }
     }
@@ -359,7 +395,12 @@ impl Node {
                     Ok(_) => Vec::new(),
                     Err(e) => {
                         tracing::warn!("Sparkplug connection lost: {e}");
-                        return Ended::Reconnect { bd_seq_seen: connack || !connect_never_sent(&e) };
+                        return Ended::Reconnect {
+                            bd_seq_seen: connack || !connect_never_sent(&e),
+                            // Fail over to the next server, if there is one.
+                            next_server: true,
+                            by_session: false,
+                        };
                     }
                 },
                 delivery = mailbox.take() => self.deliver(delivery),
@@ -373,7 +414,11 @@ impl Node {
                     Output::Publish(p) => {
                         if let Err(e) = publish(client, p) {
                             tracing::warn!("Sparkplug publish failed: {e}");
-                            return Ended::Reconnect { bd_seq_seen: true };
+                            return Ended::Reconnect {
+                                bd_seq_seen: true,
+                                next_server: false,
+                                by_session: false,
+                            };
                         }
                     }
                     Output::Subscribe(filters) => {
@@ -382,7 +427,11 @@ impl Node {
                             .map(|f| rumqttc::SubscribeFilter::new(f, rumqttc::QoS::AtLeastOnce));
                         if let Err(e) = client.try_subscribe_many(subs) {
                             tracing::warn!("Sparkplug subscribe failed: {e}");
-                            return Ended::Reconnect { bd_seq_seen: true };
+                            return Ended::Reconnect {
+                                bd_seq_seen: true,
+                                next_server: false,
+                                by_session: false,
+                            };
                         }
                     }
                     Output::Write(w) => {
@@ -399,12 +448,15 @@ impl Node {
                         }
                     }
                     Output::CommandRejected(why) => tracing::warn!("command ignored: {why}"),
-                    // One server for now: "next" is the same one.
-                    Output::Reconnect { next_server: _ } => {
+                    Output::Reconnect { next_server } => {
                         let _ = client.try_disconnect();
                         // Let the NDEATH and DISCONNECT reach the socket before dropping it.
                         flush(eventloop, Duration::from_secs(2)).await;
-                        return Ended::Reconnect { bd_seq_seen: true };
+                        return Ended::Reconnect {
+                            bd_seq_seen: true,
+                            next_server,
+                            by_session: true,
+                        };
                     }
                 }
             }

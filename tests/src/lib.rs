@@ -71,6 +71,37 @@ impl Appliance {
         }
     }
 
+    /// Starts `sparkedge run` with a configuration file written into `data_dir`: the
+    /// embedded broker and web UI on free ports, plus `extra` TOML (e.g. `[[northbound]]`).
+    pub fn run(data_dir: &Path, extra: &str) -> Appliance {
+        let (mqtt_port, web_port) = (free_port(), free_port());
+        let config = data_dir.join("sparkedge.toml");
+        let text = format!(
+            "data_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n[web]\nlisten = \"127.0.0.1:{web_port}\"\n{extra}",
+            data_dir.display().to_string()
+        );
+        std::fs::write(&config, text).expect("write sparkedge.toml");
+        let child = Command::new(sparkedge_binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sparkedge run");
+        Appliance {
+            child,
+            mqtt_port,
+            web_port,
+        }
+    }
+
+    /// SIGKILL: no NDEATH from the appliance, so the broker must publish the Will.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().expect("kill -9 sparkedge");
+        self.child.wait().expect("reap sparkedge");
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("child pid");
@@ -95,6 +126,78 @@ impl Drop for Appliance {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Runs a `sparkedge` subcommand against `data_dir` and returns its standard output;
+/// panics with its standard error if it fails.
+pub fn sparkedge(data_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(sparkedge_binary())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run sparkedge");
+    assert!(
+        out.status.success(),
+        "sparkedge {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// A Mosquitto broker (Debian's `mosquitto`) on 127.0.0.1:`port`, as a plant's northbound
+/// broker. Killed when dropped.
+#[derive(Debug)]
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto on `port` (anonymous, no persistence) and waits until it accepts
+    /// MQTT connections.
+    pub async fn start(port: u16) -> Mosquitto {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("write mosquitto.conf");
+        // Debian installs it in /usr/sbin, which is not on every user's PATH.
+        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto (apt-get install mosquitto)");
+        let broker = Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        };
+        // Connecting proves it is up; the probe client goes away at once.
+        drop(Observer::connect(port, "mosquitto-probe", None).await);
+        broker
+    }
+
+    /// Stops the broker abruptly, as a crash or a network cut would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -1,0 +1,306 @@
+//! The process configuration of `sparkedge run`: where the appliance listens, where its data
+//! lives, and the northbound MQTT servers its Sparkplug sessions also connect to. The model
+//! (namespace, devices, tags) is not here: it lives in the store and is edited by import or UI.
+//!
+//! ```toml
+//! data_dir = "/var/lib/sparkedge"
+//! [mqtt]
+//! listen = "0.0.0.0:1883"
+//! [web]
+//! listen = "0.0.0.0:8080"
+//! [sparkplug]
+//! primary_host_id = "scada"          # optional, for the session on the embedded broker
+//! [[northbound]]
+//! name = "plant"
+//! servers = ["mqtt://10.0.0.5:1883", "mqtts://10.0.0.6:8883"]   # walked in order on failure
+//! username = "edge"
+//! password = "secret"
+//! ca_file = "/etc/sparkedge/plant-ca.pem"                      # needed for mqtts://
+//! primary_host_id = "scada"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub mqtt: Listen<1883>,
+    #[serde(default)]
+    pub web: Listen<8080>,
+    #[serde(default)]
+    pub sparkplug: SparkplugConfig,
+    #[serde(default)]
+    pub northbound: Vec<Northbound>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/sparkedge")
+}
+
+/// A listening address, by default all interfaces on port `PORT`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen<const PORT: u16> {
+    pub listen: SocketAddr,
+}
+
+impl<const PORT: u16> Default for Listen<PORT> {
+    fn default() -> Self {
+        Listen {
+            listen: SocketAddr::from(([0, 0, 0, 0], PORT)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparkplugConfig {
+    pub primary_host_id: Option<String>,
+}
+
+/// A plant MQTT broker (or cluster) that gets its own Sparkplug session.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Northbound {
+    pub name: String,
+    /// `mqtt://host[:port]` or `mqtts://host[:port]`, tried in order (spec §2.5 multi-server).
+    pub servers: Vec<String>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM file of the CA that signed the servers' certificates (for `mqtts://`).
+    pub ca_file: Option<PathBuf>,
+    pub primary_host_id: Option<String>,
+}
+
+/// One MQTT server of a connection's list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerAddr {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses `mqtt://host[:port]` / `mqtts://host[:port]` (IPv6 hosts in brackets).
+pub fn parse_server(url: &str) -> Result<ServerAddr, String> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtts://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("mqtt://") {
+        (false, rest)
+    } else {
+        return Err("must start with mqtt:// or mqtts://".into());
+    };
+    let default_port = if tls { 8883 } else { 1883 };
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or("an IPv6 host needs its closing ']'")?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(format!("unexpected {after:?} after the host")),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err("needs a host name or address, and no path".into());
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("port {p:?} is not a number from 1 to 65535"))?,
+        None => default_port,
+    };
+    Ok(ServerAddr {
+        tls,
+        host: host.to_owned(),
+        port,
+    })
+}
+
+impl AppConfig {
+    /// Reads and checks a configuration file; the error lists every bad field.
+    pub fn load(path: &std::path::Path) -> Result<AppConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let config: AppConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let errors = config.problems();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(format!(
+                "{} is not valid:\n{}",
+                path.display(),
+                errors.join("\n")
+            ))
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        let id_ok = |s: &str| sparkplug::topic::validate_id(s).is_ok();
+        if let Some(h) = &self.sparkplug.primary_host_id
+            && !id_ok(h)
+        {
+            errors.push(format!("sparkplug.primary_host_id = {h:?}: must be a Sparkplug id (non-empty, no '+', '#' or '/')"));
+        }
+        for (i, nb) in self.northbound.iter().enumerate() {
+            let field = |f: &str| format!("northbound[{i}].{f}");
+            let name_ok = !nb.name.is_empty()
+                && nb.name.len() <= 64
+                && nb
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !name_ok {
+                errors.push(format!(
+                    "{} = {:?}: must be 1 to 64 ASCII letters, digits, '_' or '-'",
+                    field("name"),
+                    nb.name
+                ));
+            } else if !names.insert(nb.name.to_ascii_lowercase()) {
+                errors.push(format!(
+                    "{} = {:?}: another northbound connection has this name",
+                    field("name"),
+                    nb.name
+                ));
+            }
+            if nb.servers.is_empty() {
+                errors.push(format!(
+                    "{} = []: list at least one mqtt:// or mqtts:// server",
+                    field("servers")
+                ));
+            }
+            for (j, url) in nb.servers.iter().enumerate() {
+                match parse_server(url) {
+                    Ok(addr) if addr.tls && nb.ca_file.is_none() => errors.push(format!(
+                        "{} = {url:?}: mqtts:// needs {} (the PEM file of the servers' CA)",
+                        field(&format!("servers[{j}]")),
+                        field("ca_file")
+                    )),
+                    Ok(_) => {}
+                    Err(why) => errors.push(format!(
+                        "{} = {url:?}: {why}",
+                        field(&format!("servers[{j}]"))
+                    )),
+                }
+            }
+            if nb.password.is_some() && nb.username.is_none() {
+                errors.push(format!(
+                    "{}: a password needs a username",
+                    field("password")
+                ));
+            }
+            if let Some(h) = &nb.primary_host_id
+                && !id_ok(h)
+            {
+                errors.push(format!(
+                    "{} = {h:?}: must be a Sparkplug id (non-empty, no '+', '#' or '/')",
+                    field("primary_host_id")
+                ));
+            }
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_parse_with_default_ports() {
+        let p = |u| parse_server(u);
+        assert_eq!(
+            p("mqtt://broker"),
+            Ok(ServerAddr {
+                tls: false,
+                host: "broker".into(),
+                port: 1883
+            })
+        );
+        assert_eq!(
+            p("mqtts://10.0.0.6"),
+            Ok(ServerAddr {
+                tls: true,
+                host: "10.0.0.6".into(),
+                port: 8883
+            })
+        );
+        assert_eq!(
+            p("mqtt://[::1]:2883"),
+            Ok(ServerAddr {
+                tls: false,
+                host: "::1".into(),
+                port: 2883
+            })
+        );
+        assert_eq!(
+            p("mqtt://[::1]:2883").unwrap().to_string(),
+            "mqtt://[::1]:2883"
+        );
+        assert!(p("tcp://broker").unwrap_err().contains("mqtt://"));
+        assert!(p("mqtt://broker:0").unwrap_err().contains("1 to 65535"));
+        assert!(p("mqtt://:1883").is_err());
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let config: AppConfig = toml::from_str(
+            r#"
+            [[northbound]]
+            name = "plant a"
+            servers = ["mqtts://x", "http://y"]
+            password = "p"
+            [[northbound]]
+            name = "b"
+            servers = []
+            "#,
+        )
+        .unwrap();
+        let errors = config.problems().join("\n");
+        for field in [
+            "northbound[0].name",
+            "northbound[0].servers[0]",
+            "northbound[0].servers[1]",
+            "northbound[0].password",
+            "northbound[1].servers",
+        ] {
+            assert!(errors.contains(field), "{field} missing in:\n{errors}");
+        }
+    }
+
+    #[test]
+    fn defaults_listen_on_all_interfaces() {
+        let config: AppConfig = toml::from_str("").unwrap();
+        assert_eq!(config.mqtt.listen.to_string(), "0.0.0.0:1883");
+        assert_eq!(config.web.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/sparkedge"));
+        assert!(toml::from_str::<AppConfig>("colour = 1").is_err());
+    }
+}
