@@ -159,11 +159,33 @@ impl Mosquitto {
     /// Starts Mosquitto on `port` (anonymous, no persistence) and waits until it accepts
     /// MQTT connections.
     pub async fn start(port: u16) -> Mosquitto {
+        Mosquitto::start_with(port, "").await
+    }
+
+    /// Starts Mosquitto with a plain listener on `port` and a TLS listener on `tls_port`
+    /// serving the certificate of `certs` (see [`TestCertificates`]).
+    pub async fn start_tls(port: u16, tls_port: u16, certs: &TestCertificates) -> Mosquitto {
+        let dir = certs.dir.path().display();
+        let tls = format!(
+            "listener {tls_port} 127.0.0.1\ncafile {dir}/ca.pem\ncertfile {dir}/server.pem\nkeyfile {dir}/server.key\n"
+        );
+        Mosquitto::start_with(port, &tls).await
+    }
+
+    async fn start_with(port: u16, extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
         let conf = dir.path().join("mosquitto.conf");
+        // Started as root, Mosquitto would switch to its own user and lose access to our files.
+        let user = if rustix::process::getuid().is_root() {
+            "user root\n"
+        } else {
+            ""
+        };
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!(
+                "{user}allow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n{extra}"
+            ),
         )
         .expect("write mosquitto.conf");
         // Debian installs it in /usr/sbin, which is not on every user's PATH.
@@ -198,6 +220,96 @@ impl Mosquitto {
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A throw-away CA and a server certificate for 127.0.0.1 signed by it, made with the
+/// `openssl` command line (P-256 keys, valid for two days).
+#[derive(Debug)]
+pub struct TestCertificates {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCertificates {
+    pub fn new() -> TestCertificates {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=sparkedge test CA",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat());
+        std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+            .expect("write san.ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        TestCertificates { dir }
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+impl Default for TestCertificates {
+    fn default() -> Self {
+        TestCertificates::new()
     }
 }
 

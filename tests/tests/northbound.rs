@@ -234,3 +234,31 @@ async fn sparkplug_session_on_mosquitto() {
     assert_eq!(bd_seq(&birth), (b0 + 3) % 256);
     drop(broker);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sparkplug_session_over_tls_with_a_ca_file() {
+    let certs = system_tests::TestCertificates::new();
+    let tls_port = free_port();
+    let broker = Mosquitto::start_tls(free_port(), tls_port, &certs).await;
+    let data = tempfile::tempdir().expect("temp dir");
+    let model_path = data.path().join("model.toml");
+    std::fs::write(&model_path, MODEL).expect("write model");
+    sparkedge(
+        data.path(),
+        &["import", model_path.to_str().expect("UTF-8")],
+    );
+    // The first server refuses connections; the walk goes on to the TLS one.
+    let northbound = format!(
+        "[[northbound]]\nname = \"plant\"\nservers = [\"mqtt://127.0.0.1:{}\", \"mqtts://127.0.0.1:{tls_port}\"]\nca_file = {:?}\nprimary_host_id = \"{HOST_ID}\"\n",
+        free_port(),
+        certs.ca_file().display().to_string(),
+    );
+    let _app = Appliance::run(data.path(), &northbound);
+    // The host watches on the plain listener of the same broker.
+    let mut scada = host(broker.port, now_ms()).await;
+    let birth = scada
+        .next_where("NBIRTH over TLS", |m| m.topic == NBIRTH)
+        .await;
+    assert_eq!(decode(&birth).seq, Some(0));
+    assert_eq!(scada.next("DBIRTH").await.topic, DBIRTH);
+}
