@@ -7,6 +7,7 @@
 //! Today there is one driver, the built-in [`sim`]ulated PLC. Modbus and OPC UA come next
 //! behind the same [`spawn`] interface.
 
+pub mod modbus;
 pub mod sim;
 
 use tokio::sync::{mpsc, oneshot};
