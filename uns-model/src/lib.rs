@@ -7,15 +7,18 @@
 //! - [`file`]: the human-editable TOML form used by `sparkedge import`/`export`.
 //! - [`store`]: the SQLite store (migrations, transactions) holding the model and the
 //!   Sparkplug session counters that must survive restarts.
+//! - [`modbus`]: Modbus address notation and byte/word orders of tags.
 //! - [`value`]: typed values, quality and samples as they flow from drivers to sinks.
 
 pub mod file;
+pub mod modbus;
 pub mod model;
 pub mod naming;
 pub mod store;
 pub mod validate;
 pub mod value;
 
+pub use modbus::{ByteOrder, ModbusAddress, RegisterKind};
 pub use model::{Area, Device, DriverConfig, Line, Model, Namespace, SimSignal, SparkplugIds, Tag};
 pub use naming::{TagNames, tag_names};
 pub use store::{Store, StoreError};

@@ -15,67 +15,8 @@
 //! first). Strings are packed two characters per register, `AB` (first character in the high
 //! byte) or `BA`; trailing NULs are dropped on read and added on write.
 
+pub use uns_model::ByteOrder as Order;
 use uns_model::{DataType, Value};
-
-/// Byte and word order of a multi-register value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Order {
-    /// The two bytes of each register are swapped (`BADC`).
-    pub byte_swap: bool,
-    /// The registers come least significant first (`CDAB`).
-    pub word_swap: bool,
-}
-
-impl Order {
-    pub const ABCD: Order = Order {
-        byte_swap: false,
-        word_swap: false,
-    };
-    pub const BADC: Order = Order {
-        byte_swap: true,
-        word_swap: false,
-    };
-    pub const CDAB: Order = Order {
-        byte_swap: false,
-        word_swap: true,
-    };
-    pub const DCBA: Order = Order {
-        byte_swap: true,
-        word_swap: true,
-    };
-    const NAMES: [(&'static str, &'static str, Order); 4] = [
-        ("ABCD", "ABCDEFGH", Order::ABCD),
-        ("BADC", "BADCFEHG", Order::BADC),
-        ("CDAB", "GHEFCDAB", Order::CDAB),
-        ("DCBA", "HGFEDCBA", Order::DCBA),
-    ];
-
-    /// The name of this order for a value of `registers` registers.
-    pub fn name(self, registers: usize) -> &'static str {
-        let (short, long, _) = Order::NAMES
-            .into_iter()
-            .find(|(_, _, o)| *o == self)
-            .unwrap_or(Order::NAMES[0]);
-        if registers > 2 { long } else { short }
-    }
-}
-
-impl std::str::FromStr for Order {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Order, String> {
-        let upper = s.to_ascii_uppercase();
-        Order::NAMES
-            .into_iter()
-            .find(|(short, long, _)| upper == *short || upper == *long)
-            .map(|(_, _, o)| o)
-            .ok_or_else(|| {
-                format!(
-                    "unknown byte order {s:?}; allowed: ABCD, BADC, CDAB, DCBA (32-bit) or \
-                     ABCDEFGH, BADCFEHG, GHEFCDAB, HGFEDCBA (64-bit)"
-                )
-            })
-    }
-}
 
 /// How many registers a value of `datatype` occupies (`string_len` characters for strings).
 pub fn register_count(datatype: DataType, string_len: usize) -> usize {
@@ -325,7 +266,6 @@ mod tests {
             ),
             Value::Int64(-1)
         );
-        assert_eq!("cdab".parse::<Order>().unwrap().name(4), "GHEFCDAB");
     }
 
     #[test]
@@ -389,8 +329,6 @@ mod tests {
             encode(&Value::Int32(1), DataType::Float32, Order::ABCD, 0),
             Err(CodecError::Type { .. })
         ));
-        let err = "ACBD".parse::<Order>().unwrap_err();
-        assert!(err.contains("allowed: ABCD"), "{err}");
     }
 
     fn any_order() -> impl Strategy<Value = Order> {

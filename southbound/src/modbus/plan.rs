@@ -7,24 +7,7 @@
 //! refuses with an illegal-address exception is [`split`] until the bad tag stands alone, so
 //! only that tag turns bad.
 
-/// The four Modbus data tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RegisterKind {
-    Coil,
-    DiscreteInput,
-    InputRegister,
-    HoldingRegister,
-}
-
-impl RegisterKind {
-    /// The most a single read may ask for.
-    pub fn max_per_read(self) -> u16 {
-        match self {
-            RegisterKind::Coil | RegisterKind::DiscreteInput => 2000,
-            RegisterKind::InputRegister | RegisterKind::HoldingRegister => 125,
-        }
-    }
-}
+pub use uns_model::modbus::RegisterKind;
 
 /// What one tag needs read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
