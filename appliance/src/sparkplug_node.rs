@@ -88,7 +88,8 @@ pub fn session_config(
         .iter()
         .filter(|d| d.enabled)
         .map(|d| match d.driver {
-            uns_model::DriverConfig::Simulator { period_ms } => i64::from(period_ms),
+            uns_model::DriverConfig::Simulator { period_ms }
+            | uns_model::DriverConfig::ModbusTcp { period_ms, .. } => i64::from(period_ms),
         })
         .min()
         .unwrap_or(0);

@@ -4,8 +4,8 @@
 //! channel, and the hub fans them out without blocking (see the appliance's mailboxes). One
 //! slow or dead device therefore never delays another.
 //!
-//! Today there is one driver, the built-in [`sim`]ulated PLC. Modbus and OPC UA come next
-//! behind the same [`spawn`] interface.
+//! Drivers: the built-in [`sim`]ulated PLC and [`modbus`] TCP. OPC UA comes next behind the
+//! same [`spawn`] interface.
 
 pub mod modbus;
 pub mod sim;
@@ -77,6 +77,27 @@ pub fn spawn(
             events,
             write_rx,
         )),
+        DriverConfig::ModbusTcp {
+            host,
+            port,
+            unit,
+            period_ms,
+            timeout_ms,
+            offline_after,
+            max_gap,
+        } => {
+            let ms = |v: &u32| std::time::Duration::from_millis(u64::from(*v));
+            let settings = modbus::TcpSettings {
+                host: host.clone(),
+                port: *port,
+                unit: *unit,
+                period: ms(period_ms),
+                timeout: ms(timeout_ms),
+                offline_after: *offline_after,
+                max_gap: *max_gap,
+            };
+            tokio::spawn(modbus::driver::run(id, settings, tags, events, write_rx))
+        }
     };
     DriverHandle { writes, task }
 }

@@ -31,9 +31,23 @@ const HEADER: &str = "\
 /// Parses and validates a model file. Syntax and shape errors come back as a single
 /// [`ModelError`]; a well-formed file then gets every validation error.
 pub fn from_toml(text: &str) -> Result<Model, ModelErrors> {
-    let model: Model = toml::from_str(text).map_err(|e| shape_error(text, &e))?;
+    let mut model: Model = toml::from_str(text).map_err(|e| shape_error(text, &e))?;
     model.validate()?;
+    normalise_addresses(&mut model);
     Ok(model)
+}
+
+/// Rewrites classic Modbus addresses (`40101`) in the 0-based form (`hr:100`), so the store
+/// and every export hold one spelling. Runs on a validated model.
+fn normalise_addresses(model: &mut Model) {
+    for tag in &mut model.tags {
+        let modbus = model.devices.iter().any(|d| {
+            d.name == tag.device && matches!(d.driver, crate::DriverConfig::ModbusTcp { .. })
+        });
+        if modbus && let Ok(address) = tag.address.parse::<crate::ModbusAddress>() {
+            tag.address = address.to_string();
+        }
+    }
 }
 
 /// Writes a model in the file format, with a header explaining it.
@@ -106,6 +120,8 @@ fn value_path(value: &Spanned<DeValue<'_>>, at: usize, path: &mut String) -> boo
 /// The model `sparkedge demo` runs: one simulated PLC exercising every simulator signal.
 pub fn demo_model() -> Model {
     let tag = |name: &str, datatype, address: &str, unit: Option<&str>, description: &str| Tag {
+        byte_order: None,
+        length: None,
         device: "demo-plc".to_owned(),
         location: "packaging/line3/filler".to_owned(),
         name: name.to_owned(),
@@ -276,5 +292,41 @@ mod tests {
             }
             proptest::prop_assert_eq!(from_toml(&to_toml(&model)), Ok(model));
         }
+    }
+
+    #[test]
+    fn modbus_devices_round_trip_and_classic_addresses_are_normalised() {
+        let text = r#"
+[namespace]
+enterprise = "acme"
+site = "plant-a"
+[[area]]
+name = "utilities"
+[[area.line]]
+name = "boiler"
+[[device]]
+name = "plc"
+driver = "modbus-tcp"
+host = "10.0.0.5"
+[[tag]]
+device = "plc"
+location = "utilities/boiler"
+name = "pressure"
+datatype = "float32"
+address = "40101"
+byte_order = "CDAB"
+"#;
+        let model = from_toml(text).unwrap();
+        assert_eq!(model.tags[0].address, "hr:100");
+        assert!(matches!(
+            model.devices[0].driver,
+            crate::DriverConfig::ModbusTcp {
+                port: 502,
+                unit: 1,
+                max_gap: 16,
+                ..
+            }
+        ));
+        assert_eq!(from_toml(&to_toml(&model)).unwrap(), model);
     }
 }

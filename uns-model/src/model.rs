@@ -95,6 +95,43 @@ pub enum DriverConfig {
         #[serde(default = "sim_period_default")]
         period_ms: u32,
     },
+    /// A Modbus TCP server (PLC or gateway), one unit id per device.
+    ModbusTcp {
+        host: String,
+        #[serde(default = "modbus_port_default")]
+        port: u16,
+        /// Unit (slave) id; 1 unless a gateway routes to several.
+        #[serde(default = "modbus_unit_default")]
+        unit: u8,
+        /// How often every tag is read, in milliseconds.
+        #[serde(default = "sim_period_default")]
+        period_ms: u32,
+        /// How long one request may take before it counts as failed.
+        #[serde(default = "modbus_timeout_default")]
+        timeout_ms: u32,
+        /// Failed poll cycles in a row before the device is declared offline (DDEATH).
+        #[serde(default = "modbus_offline_after_default")]
+        offline_after: u32,
+        /// Unused registers a single read may span to save a request.
+        #[serde(default = "modbus_max_gap_default")]
+        max_gap: u16,
+    },
+}
+
+fn modbus_port_default() -> u16 {
+    502
+}
+fn modbus_unit_default() -> u8 {
+    1
+}
+fn modbus_timeout_default() -> u32 {
+    1000
+}
+fn modbus_offline_after_default() -> u32 {
+    3
+}
+fn modbus_max_gap_default() -> u16 {
+    16
 }
 
 fn sim_period_default() -> u32 {
@@ -120,6 +157,12 @@ pub struct Tag {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub writable: bool,
+    /// Modbus: byte/word order of a multi-register value (`ABCD` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byte_order: Option<String>,
+    /// Modbus: length in characters of a string tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u16>,
 }
 
 /// The signals the simulator driver can produce; a simulator tag's `address` names one.

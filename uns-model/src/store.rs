@@ -76,6 +76,11 @@ CREATE TABLE sparkplug_aliases (
     PRIMARY KEY (device_id, metric)
 );
 "#,
+    r#"
+-- Modbus tag settings.
+ALTER TABLE tags ADD COLUMN byte_order TEXT;
+ALTER TABLE tags ADD COLUMN length INTEGER;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +205,8 @@ impl Store {
 
         let mut tags = Vec::new();
         let mut rows = tx.prepare(
-            "SELECT t.id, d.name, t.location, t.name, t.datatype, t.address, t.unit, t.description, t.writable
+            "SELECT t.id, d.name, t.location, t.name, t.datatype, t.address, t.unit, t.description, t.writable,
+                    t.byte_order, t.length
              FROM tags t JOIN devices d ON d.id = t.device_id ORDER BY t.position",
         )?;
         let mut query = rows.query([])?;
@@ -218,6 +224,8 @@ impl Store {
                 unit: r.get(6)?,
                 description: r.get(7)?,
                 writable: r.get(8)?,
+                byte_order: r.get(9)?,
+                length: r.get(10)?,
             });
         }
 
@@ -370,8 +378,9 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
     }
 
     let mut insert = tx.prepare(
-        "INSERT INTO tags (position, device_id, location, name, datatype, address, unit, description, writable)
-         VALUES (?1, (SELECT id FROM devices WHERE name = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO tags (position, device_id, location, name, datatype, address, unit, description, writable,
+                           byte_order, length)
+         VALUES (?1, (SELECT id FROM devices WHERE name = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for (t, tag) in model.tags.iter().enumerate() {
         insert.execute(params![
@@ -383,7 +392,9 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
             tag.address,
             tag.unit,
             tag.description,
-            tag.writable
+            tag.writable,
+            tag.byte_order,
+            tag.length
         ])?;
     }
     Ok(())
@@ -426,6 +437,8 @@ mod tests {
         );
         m.tags.reverse();
         m.tags.push(Tag {
+            byte_order: None,
+            length: None,
             device: "z-plc".into(),
             location: "utilities/boiler".into(),
             name: "pressure".into(),

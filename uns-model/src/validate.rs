@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
 
-use crate::model::{DriverConfig, Model, SimSignal};
+use crate::modbus::{ByteOrder, ModbusAddress};
+use crate::model::{DriverConfig, Model, SimSignal, Tag};
 use crate::value::DataType;
 
 /// One problem in a model.
@@ -166,21 +167,67 @@ impl Model {
         let mut devices = HashMap::new();
         for (d, device) in self.devices.iter().enumerate() {
             c.sibling(&mut devices, format!("device[{d}].name"), &device.name);
-            match device.driver {
-                DriverConfig::Simulator { period_ms } => {
-                    if !PERIOD_MS.contains(&period_ms) {
-                        let reason = format!(
-                            "must be between {} and {} milliseconds",
-                            PERIOD_MS.start(),
-                            PERIOD_MS.end()
-                        );
+            let period_ms = match &device.driver {
+                DriverConfig::Simulator { period_ms } => *period_ms,
+                DriverConfig::ModbusTcp {
+                    host,
+                    port,
+                    period_ms,
+                    timeout_ms,
+                    offline_after,
+                    max_gap,
+                    ..
+                } => {
+                    let host_ok = !host.is_empty()
+                        && host.len() <= 253
+                        && host
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+                    if !host_ok {
                         c.push(
-                            format!("device[{d}].period_ms"),
-                            &period_ms.to_string(),
+                            format!("device[{d}].host"),
+                            host,
+                            "must be a host name or IP address".to_owned(),
+                        );
+                    }
+                    if *port == 0 {
+                        c.push(
+                            format!("device[{d}].port"),
+                            "0",
+                            "must be 1 to 65535".to_owned(),
+                        );
+                    }
+                    if !(10..=60_000).contains(timeout_ms) {
+                        let reason = "must be between 10 and 60000 milliseconds".to_owned();
+                        c.push(
+                            format!("device[{d}].timeout_ms"),
+                            &timeout_ms.to_string(),
                             reason,
                         );
                     }
+                    if *offline_after == 0 {
+                        let reason = "must be at least 1 failed poll cycle".to_owned();
+                        c.push(format!("device[{d}].offline_after"), "0", reason);
+                    }
+                    if *max_gap > 124 {
+                        let reason =
+                            "must be 0 to 124 registers (a read holds at most 125)".to_owned();
+                        c.push(format!("device[{d}].max_gap"), &max_gap.to_string(), reason);
+                    }
+                    *period_ms
                 }
+            };
+            if !PERIOD_MS.contains(&period_ms) {
+                let reason = format!(
+                    "must be between {} and {} milliseconds",
+                    PERIOD_MS.start(),
+                    PERIOD_MS.end()
+                );
+                c.push(
+                    format!("device[{d}].period_ms"),
+                    &period_ms.to_string(),
+                    reason,
+                );
             }
         }
 
@@ -210,7 +257,19 @@ impl Model {
                 c.push(f("device"), &tag.device, reason);
                 continue;
             };
+            if !matches!(device.driver, DriverConfig::ModbusTcp { .. }) {
+                for (field, set) in [
+                    ("byte_order", tag.byte_order.is_some()),
+                    ("length", tag.length.is_some()),
+                ] {
+                    if set {
+                        let reason = "only Modbus tags have this setting".to_owned();
+                        c.push(f(field), "(set)", reason);
+                    }
+                }
+            }
             match device.driver {
+                DriverConfig::ModbusTcp { .. } => modbus_tag(&mut c, &f, tag),
                 DriverConfig::Simulator { .. } => match tag.address.parse::<SimSignal>() {
                     Err(reason) => c.push(f("address"), &tag.address, reason),
                     Ok(signal) => {
@@ -245,6 +304,82 @@ impl Model {
         } else {
             Err(ModelErrors(c.errors))
         }
+    }
+}
+
+/// Checks a tag of a Modbus device: address, type against the register table, string
+/// length, byte order and writability.
+fn modbus_tag(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
+    let address = match tag.address.parse::<ModbusAddress>() {
+        Ok(a) => a,
+        Err(reason) => return c.push(f("address"), &tag.address, reason),
+    };
+    let one_bit = address.kind.is_bit() || address.bit.is_some();
+    if one_bit && tag.datatype != DataType::Bool {
+        let reason = format!("{} is a single bit, so the datatype must be bool", address);
+        c.push(f("datatype"), tag.datatype.as_str(), reason);
+    }
+    let string = tag.datatype == DataType::String;
+    match tag.length {
+        None if string => c.push(
+            f("length"),
+            "(none)",
+            "a string tag needs its length in characters, 1 to 250".to_owned(),
+        ),
+        Some(len) if string && !(1..=250).contains(&len) => c.push(
+            f("length"),
+            &len.to_string(),
+            "must be 1 to 250 characters (125 registers, one read)".to_owned(),
+        ),
+        Some(len) if !string => c.push(
+            f("length"),
+            &len.to_string(),
+            "only string tags have a length".to_owned(),
+        ),
+        _ => {}
+    }
+    let registers = match tag.datatype {
+        DataType::String => usize::from(tag.length.unwrap_or(0)).div_ceil(2),
+        DataType::Int32 | DataType::UInt32 | DataType::Float32 => 2,
+        DataType::Int64 | DataType::UInt64 | DataType::Float64 => 4,
+        _ => 1,
+    };
+    if let Some(order) = &tag.byte_order {
+        match order.parse::<ByteOrder>() {
+            Err(reason) => c.push(f("byte_order"), order, reason),
+            Ok(_) if registers < 2 && !string => c.push(
+                f("byte_order"),
+                order,
+                format!(
+                    "{} fits one register; byte orders apply to 32- and 64-bit values and strings",
+                    tag.datatype
+                ),
+            ),
+            Ok(o) if string && o.word_swap => c.push(
+                f("byte_order"),
+                order,
+                "strings run first register first; only ABCD or BADC (bytes swapped) apply"
+                    .to_owned(),
+            ),
+            Ok(_) => {}
+        }
+    }
+    if usize::from(address.offset) + registers.max(1) > 65536 {
+        c.push(
+            f("address"),
+            &tag.address,
+            format!(
+                "{} registers from offset {} run past 65535",
+                registers, address.offset
+            ),
+        );
+    }
+    if tag.writable && !address.kind.is_writable() {
+        let reason = format!(
+            "{} is read-only in Modbus; only coils (coil:) and holding registers (hr:) can be written",
+            address.kind.prefix()
+        );
+        c.push(f("writable"), "true", reason);
     }
 }
 
@@ -518,5 +653,126 @@ mod tests {
             text.starts_with("namespace.site = \"plant/a\": must be 1 to 64 characters"),
             "{text}"
         );
+    }
+
+    /// The demo model with its device turned into a Modbus TCP PLC and one tag `tag`.
+    fn modbus_model(tag: Tag) -> Model {
+        let mut m = demo_model();
+        m.devices[0].driver = DriverConfig::ModbusTcp {
+            host: "10.0.0.5".into(),
+            port: 502,
+            unit: 1,
+            period_ms: 1000,
+            timeout_ms: 1000,
+            offline_after: 3,
+            max_gap: 16,
+        };
+        m.tags = vec![Tag {
+            device: m.devices[0].name.clone(),
+            location: "packaging/line3".into(),
+            ..tag
+        }];
+        m
+    }
+
+    fn modbus_tag(address: &str, datatype: DataType) -> Tag {
+        Tag {
+            device: String::new(),
+            location: String::new(),
+            name: "t".into(),
+            datatype,
+            address: address.into(),
+            unit: None,
+            description: None,
+            writable: false,
+            byte_order: None,
+            length: None,
+        }
+    }
+
+    #[test]
+    fn modbus_tags_validate_address_type_length_order_and_writability() {
+        for (address, datatype) in [
+            ("hr:0", DataType::Float64),
+            ("40001", DataType::Int16),
+            ("hr:5.3", DataType::Bool),
+            ("coil:9", DataType::Bool),
+        ] {
+            modbus_model(modbus_tag(address, datatype))
+                .validate()
+                .unwrap();
+        }
+        assert_error(
+            &modbus_model(modbus_tag("hr:x", DataType::Int16)),
+            "tag[0].address",
+            "hr:x",
+            "hr:OFFSET",
+        );
+        assert_error(
+            &modbus_model(modbus_tag("coil:1", DataType::Int16)),
+            "tag[0].datatype",
+            "int16",
+            "must be bool",
+        );
+        assert_error(
+            &modbus_model(modbus_tag("hr:65535", DataType::Int32)),
+            "tag[0].address",
+            "hr:65535",
+            "past 65535",
+        );
+        assert_error(
+            &modbus_model(modbus_tag("hr:1", DataType::String)),
+            "tag[0].length",
+            "(none)",
+            "1 to 250",
+        );
+        let mut t = modbus_tag("hr:1", DataType::Int16);
+        t.byte_order = Some("CDAB".into());
+        assert_error(
+            &modbus_model(t),
+            "tag[0].byte_order",
+            "CDAB",
+            "one register",
+        );
+        let mut t = modbus_tag("hr:1", DataType::Float32);
+        t.byte_order = Some("ACBD".into());
+        assert_error(
+            &modbus_model(t),
+            "tag[0].byte_order",
+            "ACBD",
+            "allowed: ABCD",
+        );
+        let mut t = modbus_tag("ir:1", DataType::Int16);
+        t.writable = true;
+        assert_error(
+            &modbus_model(t),
+            "tag[0].writable",
+            "true",
+            "holding registers",
+        );
+    }
+
+    #[test]
+    fn modbus_device_settings_are_checked() {
+        let mut m = modbus_model(modbus_tag("hr:0", DataType::Int16));
+        if let DriverConfig::ModbusTcp { host, max_gap, .. } = &mut m.devices[0].driver {
+            *host = "plc one".into();
+            *max_gap = 200;
+        }
+        let fields: Vec<String> = m
+            .validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["device[0].host", "device[0].max_gap"]);
+    }
+
+    #[test]
+    fn only_modbus_tags_take_a_byte_order() {
+        let mut m = demo_model();
+        m.tags[0].byte_order = Some("ABCD".into());
+        assert_error(&m, "tag[0].byte_order", "(set)", "only Modbus");
     }
 }
