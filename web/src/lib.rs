@@ -93,6 +93,8 @@ mod tests {
             unit: unit.map(str::to_owned),
             description: None,
             writable: false,
+            byte_order: None,
+            length: None,
         }
     }
 
