@@ -339,6 +339,14 @@ pub async fn run(
     }
 }
 
+/// Resolves at `due` (ms since the epoch), or never when there is nothing due.
+async fn until(due: Option<u64>) {
+    match due {
+        Some(due) => tokio::time::sleep(Duration::from_millis(due.saturating_sub(now_ms()))).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Waits `delay`; true if shutdown was requested meanwhile.
 async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> bool {
     tokio::select! {
@@ -405,6 +413,8 @@ impl Node {
                     }
                 },
                 delivery = mailbox.take() => self.deliver(delivery),
+                // A rebirth held back by the session's debounce.
+                _ = until(self.session.next_timer()) => self.session.timer(now_ms()),
                 _ = crate::stopped(shutdown) => {
                     self.shutdown(client, eventloop).await;
                     return Ended::Shutdown;

@@ -39,8 +39,9 @@ pub struct SessionConfig {
     pub group_id: String,
     pub edge_node_id: String,
     pub devices: Vec<DeviceDef>,
-    /// Rebirth requests arriving within this many milliseconds of the last birth are ignored,
-    /// so that several hosts asking at once cause one rebirth, not a storm.
+    /// A rebirth requested within this many milliseconds of the last birth is answered when
+    /// that time is up ([`EdgeNodeSession::timer`]), so several hosts asking at once cause
+    /// one rebirth, not a storm, and no request goes unanswered.
     pub rebirth_debounce_ms: u64,
     /// The Primary Host Application to wait for (spec §2.5): births only while its STATE
     /// says online, and NDEATH plus a reconnect when it goes offline.
@@ -174,6 +175,11 @@ pub struct EdgeNodeSession {
     bd_seq: u8,
     seq: u8,
     last_birth_ms: u64,
+    /// When a rebirth held back by the debounce is due.
+    rebirth_due: Option<u64>,
+    /// Whether the Primary Host's STATE on this connection says online. It may arrive before
+    /// the SUBACK (MQTT lets a broker send retained messages first).
+    host_online: bool,
     /// Per MQTT server, the timestamp of the last Primary Host STATE accepted there; kept
     /// across reconnects so that a stale STATE (e.g. an old Will delivered late) is recognised.
     host_state_timestamps: HashMap<usize, u64>,
@@ -195,6 +201,8 @@ impl EdgeNodeSession {
             bd_seq: 0,
             seq: 0,
             last_birth_ms: 0,
+            rebirth_due: None,
+            host_online: false,
             host_state_timestamps: HashMap::new(),
             server: 0,
             devices: Vec::new(),
@@ -287,23 +295,41 @@ impl EdgeNodeSession {
     }
 
     /// Replaces the node's metric set at run time (tags added, removed or changed) and
-    /// returns what the spec requires: a full rebirth when node-level metrics changed;
+    /// returns what the spec requires: NDEATH and [`Output::Reconnect`] when the group or
+    /// edge node id changed; a full rebirth when node-level metrics (or their values) changed;
     /// otherwise DDEATH for each removed online device, and DDEATH + DBIRTH for each online
     /// device whose metrics changed. Values and aliases of unchanged metrics carry over; new
     /// devices start offline until [`EdgeNodeSession::device_online`].
     pub fn reconfigure(&mut self, config: SessionConfig, now_ms: u64) -> Vec<Output> {
+        // tck-id-message-flow-device-birth-publish-dbirth-match-edge-node-topic,
+        // tck-id-topics-nbirth-bdseq-matching: a new group or edge node id is a different
+        // Edge Node, whose messages need their own NBIRTH and a Will on their own NDEATH
+        // topic. So the current session ends (NDEATH under the old ids if it was born) and
+        // the caller reconnects with a new bdSeq and a new Will.
+        let ids_changed = config.group_id != self.config.group_id
+            || config.edge_node_id != self.config.edge_node_id;
+        let death = (ids_changed && self.state == State::Online).then(|| self.ndeath(now_ms));
         let old_states = std::mem::take(&mut self.devices);
         self.devices = self.device_states(&config, &old_states);
         let old = std::mem::replace(&mut self.config, config);
+        if ids_changed && self.state != State::Disconnected {
+            self.state = State::Disconnected;
+            let mut out: Vec<Output> = death.map(Output::Publish).into_iter().collect();
+            out.push(Output::Reconnect { next_server: false });
+            return out;
+        }
         if self.state != State::Online {
             return Vec::new();
         }
+        // tck-id-topics-ndata-payload: a node metric whose value changed must reach hosts.
+        // Node metrics are constants of the configuration and this node publishes no NDATA,
+        // so a changed value, like a changed name or type, is announced by a new NBIRTH.
         let node_changed = old.node_metrics.len() != self.config.node_metrics.len()
             || old
                 .node_metrics
                 .iter()
                 .zip(&self.config.node_metrics)
-                .any(|((a, av), (b, bv))| a != b || av.datatype() != bv.datatype());
+                .any(|((a, av), (b, bv))| a != b || av != bv);
         if node_changed {
             return self.births(now_ms);
         }
@@ -364,6 +390,8 @@ impl EdgeNodeSession {
     pub fn connect(&mut self, bd_seq: u8, server: usize, now_ms: u64) -> Publish {
         self.bd_seq = bd_seq;
         self.server = server;
+        self.host_online = false;
+        self.rebirth_due = None;
         self.state = State::Connecting;
         self.ndeath(now_ms)
     }
@@ -396,7 +424,7 @@ impl EdgeNodeSession {
         if self.state != State::Subscribing {
             return Vec::new();
         }
-        if self.config.primary_host_id.is_some() {
+        if self.config.primary_host_id.is_some() && !self.host_online {
             // The retained STATE arrives right after the subscription; birth on it.
             self.state = State::WaitingForHost;
             return Vec::new();
@@ -418,7 +446,8 @@ impl EdgeNodeSession {
     }
 
     /// New readings. While online, each device that is online gets one DDATA with all of
-    /// its changed metrics; otherwise the values are kept for the next birth.
+    /// its changed metrics (a reading with the last value and quality is dropped), in
+    /// chronological order; otherwise the values are kept for the next birth.
     pub fn update(&mut self, updates: &[MetricUpdate], now_ms: u64) -> Vec<Output> {
         let mut changed: Vec<Vec<usize>> = vec![Vec::new(); self.devices.len()];
         for u in updates {
@@ -429,6 +458,11 @@ impl EdgeNodeSession {
             else {
                 continue;
             };
+            // tck-id-operational-behavior-data-publish-dbirth-change (SHOULD), report by
+            // exception: a reading that changes neither value nor quality is not news.
+            if m.value == u.value && m.quality == u.quality {
+                continue;
+            }
             m.value = u.value.clone();
             m.quality = u.quality;
             m.timestamp_ms = u.timestamp_ms;
@@ -450,10 +484,14 @@ impl EdgeNodeSession {
             if metrics.is_empty() || !self.devices[device].online {
                 continue;
             }
-            let ms = metrics
+            let mut ms: Vec<Metric> = metrics
                 .into_iter()
-                .map(|i| self.metric_payload(device, i, false))
+                .map(|i| self.metric_payload(device, i, false, now_ms))
                 .collect();
+            // tck-id-operational-behavior-data-publish-dbirth-order: the metrics of a DDATA
+            // are in chronological order of their timestamps; a batch lists them in arrival
+            // order, which need not be the order they were read in. The sort is stable.
+            ms.sort_by_key(|m| m.timestamp);
             out.push(self.device_message(MessageType::DData, device, ms, now_ms));
         }
         out
@@ -531,6 +569,7 @@ impl EdgeNodeSession {
             ))];
         }
         self.host_state_timestamps.insert(self.server, timestamp);
+        self.host_online = online;
         match (online, self.state) {
             (true, State::WaitingForHost) => {
                 self.state = State::Online;
@@ -538,7 +577,7 @@ impl EdgeNodeSession {
             }
             (false, State::Online) => self.end_session(now_ms),
             // Not born yet: with other servers to try, go and find the host there.
-            (false, State::WaitingForHost) if self.config.server_count > 1 => {
+            (false, State::WaitingForHost | State::Subscribing) if self.config.server_count > 1 => {
                 self.state = State::Disconnected;
                 vec![Output::Reconnect { next_server: true }]
             }
@@ -568,11 +607,10 @@ impl EdgeNodeSession {
                     } else if now_ms.saturating_sub(self.last_birth_ms)
                         < self.config.rebirth_debounce_ms
                     {
-                        out.push(Output::CommandRejected(format!(
-                            "{topic}: rebirth ignored, the last birth was {} ms ago (debounce {} ms)",
-                            now_ms.saturating_sub(self.last_birth_ms),
-                            self.config.rebirth_debounce_ms
-                        )));
+                        // Answered when the debounce is over (see `timer`), once for all
+                        // requests that arrive meanwhile.
+                        self.rebirth_due =
+                            Some(self.last_birth_ms + self.config.rebirth_debounce_ms);
                     } else {
                         out.extend(self.births(now_ms));
                     }
@@ -650,7 +688,21 @@ impl EdgeNodeSession {
             .collect()
     }
 
+    /// When the caller should call [`EdgeNodeSession::timer`] next, if at all.
+    pub fn next_timer(&self) -> Option<u64> {
+        self.rebirth_due.filter(|_| self.state == State::Online)
+    }
+
+    /// Time has passed: a rebirth held back by the debounce is published once it is due.
+    pub fn timer(&mut self, now_ms: u64) -> Vec<Output> {
+        match self.next_timer() {
+            Some(due) if now_ms >= due => self.births(now_ms),
+            _ => Vec::new(),
+        }
+    }
+
     fn births(&mut self, now_ms: u64) -> Vec<Output> {
+        self.rebirth_due = None;
         self.seq = 0;
         self.last_birth_ms = now_ms;
         let mut out = vec![self.nbirth(now_ms)];
@@ -703,9 +755,12 @@ impl EdgeNodeSession {
     }
 
     fn dbirth(&mut self, device: usize, now_ms: u64) -> Output {
-        let metrics = (0..self.devices[device].metrics.len())
-            .map(|i| self.metric_payload(device, i, true))
+        let mut metrics: Vec<Metric> = (0..self.devices[device].metrics.len())
+            .map(|i| self.metric_payload(device, i, true, now_ms))
             .collect();
+        // tck-id-operational-behavior-data-publish-dbirth-order: chronological, like DDATA
+        // (stable, so metrics read together keep their configuration order).
+        metrics.sort_by_key(|m| m.timestamp);
         self.device_message(MessageType::DBirth, device, metrics, now_ms)
     }
 
@@ -767,7 +822,7 @@ impl EdgeNodeSession {
     }
 
     /// A metric as births (name, alias, datatype, properties) or DATA (alias only) carry it.
-    fn metric_payload(&mut self, device: usize, index: usize, birth: bool) -> Metric {
+    fn metric_payload(&mut self, device: usize, index: usize, birth: bool, now_ms: u64) -> Metric {
         let def = &self.config.devices[device].metrics[index];
         let state = &mut self.devices[device].metrics[index];
         let mut properties = PropertySet::default();
@@ -793,7 +848,15 @@ impl EdgeNodeSession {
         Metric {
             name: birth.then(|| def.name.clone()),
             alias: Some(state.alias),
-            timestamp: Some(state.timestamp_ms),
+            // tck-id-payloads-metric-timestamp-in-UTC, tck-id-payloads-name-birth-data-requirement:
+            // a metric never read yet (null in its birth) has no acquisition time; stamp it
+            // with the birth's time rather than 0, which is 1970 to a host (and outside the
+            // TCK's UTC window).
+            timestamp: Some(if state.timestamp_ms == 0 {
+                now_ms
+            } else {
+                state.timestamp_ms
+            }),
             datatype: birth.then(|| def.datatype.code()),
             is_null: state.value.is_none().then_some(true),
             properties: (!properties.keys.is_empty()).then_some(properties),
@@ -990,20 +1053,46 @@ mod tests {
             ..Metric::default()
         }]);
         let topic = "spBv1.0/plant-a/NCMD/edge1";
-        assert!(matches!(
-            &s.handle_message(topic, &ask, T0 + 10)[..],
-            [Output::CommandRejected(_)]
-        ));
-        let p = publishes(&s.handle_message(topic, &ask, T0 + 5000));
+        // Within the debounce: held back, answered once when it is over.
+        assert!(s.handle_message(topic, &ask, T0 + 10).is_empty());
+        assert!(s.handle_message(topic, &ask, T0 + 20).is_empty());
+        assert_eq!(s.next_timer(), Some(T0 + 1000));
+        assert!(s.timer(T0 + 999).is_empty());
+        let p = publishes(&s.timer(T0 + 1000));
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].1.seq, Some(0));
         assert_eq!(bd_seq_of(&p[0].1), Some(MetricValue::Int64(9)));
+        assert_eq!(s.next_timer(), None);
+        // Outside the debounce: at once.
+        let p = publishes(&s.handle_message(topic, &ask, T0 + 5000));
+        assert_eq!(p.len(), 2);
         let no = command(vec![Metric {
             name: Some(REBIRTH.into()),
             value: Some(metric::Value::BooleanValue(false)),
             ..Metric::default()
         }]);
         assert!(s.handle_message(topic, &no, T0 + 99_000).is_empty());
+    }
+
+    #[test]
+    fn an_online_state_before_the_suback_is_not_lost() {
+        let mut s = EdgeNodeSession::new(SessionConfig {
+            primary_host_id: Some("scada".into()),
+            ..config()
+        });
+        s.connect(0, 0, T0);
+        s.connected();
+        let state = br#"{"online":true,"timestamp":5}"#;
+        assert!(
+            s.handle_message("spBv1.0/STATE/scada", state, T0)
+                .is_empty()
+        );
+        let births = publishes(&s.subscribed(T0));
+        assert_eq!(births[0].0, "spBv1.0/plant-a/NBIRTH/edge1");
+        // A new connection does not inherit it: the retained STATE comes again.
+        s.connect(1, 0, T0);
+        s.connected();
+        assert!(s.subscribed(T0).is_empty());
     }
 
     #[test]
