@@ -54,6 +54,11 @@ enum Command {
         #[arg(long, default_value = "/etc/sparkedge/sparkedge.toml")]
         config: PathBuf,
     },
+    /// Run a simulated PLC that other programs (and sparkedge) can poll.
+    Sim {
+        #[command(subcommand)]
+        plc: SimPlc,
+    },
     /// Replace the model (namespace, devices, tags) with the one in a TOML file. Everything
     /// is checked first; on any error nothing is changed.
     Import {
@@ -66,6 +71,16 @@ enum Command {
         file: Option<PathBuf>,
         #[arg(long, default_value = "sparkedge-data")]
         data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SimPlc {
+    /// A Modbus TCP server with changing values of every type and byte order, writable
+    /// memory, and a hole in its address space (the register map is in the README).
+    Modbus {
+        #[arg(long, default_value = "127.0.0.1:5020")]
+        listen: SocketAddr,
     },
 }
 
@@ -102,6 +117,9 @@ fn main() -> ExitCode {
                 northbound: c.northbound,
             })
         }),
+        Command::Sim {
+            plc: SimPlc::Modbus { listen },
+        } => sim_modbus(listen),
         Command::Import { file, data_dir } => import(&file, &data_dir),
         Command::Export { file, data_dir } => export(file.as_deref(), &data_dir),
     };
@@ -112,6 +130,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn sim_modbus(listen: SocketAddr) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen for Modbus on {listen}: {e}"))?;
+        println!("simulated Modbus PLC on {listen} (unit id any); Ctrl-C to stop");
+        let plc = std::sync::Arc::new(southbound::modbus::sim_server::SimPlc::default());
+        let mut signals = Signals::new().map_err(|e| format!("cannot handle signals: {e}"))?;
+        tokio::select! {
+            served = southbound::modbus::sim_server::serve(listener, plc) => {
+                served.map_err(|e| format!("simulated PLC stopped: {e}"))
+            }
+            _ = signals.recv() => Ok(()),
+        }
+    })
 }
 
 fn open_store(data_dir: &Path) -> Result<Store, String> {

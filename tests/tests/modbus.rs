@@ -1,0 +1,187 @@
+//! A Modbus PLC (the `sparkedge sim modbus` process) polled by the appliance, observed as a
+//! Sparkplug Primary Host would: values decoded by type and byte order, a DCMD landing in
+//! the right registers, and a PLC that goes away and comes back (DDEATH, then DBIRTH).
+
+use std::process::{Child, Command, Stdio};
+
+use prost::Message as _;
+use rumqttc::{LastWill, QoS};
+use sparkplug::proto::Payload;
+use sparkplug::proto::payload::Metric;
+use sparkplug::proto::payload::metric::Value as Field;
+use system_tests::{Appliance, Message, Observer, free_port, now_ms, sparkedge, sparkedge_binary};
+use tokio_modbus::client::Reader;
+
+const HOST_ID: &str = "scada";
+const DBIRTH: &str = "spBv1.0/plant-c/DBIRTH/edge-m/press";
+const DDEATH: &str = "spBv1.0/plant-c/DDEATH/edge-m/press";
+const DDATA: &str = "spBv1.0/plant-c/DDATA/edge-m/press";
+const DCMD: &str = "spBv1.0/plant-c/DCMD/edge-m/press";
+
+fn model(port: u16) -> String {
+    format!(
+        r#"
+[namespace]
+enterprise = "acme"
+site = "plant-c"
+[sparkplug]
+edge_node_id = "edge-m"
+[[area]]
+name = "forming"
+[[area.line]]
+name = "press1"
+[[device]]
+name = "press"
+driver = "modbus-tcp"
+host = "127.0.0.1"
+port = {port}
+period_ms = 200
+timeout_ms = 300
+offline_after = 2
+[[tag]]
+device = "press"
+location = "forming/press1"
+name = "seconds"
+datatype = "uint16"
+address = "hr:100"
+[[tag]]
+device = "press"
+location = "forming/press1"
+name = "sine"
+datatype = "float32"
+address = "hr:110"
+byte_order = "CDAB"
+[[tag]]
+device = "press"
+location = "forming/press1"
+name = "label"
+datatype = "string"
+address = "40131"
+length = 16
+[[tag]]
+device = "press"
+location = "forming/press1"
+name = "setpoint"
+datatype = "float32"
+address = "hr:10"
+writable = true
+"#
+    )
+}
+
+/// `sparkedge sim modbus` on `port`, killed when dropped.
+struct SimProcess(Child);
+
+impl SimProcess {
+    fn start(port: u16) -> SimProcess {
+        SimProcess(
+            Command::new(sparkedge_binary())
+                .args(["sim", "modbus", "--listen", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start sparkedge sim modbus"),
+        )
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn decode(m: &Message) -> Payload {
+    Payload::decode(m.payload.as_slice()).unwrap_or_else(|e| panic!("{}: {e}", m.topic))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn modbus_plc_to_sparkplug_and_back() {
+    let plc_port = free_port();
+    let sim = SimProcess::start(plc_port);
+    let data = tempfile::tempdir().expect("temp dir");
+    let model_path = data.path().join("model.toml");
+    std::fs::write(&model_path, model(plc_port)).expect("write model");
+    sparkedge(
+        data.path(),
+        &["import", model_path.to_str().expect("UTF-8")],
+    );
+    let exported = sparkedge(data.path(), &["export"]);
+    assert!(
+        exported.contains("address = \"hr:130\""),
+        "classic address normalised:\n{exported}"
+    );
+
+    let app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
+    let state = |online: bool| format!(r#"{{"online":{online},"timestamp":{}}}"#, now_ms());
+    let will = LastWill::new("spBv1.0/STATE/scada", state(false), QoS::AtLeastOnce, true);
+    let mut host = Observer::connect(app.mqtt_port, HOST_ID, Some(will)).await;
+    host.subscribe("spBv1.0/plant-c/#").await;
+    host.client
+        .publish("spBv1.0/STATE/scada", QoS::AtLeastOnce, true, state(true))
+        .await
+        .expect("publish STATE");
+
+    // The device is born once it has been read, with decoded values.
+    let dbirth = host.next_where("DBIRTH", |m| m.topic == DBIRTH).await;
+    let birth = decode(&dbirth);
+    let metric = |name: &str| -> Metric {
+        birth
+            .metrics
+            .iter()
+            .find(|m| m.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name} in DBIRTH"))
+            .clone()
+    };
+    assert_eq!(
+        metric("forming/press1/label").value,
+        Some(Field::StringValue("SPARKEDGE SIM".into()))
+    );
+    match metric("forming/press1/sine").value {
+        Some(Field::FloatValue(f)) => assert!((0.0..=100.0).contains(&f), "sine {f}"),
+        other => panic!("sine: {other:?}"),
+    }
+    let setpoint_alias = metric("forming/press1/setpoint").alias;
+
+    // DCMD: the value lands in hr:10–11 (ABCD) and comes back as DDATA.
+    let dcmd = Payload {
+        timestamp: Some(now_ms()),
+        metrics: vec![Metric {
+            alias: setpoint_alias,
+            value: Some(Field::FloatValue(12.5)),
+            ..Metric::default()
+        }],
+        ..Payload::default()
+    };
+    host.client
+        .publish(DCMD, QoS::AtMostOnce, false, dcmd.encode_to_vec())
+        .await
+        .expect("publish DCMD");
+    host.next_where("DDATA with the setpoint", |m| {
+        m.topic == DDATA
+            && decode(m)
+                .metrics
+                .iter()
+                .any(|x| x.alias == setpoint_alias && x.value == Some(Field::FloatValue(12.5)))
+    })
+    .await;
+    let addr = format!("127.0.0.1:{plc_port}").parse().expect("address");
+    let mut client = tokio_modbus::client::tcp::connect(addr)
+        .await
+        .expect("connect to the PLC");
+    let words = client
+        .read_holding_registers(10, 2)
+        .await
+        .expect("transport")
+        .expect("no exception");
+    let bits = 12.5f32.to_bits();
+    assert_eq!(words, [(bits >> 16) as u16, bits as u16]);
+    drop(client);
+
+    // The PLC goes away: DDEATH. It comes back: DBIRTH.
+    drop(sim);
+    host.next_where("DDEATH", |m| m.topic == DDEATH).await;
+    let _sim = SimProcess::start(plc_port);
+    host.next_where("DBIRTH after the PLC returns", |m| m.topic == DBIRTH)
+        .await;
+}
