@@ -10,6 +10,8 @@
 //! listen = "0.0.0.0:8080"
 //! [sparkplug]
 //! primary_host_id = "scada"          # optional, for the session on the embedded broker
+//! [uns]
+//! enabled = true                     # publish the UNS JSON tree (default)
 //! [[northbound]]
 //! name = "plant"
 //! servers = ["mqtt://10.0.0.5:1883", "mqtts://10.0.0.6:8883"]   # walked in order on failure
@@ -35,6 +37,8 @@ pub struct AppConfig {
     pub web: Listen<8080>,
     #[serde(default)]
     pub sparkplug: SparkplugConfig,
+    #[serde(default)]
+    pub uns: UnsConfig,
     #[serde(default)]
     pub northbound: Vec<Northbound>,
 }
@@ -62,6 +66,25 @@ impl<const PORT: u16> Default for Listen<PORT> {
 #[serde(deny_unknown_fields)]
 pub struct SparkplugConfig {
     pub primary_host_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsConfig {
+    /// Publish the UNS JSON tree on the embedded broker (default true). A node with far more
+    /// tags than its consumers need as JSON may publish Sparkplug only.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for UnsConfig {
+    fn default() -> Self {
+        UnsConfig { enabled: true }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A plant MQTT broker (or cluster) that gets its own Sparkplug session.

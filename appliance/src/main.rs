@@ -107,6 +107,7 @@ fn main() -> ExitCode {
             data_dir,
             primary_host_id,
             northbound: Vec::new(),
+            uns: true,
         }),
         Command::Run { config } => config::AppConfig::load(&config).and_then(|c| {
             serve(Settings {
@@ -115,6 +116,7 @@ fn main() -> ExitCode {
                 data_dir: c.data_dir,
                 primary_host_id: c.sparkplug.primary_host_id,
                 northbound: c.northbound,
+                uns: c.uns.enabled,
             })
         }),
         Command::Sim {
@@ -205,6 +207,8 @@ struct Settings {
     data_dir: PathBuf,
     primary_host_id: Option<String>,
     northbound: Vec<config::Northbound>,
+    /// Publish the UNS JSON tree.
+    uns: bool,
 }
 
 /// `run` with the demo model seeded into an empty data directory.
@@ -243,6 +247,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         data_dir,
         primary_host_id,
         northbound,
+        uns,
     } = settings;
     // Every northbound connection first: a missing CA file is a start-up error, not a
     // connection that silently never comes up.
@@ -360,7 +365,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         sparkplug_boxes
             .iter()
             .cloned()
-            .chain([uns_box.clone()])
+            .chain(uns.then(|| uns_box.clone()))
             .collect(),
         live.clone(),
     ));
@@ -387,13 +392,15 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         )));
     }
     drop(write_tx);
-    let uns = tokio::spawn(uns::run(
-        model.clone(),
-        mqtt_host.clone(),
-        mqtt_listen.port(),
-        uns_box,
-        shutdown.clone(),
-    ));
+    let uns = uns.then(|| {
+        tokio::spawn(uns::run(
+            model.clone(),
+            mqtt_host.clone(),
+            mqtt_listen.port(),
+            uns_box,
+            shutdown.clone(),
+        ))
+    });
     let state = web::AppState {
         model: model.clone(),
         live,
@@ -425,7 +432,9 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         for node in nodes {
             let _ = node.await;
         }
-        let _ = uns.await;
+        if let Some(uns) = uns {
+            let _ = uns.await;
+        }
         let _ = web.await;
     };
     if tokio::time::timeout(Duration::from_secs(10), stopping)

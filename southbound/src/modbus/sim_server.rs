@@ -19,6 +19,7 @@
 //! | hr:139–199 | — | — | 0 |
 //! | hr:200–299 | — | — | **do not exist** (illegal data address) |
 //! | hr:300–399 | any | — | memory, writable |
+//! | hr:1000–60999 | uint16 | — | (t + offset) mod 65536: a bulk area for load tests |
 //! | ir:0–99 | — | — | the same as hr:100–199 (read-only) |
 //! | coil:0–99 | bool | — | memory, writable; coil:100 = t is odd; coil:101–199 false |
 //! | di:0–15 | bool | — | di:0 = t is odd, the rest false |
@@ -113,13 +114,15 @@ impl SimPlc {
     }
 
     fn holding(&self, start: u16, count: u16) -> Result<Vec<u16>, ExceptionCode> {
-        let live = SimPlc::live(self.seconds());
+        let t = self.seconds();
+        let live = SimPlc::live(t);
         let memory = self.memory();
         (u32::from(start)..u32::from(start) + u32::from(count))
             .map(|a| match a {
                 0..=99 => Ok(memory.low[a as usize]),
                 100..=199 => Ok(live[a as usize - 100]),
                 300..=399 => Ok(memory.high[a as usize - 300]),
+                1000..=60999 => Ok((t as u32).wrapping_add(a) as u16),
                 _ => Err(ExceptionCode::IllegalDataAddress),
             })
             .collect()

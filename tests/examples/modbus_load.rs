@@ -1,0 +1,252 @@
+//! The Modbus → Sparkplug load run (a benchmark, not a test): 100,000 tags over 10 simulated
+//! PLCs, all changing every second, polled at 1 s by one `sparkedge run` process.
+//!
+//! Run: `cargo run --release --locked -p system-tests --example modbus_load [-- --uns]`
+//!
+//! Ten `sparkedge sim modbus` processes serve the bulk area (hr:1000…, every register changes
+//! every second). The appliance's model has 10 devices × 10,000 uint16 tags (one writable at
+//! hr:0). After the births and a 5 s warm-up it measures, over 30 s: the appliance's CPU time
+//! (utime + stime from /proc) as a share of one core, its peak RSS (VmHWM), and the DDATA
+//! metrics a Sparkplug host receives. Then 200 DCMD writes to hr:0 of one PLC, each timed from
+//! publishing the DCMD to the register holding the value (polled every millisecond with a
+//! second Modbus connection). `--uns` also publishes the 100,000 tags as UNS JSON.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use rumqttc::QoS;
+use sparkplug::proto::Payload;
+use sparkplug::proto::payload::Metric;
+use sparkplug::proto::payload::metric::Value as Field;
+use system_tests::{Observer, free_port, now_ms, sparkedge, sparkedge_binary};
+use tokio_modbus::client::Reader;
+
+const DEVICES: usize = 10;
+const TAGS: usize = 10_000;
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+fn status(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("read /proc status")
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() {
+    let uns = std::env::args().any(|a| a == "--uns");
+    let binary = sparkedge_binary();
+    let ports: Vec<u16> = (0..DEVICES).map(|_| free_port()).collect();
+    let _sims: Vec<Kill> = ports
+        .iter()
+        .map(|p| {
+            Kill(
+                Command::new(&binary)
+                    .args(["sim", "modbus", "--listen", &format!("127.0.0.1:{p}")])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("start a simulated PLC"),
+            )
+        })
+        .collect();
+
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut model = String::from(
+        "[namespace]\nenterprise = \"bench\"\nsite = \"s1\"\n[sparkplug]\nedge_node_id = \"edge\"\n[[area]]\nname = \"load\"\n",
+    );
+    for d in 0..DEVICES {
+        model += &format!("[[area.line]]\nname = \"plc{d}\"\n");
+    }
+    for (d, port) in ports.iter().enumerate() {
+        model += &format!(
+            "[[device]]\nname = \"plc{d}\"\ndriver = \"modbus-tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n"
+        );
+    }
+    for d in 0..DEVICES {
+        model += &format!(
+            "[[tag]]\ndevice = \"plc{d}\"\nlocation = \"load/plc{d}\"\nname = \"w\"\ndatatype = \"uint16\"\naddress = \"hr:0\"\nwritable = true\n"
+        );
+        for i in 1..TAGS {
+            model += &format!(
+                "[[tag]]\ndevice = \"plc{d}\"\nlocation = \"load/plc{d}\"\nname = \"t{i}\"\ndatatype = \"uint16\"\naddress = \"hr:{}\"\n",
+                999 + i
+            );
+        }
+    }
+    let model_path = data.path().join("model.toml");
+    std::fs::write(&model_path, model).expect("write model");
+    let started = Instant::now();
+    sparkedge(
+        data.path(),
+        &["import", model_path.to_str().expect("UTF-8")],
+    );
+    println!("import of {} tags: {:?}", DEVICES * TAGS, started.elapsed());
+
+    let mqtt_port = free_port();
+    let config = data.path().join("sparkedge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n[web]\nlisten = \"127.0.0.1:{}\"\n[uns]\nenabled = {uns}\n",
+            data.path().display().to_string(),
+            free_port()
+        ),
+    )
+    .expect("write config");
+    let app = Kill(
+        Command::new(&binary)
+            .args(["run", "--config", config.to_str().expect("UTF-8")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start sparkedge run"),
+    );
+    let pid = app.0.id();
+
+    let mut host = Observer::connect(mqtt_port, "bench-host", None).await;
+    host.subscribe("spBv1.0/s1/#").await;
+    // The node was born before we subscribed: ask for a rebirth to learn the aliases.
+    let rebirth = Payload {
+        timestamp: Some(now_ms()),
+        metrics: vec![Metric {
+            name: Some("Node Control/Rebirth".into()),
+            value: Some(Field::BooleanValue(true)),
+            ..Metric::default()
+        }],
+        ..Payload::default()
+    };
+    let metrics = Arc::new(AtomicU64::new(0));
+    let mut births = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    host.client
+        .publish(
+            "spBv1.0/s1/NCMD/edge",
+            QoS::AtMostOnce,
+            false,
+            rebirth.encode_to_vec(),
+        )
+        .await
+        .expect("publish rebirth");
+    while births < DEVICES && Instant::now() < deadline {
+        let m = host.next("messages while waiting for the births").await;
+        if m.topic.contains("/DBIRTH/") {
+            births += 1;
+        }
+        if births < DEVICES && m.topic.contains("/NBIRTH/") {
+            births = 0;
+        }
+    }
+    assert_eq!(births, DEVICES, "every device born");
+    println!("all {DEVICES} devices born after {:?}", started.elapsed());
+    let counter = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            let m = host.next("DDATA").await;
+            if m.topic.contains("/DDATA/") {
+                let p = Payload::decode(m.payload.as_slice()).expect("DDATA payload");
+                counter.fetch_add(p.metrics.len() as u64, Ordering::Relaxed);
+            }
+        }
+    });
+
+    tokio::time::sleep(Duration::from_secs(5)).await; // warm-up, not synchronisation
+    let (t0, cpu0, n0) = (
+        Instant::now(),
+        cpu_ticks(pid),
+        metrics.load(Ordering::Relaxed),
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await; // the measurement window
+    let (elapsed, cpu1, n1) = (
+        t0.elapsed(),
+        cpu_ticks(pid),
+        metrics.load(Ordering::Relaxed),
+    );
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    let core = (cpu1 - cpu0) as f64 / ticks / elapsed.as_secs_f64() * 100.0;
+    println!(
+        "over {:.1} s: CPU {core:.1} % of one core, DDATA metrics received {:.0}/s, VmHWM {}, VmRSS {}",
+        elapsed.as_secs_f64(),
+        (n1 - n0) as f64 / elapsed.as_secs_f64(),
+        status(pid, "VmHWM"),
+        status(pid, "VmRSS"),
+    );
+    println!(
+        "Modbus reads per device per cycle: {} (10,000 registers, 125 per read)",
+        TAGS.div_ceil(125)
+    );
+
+    // DCMD → register written, under the load.
+    let writer = Observer::connect(mqtt_port, "bench-writer", None).await;
+    let addr = format!("127.0.0.1:{}", ports[0]).parse().expect("address");
+    let mut plc = tokio_modbus::client::tcp::connect(addr)
+        .await
+        .expect("connect to plc0");
+    let mut latencies = Vec::new();
+    for k in 1..=200u16 {
+        let dcmd = Payload {
+            timestamp: Some(now_ms()),
+            metrics: vec![Metric {
+                name: Some("load/plc0/w".into()),
+                value: Some(Field::IntValue(u32::from(k))),
+                ..Metric::default()
+            }],
+            ..Payload::default()
+        };
+        let start = Instant::now();
+        writer
+            .client
+            .publish(
+                "spBv1.0/s1/DCMD/edge/plc0",
+                QoS::AtMostOnce,
+                false,
+                dcmd.encode_to_vec(),
+            )
+            .await
+            .expect("publish DCMD");
+        loop {
+            let words = plc
+                .read_holding_registers(0, 1)
+                .await
+                .expect("transport")
+                .expect("read hr:0");
+            if words[0] == k {
+                latencies.push(start.elapsed());
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "write {k} never landed"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await; // polling the PLC, not synchronising
+        }
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "DCMD -> register written over {} writes: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        pct(0.50),
+        pct(0.99),
+        latencies[latencies.len() - 1]
+    );
+}
