@@ -392,6 +392,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         )));
     }
     drop(write_tx);
+    drop(known_aliases);
     let uns = uns.then(|| {
         tokio::spawn(uns::run(
             model.clone(),
@@ -414,7 +415,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
     let web_url = format!("http://{web_listen}/");
     let enterprise = &model.namespace.enterprise;
     let port = mqtt_listen.port();
-    println!("sparkedge demo is running");
+    println!("sparkedge is running");
     println!("  web UI     {web_url}");
     println!("  MQTT       {mqtt_address}  (Sparkplug group {group_id}, edge node {edge_node_id})");
     println!("  data       {}", data_dir.display());

@@ -210,6 +210,9 @@ impl EdgeNodeSession {
         };
         session.devices = session.device_states(&config, &[]);
         session.config = config;
+        // Only needed to assign the aliases; a 100,000-tag node would otherwise keep a second
+        // copy of every metric name for nothing.
+        session.config.known_aliases = HashMap::new();
         session
     }
 
@@ -312,6 +315,7 @@ impl EdgeNodeSession {
         let old_states = std::mem::take(&mut self.devices);
         self.devices = self.device_states(&config, &old_states);
         let old = std::mem::replace(&mut self.config, config);
+        self.config.known_aliases = HashMap::new();
         if ids_changed && self.state != State::Disconnected {
             self.state = State::Disconnected;
             let mut out: Vec<Output> = death.map(Output::Publish).into_iter().collect();

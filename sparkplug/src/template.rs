@@ -209,7 +209,7 @@ mod tests {
             version: None,
             template_ref: Some("Motor".into()),
             is_definition: false,
-            metrics: vec![Metric::new("inner", MetricValue::Template(inner))],
+            metrics: vec![Metric::new("inner", MetricValue::Template(Box::new(inner)))],
             parameters: vec![],
         }
     }

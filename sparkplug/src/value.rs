@@ -440,11 +440,13 @@ pub enum MetricValue {
     DateTime(u64),
     Text(String),
     Uuid(String),
-    DataSet(DataSet),
+    /// Boxed, like [`MetricValue::Template`]: the large variants would otherwise make every
+    /// scalar metric value of a 100,000-tag node as big as a DataSet.
+    DataSet(Box<DataSet>),
     Bytes(Vec<u8>),
     /// File contents; the name, type and md5 go in the metric's [`crate::MetaData`].
     File(Vec<u8>),
-    Template(Template),
+    Template(Box<Template>),
     Int8Array(Vec<i8>),
     Int16Array(Vec<i16>),
     Int32Array(Vec<i32>),
@@ -726,10 +728,10 @@ impl MetricValue {
             (DataType::Bytes, Field::BytesValue(v)) => MetricValue::Bytes(v),
             (DataType::File, Field::BytesValue(v)) => MetricValue::File(v),
             (DataType::DataSet, Field::DatasetValue(v)) => {
-                MetricValue::DataSet(DataSet::from_proto(v)?)
+                MetricValue::DataSet(Box::new(DataSet::from_proto(v)?))
             }
             (DataType::Template, Field::TemplateValue(v)) => {
-                MetricValue::Template(Template::from_proto_at(v, depth + 1)?)
+                MetricValue::Template(Box::new(Template::from_proto_at(v, depth + 1)?))
             }
             (datatype, Field::BytesValue(v)) if datatype.is_array() => array::decode(datatype, &v)?,
             (DataType::Unknown | DataType::PropertySet | DataType::PropertySetList, _) => {

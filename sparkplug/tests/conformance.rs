@@ -2125,7 +2125,7 @@ fn payloads_template_definition_ref() {
     // The same through a whole payload, and a version that is not UTF-8 is not a payload.
     let bytes = Payload {
         timestamp: Some(T0),
-        metrics: vec![Metric::new("Motor", MetricValue::Template(def))],
+        metrics: vec![Metric::new("Motor", MetricValue::Template(Box::new(def)))],
         seq: Some(0),
         ..Payload::default()
     }

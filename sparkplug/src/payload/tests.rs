@@ -438,7 +438,7 @@ fn template(depth: u32) -> BoxedStrategy<Template> {
     let member_value = if depth == 0 {
         leaf_value().boxed()
     } else {
-        prop_oneof![3 => leaf_value(), 1 => template(depth - 1).prop_map(MetricValue::Template)]
+        prop_oneof![3 => leaf_value(), 1 => template(depth - 1).prop_map(|t| MetricValue::Template(Box::new(t)))]
             .boxed()
     };
     let member = (
@@ -481,10 +481,10 @@ fn value_of(datatype: DataType) -> BoxedStrategy<MetricValue> {
     match datatype {
         d if d.is_basic() => basic_of(d).prop_map(MetricValue::from).boxed(),
         DataType::Uuid => text().prop_map(V::Uuid).boxed(),
-        DataType::DataSet => dataset().prop_map(V::DataSet).boxed(),
+        DataType::DataSet => dataset().prop_map(|d| V::DataSet(Box::new(d))).boxed(),
         DataType::Bytes => vec(any::<u8>(), n).prop_map(V::Bytes).boxed(),
         DataType::File => vec(any::<u8>(), n).prop_map(V::File).boxed(),
-        DataType::Template => template(2).prop_map(V::Template).boxed(),
+        DataType::Template => template(2).prop_map(|t| V::Template(Box::new(t))).boxed(),
         DataType::Int8Array => vec(any::<i8>(), n).prop_map(V::Int8Array).boxed(),
         DataType::Int16Array => vec(any::<i16>(), n).prop_map(V::Int16Array).boxed(),
         DataType::Int32Array => vec(any::<i32>(), n).prop_map(V::Int32Array).boxed(),
