@@ -116,7 +116,7 @@ async fn main() {
     let app = Kill(
         Command::new(&binary)
             .args(["run", "--config", config.to_str().expect("UTF-8")])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,rumqttd=off")
             .stdout(Stdio::null())
             .spawn()
             .expect("start sparkedge run"),
@@ -159,7 +159,7 @@ async fn main() {
     assert_eq!(births, DEVICES, "every device born");
     println!("all {DEVICES} devices born after {:?}", started.elapsed());
     let counter = metrics.clone();
-    tokio::spawn(async move {
+    let count_task = tokio::spawn(async move {
         loop {
             let m = host.next("DDATA").await;
             if m.topic.contains("/DDATA/") {
@@ -240,6 +240,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(1)).await; // polling the PLC, not synchronising
         }
     }
+    count_task.abort();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(

@@ -229,6 +229,8 @@ impl Store {
             });
         }
 
+        // Rows arrive one by one; a 100,000-tag model should not keep the growth slack.
+        tags.shrink_to_fit();
         Ok(Some(Model {
             namespace,
             sparkplug,

@@ -159,9 +159,10 @@ pub(crate) async fn run(
     mut writes: mpsc::Receiver<WriteCommand>,
 ) {
     // The model was validated; a tag that still does not parse is skipped, not a panic.
+    // Consumed here: the model's tags are not kept for the life of the driver.
     let tags: Vec<ModbusTag> = tags
-        .iter()
-        .filter_map(|(id, t)| ModbusTag::from_model(*id, t))
+        .into_iter()
+        .filter_map(|(id, t)| ModbusTag::from_model(id, &t))
         .collect();
     let spans: Vec<Span> = tags
         .iter()
