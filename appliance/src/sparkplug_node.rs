@@ -74,6 +74,8 @@ pub fn session_config(
                 writable: tag.writable,
             });
         }
+        metrics.shrink_to_fit();
+        tags.shrink_to_fit();
         map.by_device[d] = Some(devices.len());
         map.tags.push(tags);
         devices.push(DeviceDef {

@@ -154,16 +154,18 @@ struct Poller {
 pub(crate) async fn run(
     device: DeviceId,
     settings: TcpSettings,
-    tags: Vec<(TagId, Tag)>,
+    model_tags: Vec<(TagId, Tag)>,
     events: mpsc::Sender<DriverEvent>,
     mut writes: mpsc::Receiver<WriteCommand>,
 ) {
     // The model was validated; a tag that still does not parse is skipped, not a panic.
-    // Consumed here: the model's tags are not kept for the life of the driver.
-    let tags: Vec<ModbusTag> = tags
-        .into_iter()
-        .filter_map(|(id, t)| ModbusTag::from_model(id, &t))
+    let mut tags: Vec<ModbusTag> = model_tags
+        .iter()
+        .filter_map(|(id, t)| ModbusTag::from_model(*id, t))
         .collect();
+    tags.shrink_to_fit();
+    // An async fn keeps its arguments for its whole life unless they are dropped.
+    drop(model_tags);
     let spans: Vec<Span> = tags
         .iter()
         .map(|t| Span {
