@@ -371,6 +371,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
     ));
 
     let known_aliases = store.sparkplug_aliases().map_err(|e| e.to_string())?;
+    let model_version = store.model_version().map_err(|e| e.to_string())?;
     let store = Arc::new(Mutex::new(store));
     let (group_id, edge_node_id) = (
         model.sparkplug_group_id().to_owned(),
@@ -403,7 +404,11 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         ))
     });
     let state = web::AppState {
-        model: model.clone(),
+        model: Arc::new(StoreModel {
+            store: store.clone(),
+            version: model_version,
+            data_dir: data_dir.clone(),
+        }),
         live,
         mqtt_address: mqtt_address.clone(),
     };
@@ -424,6 +429,8 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         "  Sparkplug  mosquitto_sub -h {mqtt_host} -p {port} -t 'spBv1.0/#' -F '%t (%l bytes)'"
     );
     println!("Press Ctrl-C to stop.");
+    // Everything that needs the model has taken what it needs: a large model is not kept.
+    drop(model);
 
     let signal = signals.recv().await;
     tracing::info!("{signal}: stopping");
@@ -445,6 +452,32 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         tracing::warn!("shutdown took longer than 10 s; exiting anyway");
     }
     Ok(())
+}
+
+/// The web UI's model: read from the store per request, and only while the store still
+/// holds the model this process runs (its tag indices are those of the live values).
+#[derive(Debug)]
+struct StoreModel {
+    store: Arc<Mutex<Store>>,
+    version: u64,
+    data_dir: PathBuf,
+}
+
+impl web::ModelSource for StoreModel {
+    fn load(&self) -> Result<Arc<Model>, String> {
+        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let version = store.model_version().map_err(|e| e.to_string())?;
+        if version != self.version {
+            return Err(format!(
+                "the model in {} was replaced after sparkedge started; restart sparkedge to run it",
+                self.data_dir.display()
+            ));
+        }
+        let model = store.load_model().map_err(|e| e.to_string())?;
+        model
+            .map(Arc::new)
+            .ok_or_else(|| "the store holds no model".to_owned())
+    }
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).

@@ -69,6 +69,8 @@ pub async fn run(
         .collect();
     let mut last: Vec<Option<Vec<u8>>> = vec![None; tags.len()];
     let client_id = format!("sparkedge-uns-{}", model.sparkplug.edge_node_id);
+    // An async fn keeps its arguments alive: let the model go now that the topics are built.
+    drop(model);
     let mut options = MqttOptions::new(client_id, host, port);
     options.set_keep_alive(Duration::from_secs(15));
     options.set_clean_session(true);

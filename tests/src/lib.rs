@@ -313,6 +313,31 @@ impl Default for TestCertificates {
     }
 }
 
+/// A plain HTTP/1.0 GET to 127.0.0.1:`port`: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the web UI");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("set a read timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// One received MQTT publish.
 #[derive(Clone, Debug)]
 pub struct Message {

@@ -190,12 +190,12 @@ async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
         42.5
     );
 
-    // SIGTERM: NDEATH with the NBIRTH's bdSeq, then a clean exit.
-    let status = app.terminate();
-    let death = host.next_where("NDEATH", |m| m.topic == DEATH).await;
-    assert_eq!(decode(&death).seq, None, "NDEATH has no seq");
-    assert_eq!(bd_seq(&decode(&death)), first_bd_seq);
-    assert!(status.success(), "sparkedge exited with {status}");
+    // The web API serves the running model with its live values.
+    let (status, body) = system_tests::http_get(app.web_port, "/api/values");
+    assert_eq!(status, 200, "{body}");
+    let values: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(values.as_array().map(Vec::len), Some(UNS_TAGS.len()));
+    assert!(values[0]["value"].is_number(), "{body}");
 
     // Insert a tag ahead of the others: numbering by position would now shift every alias.
     let sparkedge = |args: &[&str]| {
@@ -220,6 +220,19 @@ async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
     let model_file = data.path().join("model.toml");
     std::fs::write(&model_file, model).expect("write model");
     sparkedge(&["import", model_file.to_str().expect("UTF-8 path")]);
+
+    // A model imported while running is not what runs: the UI says so instead of showing
+    // live values against the wrong tags.
+    let (status, body) = system_tests::http_get(app.web_port, "/api/values");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("restart sparkedge"), "{body}");
+
+    // SIGTERM: NDEATH with the NBIRTH's bdSeq, then a clean exit.
+    let status = app.terminate();
+    let death = host.next_where("NDEATH", |m| m.topic == DEATH).await;
+    assert_eq!(decode(&death).seq, None, "NDEATH has no seq");
+    assert_eq!(bd_seq(&decode(&death)), first_bd_seq);
+    assert!(status.success(), "sparkedge exited with {status}");
 
     // The same data dir again: the next session uses bdSeq + 1.
     let app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);

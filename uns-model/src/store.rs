@@ -278,6 +278,24 @@ impl Store {
         Ok(())
     }
 
+    /// How many times a model was stored: changes with every [`Store::replace_model`].
+    pub fn model_version(&self) -> Result<u64, StoreError> {
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'model_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match v {
+            None => Ok(0),
+            Some(v) => v
+                .parse()
+                .map_err(|_| corrupt(format!("meta: model_version {v:?} is not a number"))),
+        }
+    }
+
     /// Every Sparkplug alias remembered, by (device id, metric name).
     pub fn sparkplug_aliases(&self) -> Result<HashMap<(String, String), u64>, StoreError> {
         let mut stmt = self
@@ -342,6 +360,12 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
          DELETE FROM areas; DELETE FROM meta WHERE key IN ('enterprise', 'site', 'group_id', 'edge_node_id');",
     )?;
     let mut meta = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
+    // Counts replacements, so a running appliance can tell the model it runs from a newer one.
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('model_version', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        [],
+    )?;
     meta.execute(["enterprise", &model.namespace.enterprise])?;
     meta.execute(["site", &model.namespace.site])?;
     meta.execute(["edge_node_id", &model.sparkplug.edge_node_id])?;
@@ -572,5 +596,18 @@ mod tests {
             aliases,
             HashMap::from([(key("plc", "a/temp"), 9), (key("plc", "a/level"), 2)])
         );
+    }
+
+    #[test]
+    fn the_model_version_counts_replacements() {
+        let mut store = Store::open_in_memory().unwrap();
+        assert_eq!(store.model_version().unwrap(), 0);
+        store.replace_model(&demo_model()).unwrap();
+        store.replace_model(&demo_model()).unwrap();
+        assert_eq!(store.model_version().unwrap(), 2);
+        let mut bad = demo_model();
+        bad.tags[0].device = "ghost".into();
+        assert!(store.replace_model(&bad).is_err());
+        assert_eq!(store.model_version().unwrap(), 2);
     }
 }

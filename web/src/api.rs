@@ -19,8 +19,11 @@ use crate::{AppState, LiveValues, ShutdownSignal};
 const EVENT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// `GET /api/values`: one object per tag, in model order.
-pub(crate) async fn values(State(state): State<AppState>) -> Json<Vec<JsonValue>> {
-    let model = &state.model;
+pub(crate) async fn values(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<JsonValue>>, (axum::http::StatusCode, String)> {
+    let model = crate::running_model(&state).await?;
+    let model = &*model;
     let values = model
         .tags
         .iter()
@@ -42,7 +45,7 @@ pub(crate) async fn values(State(state): State<AppState>) -> Json<Vec<JsonValue>
             })
         })
         .collect();
-    Json(values)
+    Ok(Json(values))
 }
 
 /// `GET /api/live`: first every tag that has a value, then only what changed, at most one

@@ -25,10 +25,37 @@ use tokio::sync::watch;
 
 pub use live::LiveValues;
 
+/// Where request handlers get the model the appliance runs. The appliance reads it from its
+/// store for each request rather than keeping a 100,000-tag model in memory for a page that is
+/// rarely open, and refuses (with the reason) when the store holds a newer model than the one
+/// running, whose tags the live values would not match.
+pub trait ModelSource: Send + Sync + std::fmt::Debug {
+    fn load(&self) -> Result<Arc<uns_model::Model>, String>;
+}
+
+/// A model held in memory (tests, small tools).
+impl ModelSource for Arc<uns_model::Model> {
+    fn load(&self) -> Result<Arc<uns_model::Model>, String> {
+        Ok(self.clone())
+    }
+}
+
+/// The running model, loaded off the async threads (a store read may block).
+async fn running_model(
+    state: &AppState,
+) -> Result<Arc<uns_model::Model>, (axum::http::StatusCode, String)> {
+    let source = state.model.clone();
+    let unavailable = |e: String| (axum::http::StatusCode::SERVICE_UNAVAILABLE, e);
+    tokio::task::spawn_blocking(move || source.load())
+        .await
+        .map_err(|e| unavailable(format!("loading the model failed: {e}")))?
+        .map_err(unavailable)
+}
+
 /// What every request handler needs.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub model: Arc<uns_model::Model>,
+    pub model: Arc<dyn ModelSource>,
     pub live: Arc<LiveValues>,
     /// Address of the embedded MQTT broker (`127.0.0.1:1883`), shown on the page.
     pub mqtt_address: String,
@@ -125,7 +152,7 @@ mod tests {
         };
         AppState {
             live: Arc::new(LiveValues::new(model.tags.len())),
-            model: Arc::new(model),
+            model: Arc::new(Arc::new(model)),
             mqtt_address: "127.0.0.1:1883".to_owned(),
         }
     }
@@ -314,5 +341,26 @@ mod tests {
             .expect("server still running with a live stream open")
             .unwrap()
             .unwrap();
+    }
+
+    #[derive(Debug)]
+    struct Replaced;
+
+    impl ModelSource for Replaced {
+        fn load(&self) -> Result<Arc<Model>, String> {
+            Err("the model was changed; restart sparkedge to run it".to_owned())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_model_that_cannot_be_served_is_an_error_with_its_reason() {
+        let mut state = state();
+        state.model = Arc::new(Replaced);
+        for uri in ["/", "/api/values"] {
+            let (status, body) = get(&state, uri).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+            let text = text(body).await;
+            assert!(text.contains("restart sparkedge"), "{uri}: {text}");
+        }
     }
 }

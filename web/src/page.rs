@@ -55,9 +55,18 @@ struct TagRow {
     timestamp_ms: String,
 }
 
-pub(crate) async fn index(State(state): State<AppState>, headers: HeaderMap) -> IndexPage {
+pub(crate) async fn index(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<IndexPage, (axum::http::StatusCode, String)> {
+    let model = crate::running_model(&state).await?;
     let browser_host = headers.get(HOST).and_then(|h| h.to_str().ok());
-    IndexPage::new(&state.model, &state.live, &state.mqtt_address, browser_host)
+    Ok(IndexPage::new(
+        &model,
+        &state.live,
+        &state.mqtt_address,
+        browser_host,
+    ))
 }
 
 impl IndexPage {
