@@ -320,14 +320,14 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         .enumerate()
         .map(|(d, device)| {
             device.enabled.then(|| {
-                let tags = model
+                let tags: Vec<(TagId, &uns_model::Tag)> = model
                     .tags
                     .iter()
                     .enumerate()
                     .filter(|(_, t)| t.device == device.name)
-                    .map(|(i, t)| (TagId(i as u32), t.clone()))
+                    .map(|(i, t)| (TagId(i as u32), t))
                     .collect();
-                southbound::spawn(southbound::DeviceId(d), device, tags, event_tx.clone())
+                southbound::spawn(southbound::DeviceId(d), device, &tags, event_tx.clone())
             })
         })
         .collect();

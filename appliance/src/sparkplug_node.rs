@@ -239,8 +239,10 @@ pub async fn run(
         map,
         writes,
     };
-    let aliases = node.session.aliases();
-    let saved = {
+    let aliases = node.session.take_new_aliases();
+    let saved = if aliases.is_empty() {
+        Ok(Ok(()))
+    } else {
         let store = store.clone();
         tokio::task::spawn_blocking(move || {
             store

@@ -61,11 +61,12 @@ impl Drop for DriverHandle {
     }
 }
 
-/// Starts the driver for `device` with its `tags`, sending events to `events`.
+/// Starts the driver for `device` with its `tags`, sending events to `events`. The driver
+/// keeps only what it needs of each tag, so a large model is not copied into every driver.
 pub fn spawn(
     id: DeviceId,
     device: &Device,
-    tags: Vec<(TagId, Tag)>,
+    tags: &[(TagId, &Tag)],
     events: mpsc::Sender<DriverEvent>,
 ) -> DriverHandle {
     let (writes, write_rx) = mpsc::channel(64);
@@ -73,7 +74,7 @@ pub fn spawn(
         DriverConfig::Simulator { period_ms } => tokio::spawn(sim::run(
             id,
             std::time::Duration::from_millis(u64::from(*period_ms)),
-            tags,
+            sim::sim_tags(tags),
             events,
             write_rx,
         )),
@@ -96,6 +97,7 @@ pub fn spawn(
                 offline_after: *offline_after,
                 max_gap: *max_gap,
             };
+            let tags = modbus::driver::modbus_tags(tags);
             tokio::spawn(modbus::driver::run(id, settings, tags, events, write_rx))
         }
     };

@@ -12,33 +12,36 @@ use crate::{DeviceId, DriverEvent, WriteCommand, now_ms};
 
 const STATES: [&str; 4] = ["idle", "starting", "running", "cleaning"];
 
-struct SimTag {
+pub(crate) struct SimTag {
     id: TagId,
     datatype: DataType,
     signal: SimSignal,
     memory: Value,
 }
 
-pub(crate) async fn run(
-    device: DeviceId,
-    period: Duration,
-    tags: Vec<(TagId, Tag)>,
-    events: mpsc::Sender<DriverEvent>,
-    mut writes: mpsc::Receiver<WriteCommand>,
-) {
-    let mut tags: Vec<SimTag> = tags
-        .into_iter()
+/// What the simulator keeps of each tag.
+pub(crate) fn sim_tags(tags: &[(TagId, &Tag)]) -> Vec<SimTag> {
+    tags.iter()
         .filter_map(|(id, tag)| {
             // The model was validated, so an unknown signal cannot occur; skip rather than panic.
             let signal = tag.address.parse().ok()?;
             Some(SimTag {
-                id,
+                id: *id,
                 datatype: tag.datatype,
                 signal,
                 memory: numeric(tag.datatype, 0.0),
             })
         })
-        .collect();
+        .collect()
+}
+
+pub(crate) async fn run(
+    device: DeviceId,
+    period: Duration,
+    mut tags: Vec<SimTag>,
+    events: mpsc::Sender<DriverEvent>,
+    mut writes: mpsc::Receiver<WriteCommand>,
+) {
     let online = DriverEvent::DeviceStatus {
         device,
         online: true,

@@ -67,12 +67,12 @@ struct Driver {
 impl Driver {
     fn start(device: &Device, tags: &[Tag]) -> Driver {
         let (tx, events) = mpsc::channel(64);
-        let tags = tags
+        let tags: Vec<(TagId, &Tag)> = tags
             .iter()
             .enumerate()
-            .map(|(i, t)| (TagId(i as u32), t.clone()))
+            .map(|(i, t)| (TagId(i as u32), t))
             .collect();
-        let handle = southbound::spawn(DeviceId(0), device, tags, tx);
+        let handle = southbound::spawn(DeviceId(0), device, &tags, tx);
         Driver { events, handle }
     }
 

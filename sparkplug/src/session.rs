@@ -146,6 +146,8 @@ struct MetricState {
     published_quality: Quality,
     /// Already listed in the update batch being built.
     in_batch: bool,
+    /// The alias was numbered in this process and the caller has not taken it to persist.
+    new_alias: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -163,6 +165,7 @@ impl MetricState {
             timestamp_ms: 0,
             published_quality: Quality::Good,
             in_batch: false,
+            new_alias: false,
         }
     }
 }
@@ -273,7 +276,10 @@ impl EdgeNodeSession {
                     .map(|m| {
                         m.unwrap_or_else(|| {
                             self.next_alias += 1;
-                            MetricState::new(self.next_alias - 1)
+                            MetricState {
+                                new_alias: true,
+                                ..MetricState::new(self.next_alias - 1)
+                            }
                         })
                     })
                     .collect(),
@@ -295,6 +301,21 @@ impl EdgeNodeSession {
                     .map(|(m, s)| (def.device_id.clone(), m.name.clone(), s.alias))
             })
             .collect()
+    }
+
+    /// The (device id, metric name, alias) of every alias numbered since the last call, for
+    /// the caller to persist; the ones that came from [`SessionConfig::known_aliases`] are
+    /// already stored. Empty on a restart with an unchanged metric set.
+    pub fn take_new_aliases(&mut self) -> Vec<(String, String, u64)> {
+        let mut out = Vec::new();
+        for (def, state) in self.config.devices.iter().zip(&mut self.devices) {
+            for (m, s) in def.metrics.iter().zip(&mut state.metrics) {
+                if std::mem::take(&mut s.new_alias) {
+                    out.push((def.device_id.clone(), m.name.clone(), s.alias));
+                }
+            }
+        }
+        out
     }
 
     /// Replaces the node's metric set at run time (tags added, removed or changed) and
@@ -1396,5 +1417,26 @@ mod tests {
             ]
         );
         assert_eq!(p[0].1.seq, Some(0));
+    }
+
+    #[test]
+    fn only_newly_numbered_aliases_are_handed_out_for_persisting() {
+        let mut first = EdgeNodeSession::new(config());
+        let all = first.take_new_aliases();
+        assert_eq!(all.len(), 3);
+        assert!(first.take_new_aliases().is_empty(), "taken once");
+        let mut cfg = config();
+        cfg.known_aliases = all.into_iter().map(|(d, m, a)| ((d, m), a)).collect();
+        cfg.devices[1].metrics.push(MetricDef {
+            name: "line3/new".into(),
+            datatype: DataType::Boolean,
+            unit: None,
+            writable: false,
+        });
+        let mut second = EdgeNodeSession::new(cfg);
+        assert_eq!(
+            second.take_new_aliases(),
+            [("plc2".to_owned(), "line3/new".to_owned(), 4)]
+        );
     }
 }

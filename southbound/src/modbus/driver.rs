@@ -33,7 +33,7 @@ pub struct TcpSettings {
 
 /// A tag as the driver needs it.
 #[derive(Clone, Debug)]
-struct ModbusTag {
+pub(crate) struct ModbusTag {
     id: TagId,
     address: ModbusAddress,
     datatype: DataType,
@@ -150,22 +150,22 @@ struct Poller {
     next_attempt: Instant,
 }
 
+/// What the driver keeps of each tag.
+pub(crate) fn modbus_tags(tags: &[(TagId, &Tag)]) -> Vec<ModbusTag> {
+    // The model was validated; a tag that still does not parse is skipped, not a panic.
+    tags.iter()
+        .filter_map(|(id, t)| ModbusTag::from_model(*id, t))
+        .collect()
+}
+
 /// Runs the driver until the hub goes away.
 pub(crate) async fn run(
     device: DeviceId,
     settings: TcpSettings,
-    model_tags: Vec<(TagId, Tag)>,
+    tags: Vec<ModbusTag>,
     events: mpsc::Sender<DriverEvent>,
     mut writes: mpsc::Receiver<WriteCommand>,
 ) {
-    // The model was validated; a tag that still does not parse is skipped, not a panic.
-    let mut tags: Vec<ModbusTag> = model_tags
-        .iter()
-        .filter_map(|(id, t)| ModbusTag::from_model(*id, t))
-        .collect();
-    tags.shrink_to_fit();
-    // An async fn keeps its arguments for its whole life unless they are dropped.
-    drop(model_tags);
     let spans: Vec<Span> = tags
         .iter()
         .map(|t| Span {
