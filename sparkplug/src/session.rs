@@ -509,15 +509,7 @@ impl EdgeNodeSession {
             if metrics.is_empty() || !self.devices[device].online {
                 continue;
             }
-            let mut ms: Vec<Metric> = metrics
-                .into_iter()
-                .map(|i| self.metric_payload(device, i, false, now_ms))
-                .collect();
-            // tck-id-operational-behavior-data-publish-dbirth-order: the metrics of a DDATA
-            // are in chronological order of their timestamps; a batch lists them in arrival
-            // order, which need not be the order they were read in. The sort is stable.
-            ms.sort_by_key(|m| m.timestamp);
-            out.push(self.device_message(MessageType::DData, device, ms, now_ms));
+            out.push(self.metrics_message(MessageType::DData, device, metrics, false, now_ms));
         }
         out
     }
@@ -780,13 +772,54 @@ impl EdgeNodeSession {
     }
 
     fn dbirth(&mut self, device: usize, now_ms: u64) -> Output {
-        let mut metrics: Vec<Metric> = (0..self.devices[device].metrics.len())
-            .map(|i| self.metric_payload(device, i, true, now_ms))
-            .collect();
-        // tck-id-operational-behavior-data-publish-dbirth-order: chronological, like DDATA
-        // (stable, so metrics read together keep their configuration order).
-        metrics.sort_by_key(|m| m.timestamp);
-        self.device_message(MessageType::DBirth, device, metrics, now_ms)
+        let all = (0..self.devices[device].metrics.len()).collect();
+        self.metrics_message(MessageType::DBirth, device, all, true, now_ms)
+    }
+
+    /// A DBIRTH or DDATA of `device` carrying the metrics at `indices`.
+    ///
+    /// tck-id-operational-behavior-data-publish-dbirth-order: the metrics go in chronological
+    /// order of their timestamps (a stable sort, so metrics read together keep their
+    /// configuration order). The payload is written one metric at a time, in the field order
+    /// prost would use, so a 10,000-metric message never holds 10,000 protobuf structs.
+    fn metrics_message(
+        &mut self,
+        message_type: MessageType,
+        device: usize,
+        mut indices: Vec<usize>,
+        birth: bool,
+        now_ms: u64,
+    ) -> Output {
+        let states = &self.devices[device].metrics;
+        indices.sort_by_key(|&i| match states[i].timestamp_ms {
+            0 => now_ms,
+            t => t,
+        });
+        let mut buf = Vec::with_capacity(16 + indices.len() * if birth { 64 } else { 24 });
+        // Field 1 (timestamp, varint), field 2 (metrics, length-delimited), field 3 (seq).
+        buf.push(0x08);
+        prost::encoding::encode_varint(now_ms, &mut buf);
+        for i in indices {
+            let metric = self.metric_payload(device, i, birth, now_ms);
+            buf.push(0x12);
+            // Writing into a Vec cannot run out of space.
+            let _ = metric.encode_length_delimited(&mut buf);
+        }
+        buf.push(0x18);
+        prost::encoding::encode_varint(u64::from(self.seq), &mut buf);
+        self.seq = self.seq.wrapping_add(1);
+        let topic = Topic::device(
+            &self.config.group_id,
+            message_type,
+            &self.config.edge_node_id,
+            &self.config.devices[device].device_id,
+        );
+        Output::Publish(Publish {
+            topic: topic.to_string(),
+            payload: buf,
+            qos: QoS::AtMostOnce,
+            retain: false,
+        })
     }
 
     fn ndeath(&self, now_ms: u64) -> Publish {
@@ -1438,5 +1471,37 @@ mod tests {
             second.take_new_aliases(),
             [("plc2".to_owned(), "line3/new".to_owned(), 4)]
         );
+    }
+
+    #[test]
+    fn streamed_payloads_are_byte_identical_to_prost() {
+        let (mut s, _) = online(0);
+        let out = s.update(
+            &[
+                MetricUpdate {
+                    device: 0,
+                    metric: 1,
+                    value: Some(MetricValue::Int32(-4)),
+                    quality: Quality::Good,
+                    timestamp_ms: T0 + 2,
+                },
+                MetricUpdate {
+                    device: 0,
+                    metric: 0,
+                    value: Some(MetricValue::Float(1.5)),
+                    quality: Quality::Good,
+                    timestamp_ms: T0 + 1,
+                },
+            ],
+            T0 + 3,
+        );
+        let Output::Publish(p) = &out[0] else {
+            panic!("{out:?}")
+        };
+        let decoded = Payload::decode(p.payload.as_slice()).unwrap();
+        assert_eq!(decoded.encode_to_vec(), p.payload);
+        // Chronological: the metric read first comes first.
+        assert_eq!(decoded.metrics[0].alias, Some(1));
+        assert_eq!((decoded.timestamp, decoded.seq), (Some(T0 + 3), Some(2)));
     }
 }
