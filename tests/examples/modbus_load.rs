@@ -9,7 +9,9 @@
 //! (utime + stime from /proc) as a share of one core, its peak RSS (VmHWM), and the DDATA
 //! metrics a Sparkplug host receives. Then 200 DCMD writes to hr:0 of one PLC, each timed from
 //! publishing the DCMD to the register holding the value (polled every millisecond with a
-//! second Modbus connection). `--uns` also publishes the 100,000 tags as UNS JSON.
+//! second Modbus connection). Last, 100 changes of hr:1 made directly on that PLC, each timed
+//! until a Sparkplug host sees the new value in DDATA (PLC change -> subscriber).
+//! `--uns` also publishes the 100,000 tags as UNS JSON.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
 use system_tests::{Observer, free_port, now_ms, sparkedge, sparkedge_binary};
-use tokio_modbus::client::Reader;
+use tokio_modbus::client::{Reader, Writer};
 
 const DEVICES: usize = 10;
 const TAGS: usize = 10_000;
@@ -86,7 +88,11 @@ async fn main() {
         model += &format!(
             "[[tag]]\ndevice = \"plc{d}\"\nlocation = \"load/plc{d}\"\nname = \"w\"\ndatatype = \"uint16\"\naddress = \"hr:0\"\nwritable = true\n"
         );
-        for i in 1..TAGS {
+        // A second writable tag, changed behind the appliance's back for the latency run.
+        model += &format!(
+            "[[tag]]\ndevice = \"plc{d}\"\nlocation = \"load/plc{d}\"\nname = \"c\"\ndatatype = \"uint16\"\naddress = \"hr:1\"\n"
+        );
+        for i in 2..TAGS {
             model += &format!(
                 "[[tag]]\ndevice = \"plc{d}\"\nlocation = \"load/plc{d}\"\nname = \"t{i}\"\ndatatype = \"uint16\"\naddress = \"hr:{}\"\n",
                 999 + i
@@ -137,6 +143,7 @@ async fn main() {
     };
     let metrics = Arc::new(AtomicU64::new(0));
     let mut births = 0;
+    let mut c_alias = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     host.client
         .publish(
@@ -151,6 +158,14 @@ async fn main() {
         let m = host.next("messages while waiting for the births").await;
         if m.topic.contains("/DBIRTH/") {
             births += 1;
+        }
+        if m.topic.ends_with("/DBIRTH/edge/plc0") {
+            let p = Payload::decode(m.payload.as_slice()).expect("DBIRTH payload");
+            c_alias = p
+                .metrics
+                .iter()
+                .find(|x| x.name.as_deref() == Some("load/plc0/c"))
+                .and_then(|x| x.alias);
         }
         if births < DEVICES && m.topic.contains("/NBIRTH/") {
             births = 0;
@@ -240,11 +255,45 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(1)).await; // polling the PLC, not synchronising
         }
     }
+    report("DCMD -> register written", &mut latencies);
+
+    // PLC change -> subscriber: a register changed by someone else (here: a Modbus write from
+    // this program) until a host sees the new value in DDATA. Starts are spread over the poll
+    // period, so the wait for the next poll (0-1000 ms) is sampled evenly.
+    let mut watcher = Observer::connect(mqtt_port, "bench-watcher", None).await;
+    watcher.subscribe("spBv1.0/s1/DDATA/edge/plc0").await;
+    let mut latencies = Vec::new();
+    for k in 1..=100u16 {
+        tokio::time::sleep(Duration::from_millis(u64::from(k) * 37 % 1000)).await; // spreading starts, not synchronising
+        let value = 1000 + k;
+        plc.write_single_register(1, value)
+            .await
+            .expect("transport")
+            .expect("write hr:1");
+        let start = Instant::now();
+        watcher
+            .next_where("DDATA with the changed register", |m| {
+                Payload::decode(m.payload.as_slice()).is_ok_and(|p| {
+                    p.metrics.iter().any(|x| {
+                        x.alias == c_alias && x.value == Some(Field::IntValue(u32::from(value)))
+                    })
+                })
+            })
+            .await;
+        latencies.push(start.elapsed());
+    }
+    report(
+        "PLC change -> subscriber (poll period 1000 ms)",
+        &mut latencies,
+    );
     count_task.abort();
+}
+
+fn report(what: &str, latencies: &mut [Duration]) {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
-        "DCMD -> register written over {} writes: p50 {:?}, p99 {:?}, max {:?}",
+        "{what} over {} samples: p50 {:?}, p99 {:?}, max {:?}",
         latencies.len(),
         pct(0.50),
         pct(0.99),

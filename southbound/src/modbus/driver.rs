@@ -277,14 +277,28 @@ impl Poller {
                     return self.failed(e).await;
                 }
             }
+            // Each read's values go out as soon as they are decoded, so a change waits for
+            // its own read, not for the whole cycle. Before the device's first full cycle
+            // they are held, so its birth carries every value.
+            if self.online
+                && !samples.is_empty()
+                && self
+                    .events
+                    .send(DriverEvent::Samples(std::mem::take(&mut samples)))
+                    .await
+                    .is_err()
+            {
+                return false;
+            }
         }
         self.failures = 0;
         self.backoff.reset();
-        if self
-            .events
-            .send(DriverEvent::Samples(samples))
-            .await
-            .is_err()
+        if !samples.is_empty()
+            && self
+                .events
+                .send(DriverEvent::Samples(samples))
+                .await
+                .is_err()
         {
             return false;
         }
