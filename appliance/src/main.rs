@@ -424,7 +424,11 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
     println!("  web UI     {web_url}");
     println!("  MQTT       {mqtt_address}  (Sparkplug group {group_id}, edge node {edge_node_id})");
     println!("  data       {}", data_dir.display());
-    println!("  watch UNS  mosquitto_sub -h {mqtt_host} -p {port} -v -t '{enterprise}/#'");
+    if uns.is_some() {
+        println!("  watch UNS  mosquitto_sub -h {mqtt_host} -p {port} -v -t '{enterprise}/#'");
+    } else {
+        println!("  UNS        off ([uns] enabled = false)");
+    }
     println!(
         "  Sparkplug  mosquitto_sub -h {mqtt_host} -p {port} -t 'spBv1.0/#' -F '%t (%l bytes)'"
     );
