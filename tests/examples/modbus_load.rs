@@ -11,7 +11,8 @@
 //! publishing the DCMD to the register holding the value (polled every millisecond with a
 //! second Modbus connection). Last, 100 changes of hr:1 made directly on that PLC, each timed
 //! until a Sparkplug host sees the new value in DDATA (PLC change -> subscriber).
-//! `--uns` also publishes the 100,000 tags as UNS JSON.
+//! `--uns` also publishes the tags as UNS JSON to one subscriber; `--devices N` polls N PLCs
+//! instead of 10 (`--devices 1 --uns`: the UNS path at 10,000 tags/s).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -26,7 +27,6 @@ use sparkplug::proto::payload::metric::Value as Field;
 use system_tests::{Observer, free_port, now_ms, sparkedge, sparkedge_binary};
 use tokio_modbus::client::{Reader, Writer};
 
-const DEVICES: usize = 10;
 const TAGS: usize = 10_000;
 
 struct Kill(Child);
@@ -56,9 +56,16 @@ fn status(pid: u32, key: &str) -> String {
 
 #[tokio::main]
 async fn main() {
-    let uns = std::env::args().any(|a| a == "--uns");
+    let args: Vec<String> = std::env::args().collect();
+    let uns = args.iter().any(|a| a == "--uns");
+    // `--devices N`: fewer PLCs (10,000 tags each), e.g. 1 for the UNS path at 10,000 tags/s.
+    let devices: usize = args
+        .iter()
+        .position(|a| a == "--devices")
+        .and_then(|i| args.get(i + 1))
+        .map_or(10, |n| n.parse().expect("--devices N"));
     let binary = sparkedge_binary();
-    let ports: Vec<u16> = (0..DEVICES).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..devices).map(|_| free_port()).collect();
     let _sims: Vec<Kill> = ports
         .iter()
         .map(|p| {
@@ -76,7 +83,7 @@ async fn main() {
     let mut model = String::from(
         "[namespace]\nenterprise = \"bench\"\nsite = \"s1\"\n[sparkplug]\nedge_node_id = \"edge\"\n[[area]]\nname = \"load\"\n",
     );
-    for d in 0..DEVICES {
+    for d in 0..devices {
         model += &format!("[[area.line]]\nname = \"plc{d}\"\n");
     }
     for (d, port) in ports.iter().enumerate() {
@@ -84,7 +91,7 @@ async fn main() {
             "[[device]]\nname = \"plc{d}\"\ndriver = \"modbus-tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n"
         );
     }
-    for d in 0..DEVICES {
+    for d in 0..devices {
         model += &format!(
             "[[tag]]\ndevice = \"plc{d}\"\nlocation = \"load/plc{d}\"\nname = \"w\"\ndatatype = \"uint16\"\naddress = \"hr:0\"\nwritable = true\n"
         );
@@ -106,7 +113,7 @@ async fn main() {
         data.path(),
         &["import", model_path.to_str().expect("UTF-8")],
     );
-    println!("import of {} tags: {:?}", DEVICES * TAGS, started.elapsed());
+    println!("import of {} tags: {:?}", devices * TAGS, started.elapsed());
 
     let mqtt_port = free_port();
     let config = data.path().join("sparkedge.toml");
@@ -154,7 +161,7 @@ async fn main() {
         )
         .await
         .expect("publish rebirth");
-    while births < DEVICES && Instant::now() < deadline {
+    while births < devices && Instant::now() < deadline {
         let m = host.next("messages while waiting for the births").await;
         if m.topic.contains("/DBIRTH/") {
             births += 1;
@@ -167,12 +174,27 @@ async fn main() {
                 .find(|x| x.name.as_deref() == Some("load/plc0/c"))
                 .and_then(|x| x.alias);
         }
-        if births < DEVICES && m.topic.contains("/NBIRTH/") {
+        if births < devices && m.topic.contains("/NBIRTH/") {
             births = 0;
         }
     }
-    assert_eq!(births, DEVICES, "every device born");
-    println!("all {DEVICES} devices born after {:?}", started.elapsed());
+    assert_eq!(births, devices, "every device born");
+    println!("all {devices} devices born after {:?}", started.elapsed());
+    // With the UNS on, one subscriber takes the whole JSON tree, as a MES would.
+    let uns_messages = Arc::new(AtomicU64::new(0));
+    let uns_task = if uns {
+        let mut reader = Observer::connect(mqtt_port, "bench-uns", None).await;
+        reader.subscribe("bench/#").await;
+        let counter = uns_messages.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                reader.next("UNS messages").await;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }))
+    } else {
+        None
+    };
     let counter = metrics.clone();
     let count_task = tokio::spawn(async move {
         loop {
@@ -190,18 +212,21 @@ async fn main() {
         cpu_ticks(pid),
         metrics.load(Ordering::Relaxed),
     );
+    let u0 = uns_messages.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(30)).await; // the measurement window
     let (elapsed, cpu1, n1) = (
         t0.elapsed(),
         cpu_ticks(pid),
         metrics.load(Ordering::Relaxed),
     );
+    let u1 = uns_messages.load(Ordering::Relaxed);
     let ticks = rustix::param::clock_ticks_per_second() as f64;
     let core = (cpu1 - cpu0) as f64 / ticks / elapsed.as_secs_f64() * 100.0;
     println!(
-        "over {:.1} s: CPU {core:.1} % of one core, DDATA metrics received {:.0}/s, VmHWM {}, VmRSS {}",
+        "over {:.1} s: CPU {core:.1} % of one core, DDATA metrics received {:.0}/s, UNS messages received {:.0}/s, VmHWM {}, VmRSS {}",
         elapsed.as_secs_f64(),
         (n1 - n0) as f64 / elapsed.as_secs_f64(),
+        (u1 - u0) as f64 / elapsed.as_secs_f64(),
         status(pid, "VmHWM"),
         status(pid, "VmRSS"),
     );
@@ -287,6 +312,9 @@ async fn main() {
         &mut latencies,
     );
     count_task.abort();
+    if let Some(task) = uns_task {
+        task.abort();
+    }
 }
 
 fn report(what: &str, latencies: &mut [Duration]) {
