@@ -110,14 +110,18 @@ fn main() -> ExitCode {
             uns: true,
         }),
         Command::Run { config } => config::AppConfig::load(&config).and_then(|c| {
-            serve(Settings {
-                mqtt_listen: c.mqtt.listen,
-                web_listen: c.web.listen,
-                data_dir: c.data_dir,
-                primary_host_id: c.sparkplug.primary_host_id,
-                northbound: c.northbound,
-                uns: c.uns.enabled,
-            })
+            let store = open_store(&c.data_dir)?;
+            serve(
+                Settings {
+                    mqtt_listen: c.mqtt.listen,
+                    web_listen: c.web.listen,
+                    data_dir: c.data_dir,
+                    primary_host_id: c.sparkplug.primary_host_id,
+                    northbound: c.northbound,
+                    uns: c.uns.enabled,
+                },
+                store,
+            )
         }),
         Command::Sim {
             plc: SimPlc::Modbus { listen },
@@ -214,17 +218,17 @@ struct Settings {
 /// `run` with the demo model seeded into an empty data directory.
 fn demo(settings: Settings) -> Result<(), String> {
     let mut store = open_store(&settings.data_dir)?;
-    if store.load_model().map_err(|e| e.to_string())?.is_none() {
+    // Version 0: no model was ever stored (cheaper than loading one to find out).
+    if store.model_version().map_err(|e| e.to_string())? == 0 {
         store
             .replace_model(&uns_model::file::demo_model())
             .map_err(|e| e.to_string())?;
         tracing::info!("seeded {} with the demo model", settings.data_dir.display());
     }
-    serve(settings)
+    serve(settings, store)
 }
 
-fn serve(settings: Settings) -> Result<(), String> {
-    let store = open_store(&settings.data_dir)?;
+fn serve(settings: Settings, store: Store) -> Result<(), String> {
     let model = store
         .load_model()
         .map_err(|e| e.to_string())?

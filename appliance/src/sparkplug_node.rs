@@ -89,10 +89,7 @@ pub fn session_config(
         .devices
         .iter()
         .filter(|d| d.enabled)
-        .map(|d| match d.driver {
-            uns_model::DriverConfig::Simulator { period_ms }
-            | uns_model::DriverConfig::ModbusTcp { period_ms, .. } => i64::from(period_ms),
-        })
+        .map(|d| i64::from(d.driver.period_ms()))
         .min()
         .unwrap_or(0);
     let config = SessionConfig {

@@ -287,8 +287,8 @@ impl EdgeNodeSession {
             .collect()
     }
 
-    /// Every (device id, metric name, alias) of the current configuration, for the caller to
-    /// persist and pass back as [`SessionConfig::known_aliases`] on the next start.
+    /// Every (device id, metric name, alias) of the current configuration: the alias map hosts
+    /// learn from the births. To persist aliases, use [`EdgeNodeSession::take_new_aliases`].
     pub fn aliases(&self) -> Vec<(String, String, u64)> {
         self.config
             .devices

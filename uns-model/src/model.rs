@@ -118,6 +118,17 @@ pub enum DriverConfig {
     },
 }
 
+impl DriverConfig {
+    /// How often the device is read, in milliseconds.
+    pub fn period_ms(&self) -> u32 {
+        match self {
+            DriverConfig::Simulator { period_ms } | DriverConfig::ModbusTcp { period_ms, .. } => {
+                *period_ms
+            }
+        }
+    }
+}
+
 fn modbus_port_default() -> u16 {
     502
 }

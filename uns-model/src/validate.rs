@@ -167,56 +167,52 @@ impl Model {
         let mut devices = HashMap::new();
         for (d, device) in self.devices.iter().enumerate() {
             c.sibling(&mut devices, format!("device[{d}].name"), &device.name);
-            let period_ms = match &device.driver {
-                DriverConfig::Simulator { period_ms } => *period_ms,
-                DriverConfig::ModbusTcp {
-                    host,
-                    port,
-                    period_ms,
-                    timeout_ms,
-                    offline_after,
-                    max_gap,
-                    ..
-                } => {
-                    let host_ok = !host.is_empty()
-                        && host.len() <= 253
-                        && host
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
-                    if !host_ok {
-                        c.push(
-                            format!("device[{d}].host"),
-                            host,
-                            "must be a host name or IP address".to_owned(),
-                        );
-                    }
-                    if *port == 0 {
-                        c.push(
-                            format!("device[{d}].port"),
-                            "0",
-                            "must be 1 to 65535".to_owned(),
-                        );
-                    }
-                    if !(10..=60_000).contains(timeout_ms) {
-                        let reason = "must be between 10 and 60000 milliseconds".to_owned();
-                        c.push(
-                            format!("device[{d}].timeout_ms"),
-                            &timeout_ms.to_string(),
-                            reason,
-                        );
-                    }
-                    if *offline_after == 0 {
-                        let reason = "must be at least 1 failed poll cycle".to_owned();
-                        c.push(format!("device[{d}].offline_after"), "0", reason);
-                    }
-                    if *max_gap > 124 {
-                        let reason =
-                            "must be 0 to 124 registers (a read holds at most 125)".to_owned();
-                        c.push(format!("device[{d}].max_gap"), &max_gap.to_string(), reason);
-                    }
-                    *period_ms
+            if let DriverConfig::ModbusTcp {
+                host,
+                port,
+                timeout_ms,
+                offline_after,
+                max_gap,
+                ..
+            } = &device.driver
+            {
+                let host_ok = !host.is_empty()
+                    && host.len() <= 253
+                    && host
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+                if !host_ok {
+                    c.push(
+                        format!("device[{d}].host"),
+                        host,
+                        "must be a host name or IP address".to_owned(),
+                    );
                 }
-            };
+                if *port == 0 {
+                    c.push(
+                        format!("device[{d}].port"),
+                        "0",
+                        "must be 1 to 65535".to_owned(),
+                    );
+                }
+                if !(10..=60_000).contains(timeout_ms) {
+                    let reason = "must be between 10 and 60000 milliseconds".to_owned();
+                    c.push(
+                        format!("device[{d}].timeout_ms"),
+                        &timeout_ms.to_string(),
+                        reason,
+                    );
+                }
+                if *offline_after == 0 {
+                    let reason = "must be at least 1 failed poll cycle".to_owned();
+                    c.push(format!("device[{d}].offline_after"), "0", reason);
+                }
+                if *max_gap > 124 {
+                    let reason = "must be 0 to 124 registers (a read holds at most 125)".to_owned();
+                    c.push(format!("device[{d}].max_gap"), &max_gap.to_string(), reason);
+                }
+            }
+            let period_ms = device.driver.period_ms();
             if !PERIOD_MS.contains(&period_ms) {
                 let reason = format!(
                     "must be between {} and {} milliseconds",

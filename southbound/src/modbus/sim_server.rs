@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_modbus::server::Service;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
 use tokio_modbus::{ExceptionCode, Request, Response};
-use uns_model::{ByteOrder, DataType, Value};
+use uns_model::{ByteOrder, Value};
 
 use super::codec;
 
@@ -187,14 +187,6 @@ impl SimPlc {
     pub fn read_holding(&self, start: u16, count: u16) -> Result<Vec<u16>, ExceptionCode> {
         self.holding(start, count)
     }
-
-    /// Decodes the holding registers at `start` as `datatype` in ABCD order, for tests.
-    pub fn holding_value(&self, start: u16, datatype: DataType) -> Option<Value> {
-        let words = self
-            .holding(start, codec::register_count(datatype, 0) as u16)
-            .ok()?;
-        codec::decode(&words, datatype, ByteOrder::ABCD, 0).ok()
-    }
 }
 
 /// One connection's view of the shared PLC.
@@ -228,6 +220,7 @@ pub async fn serve(listener: TcpListener, plc: Arc<SimPlc>) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uns_model::DataType;
 
     #[test]
     fn the_map_is_as_documented() {
