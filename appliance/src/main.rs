@@ -4,7 +4,6 @@
 //! and the wiring store → drivers → hub → sinks (Sparkplug session, UNS publisher, web live
 //! view). Protocol logic lives in the library crates; everything here is I/O and lifetimes.
 
-mod broker;
 mod config;
 mod hub;
 mod sparkplug_node;
@@ -85,14 +84,11 @@ enum SimPlc {
 }
 
 fn main() -> ExitCode {
-    // rumqttd logs ordinary client disconnects at ERROR; its real failures (bind, not
-    // answering) are detected by `broker::start` and reported by us instead.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=off".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let result = match Cli::parse().command {
@@ -238,7 +234,6 @@ fn serve(settings: Settings, store: Store) -> Result<(), String> {
                 settings.data_dir.display()
             )
         })?;
-    broker::start(settings.mqtt_listen).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(run(Arc::new(model), store, settings))
 }
@@ -290,6 +285,14 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
             nb.primary_host_id.clone(),
         ));
     }
+    let _broker = broker::Broker::start(broker::Config::new(mqtt_listen))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen for MQTT on {mqtt_listen}: {e} (is another broker running? \
+                 choose another address with --mqtt-listen)"
+            )
+        })?;
     let web_listener = tokio::net::TcpListener::bind(web_listen).await.map_err(|e| {
         format!("cannot listen for the web UI on {web_listen}: {e} (choose another address with --web-listen)")
     })?;

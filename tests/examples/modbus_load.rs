@@ -129,7 +129,7 @@ async fn main() {
     let app = Kill(
         Command::new(&binary)
             .args(["run", "--config", config.to_str().expect("UTF-8")])
-            .env("RUST_LOG", "warn,rumqttd=off")
+            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .expect("start sparkedge run"),

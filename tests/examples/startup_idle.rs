@@ -25,7 +25,7 @@ fn main() {
             .arg(data.path())
             .args(["--mqtt-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--web-listen", &format!("127.0.0.1:{}", free_port())])
-            .env("RUST_LOG", "info,rumqttd=off")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

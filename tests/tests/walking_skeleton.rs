@@ -254,3 +254,34 @@ async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
         "{first_aliases:?} / {speed}"
     );
 }
+
+/// Spec §2.19: the embedded broker keeps the latest births, byte for byte, as retained
+/// messages on `$sparkplug/certificates/...` for hosts that join later.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_broker_keeps_births_as_certificates() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
+    let mut host = primary_host(app.mqtt_port).await;
+    let nbirth = host.next_where("NBIRTH", |m| m.topic == NODE).await;
+    let dbirth = host.next_where("DBIRTH", |m| m.topic == DBIRTH).await;
+
+    let mut late = Observer::connect(app.mqtt_port, "late-host", None).await;
+    late.subscribe("$sparkplug/certificates/spBv1.0/plant-a/#")
+        .await;
+    let mut certificates = Vec::new();
+    for _ in 0..2 {
+        certificates.push(late.next("a certificate").await);
+    }
+    certificates.sort_by(|a, b| a.topic.cmp(&b.topic));
+    let [dbirth_cert, nbirth_cert] = &certificates[..] else {
+        unreachable!()
+    };
+    assert_eq!(nbirth_cert.topic, format!("$sparkplug/certificates/{NODE}"));
+    assert_eq!(
+        dbirth_cert.topic,
+        format!("$sparkplug/certificates/{DBIRTH}")
+    );
+    assert!(nbirth_cert.retain && dbirth_cert.retain);
+    assert_eq!(nbirth_cert.payload, nbirth.payload, "unmodified NBIRTH");
+    assert_eq!(dbirth_cert.payload, dbirth.payload, "unmodified DBIRTH");
+}
