@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use southbound::{DeviceId, DriverEvent, DriverHandle, WriteCommand};
 use tokio::sync::{Notify, mpsc};
-use uns_model::{TagId, TagSample};
+use uns_model::TagSample;
 
 /// Pending changes for one sink.
 #[derive(Debug)]
@@ -22,13 +22,16 @@ pub struct Mailbox {
 
 #[derive(Debug, Default)]
 struct Pending {
-    /// Latest undelivered sample per tag.
-    by_tag: Vec<Option<TagSample>>,
-    /// Tags with a sample in `by_tag`, in arrival order.
-    dirty: Vec<TagId>,
+    /// Per tag, the index of its undelivered sample in `samples`, or [`NONE`]: four bytes a
+    /// tag, because a 100,000-tag node has a mailbox per sink.
+    slot: Vec<u32>,
+    /// Latest undelivered samples, in the order their tags first changed.
+    samples: Vec<TagSample>,
     /// Device status changes in order (they are rare and each one is a birth or death).
     status: VecDeque<(DeviceId, bool)>,
 }
+
+const NONE: u32 = u32::MAX;
 
 /// What a sink takes from its mailbox in one go.
 #[derive(Debug, Default)]
@@ -41,7 +44,7 @@ impl Mailbox {
     pub fn new(tag_count: usize) -> Arc<Mailbox> {
         Arc::new(Mailbox {
             pending: Mutex::new(Pending {
-                by_tag: vec![None; tag_count],
+                slot: vec![NONE; tag_count],
                 ..Pending::default()
             }),
             notify: Notify::new(),
@@ -51,12 +54,17 @@ impl Mailbox {
     fn post(&self, samples: &[TagSample], status: Option<(DeviceId, bool)>) {
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let p = &mut *p;
             for s in samples {
-                let Some(slot) = p.by_tag.get_mut(s.tag.index()) else {
+                let Some(slot) = p.slot.get_mut(s.tag.index()) else {
                     continue;
                 };
-                if slot.replace(s.clone()).is_none() {
-                    p.dirty.push(s.tag);
+                match p.samples.get_mut(*slot as usize) {
+                    Some(pending) if *slot != NONE => *pending = s.clone(),
+                    _ => {
+                        *slot = p.samples.len() as u32;
+                        p.samples.push(s.clone());
+                    }
                 }
             }
             p.status.extend(status);
@@ -69,12 +77,11 @@ impl Mailbox {
         loop {
             {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                if !p.dirty.is_empty() || !p.status.is_empty() {
-                    let dirty = std::mem::take(&mut p.dirty);
-                    let samples = dirty
-                        .into_iter()
-                        .filter_map(|t| p.by_tag[t.index()].take())
-                        .collect();
+                if !p.samples.is_empty() || !p.status.is_empty() {
+                    let samples = std::mem::take(&mut p.samples);
+                    for s in &samples {
+                        p.slot[s.tag.index()] = NONE;
+                    }
                     return Delivery {
                         samples,
                         status: p.status.drain(..).collect(),
@@ -161,7 +168,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uns_model::{Quality, Value};
+    use uns_model::{Quality, TagId, Value};
 
     fn sample(tag: u32, v: i32) -> TagSample {
         TagSample {

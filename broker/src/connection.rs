@@ -228,6 +228,9 @@ async fn read_loop(
     }
 }
 
+/// Bytes encoded before they are written to the socket.
+const WRITE_CHUNK: usize = 64 * 1024;
+
 async fn write_loop(
     mut writer: OwnedWriteHalf,
     router: Arc<Mutex<Router>>,
@@ -250,6 +253,14 @@ async fn write_loop(
             }
             for item in batch.drain(..) {
                 encode(&item, &mut out);
+                // Written in chunks, so the buffer stays near WRITE_CHUNK however much a
+                // client has queued.
+                if out.len() >= WRITE_CHUNK && writer.write_all(&out).await.is_err() {
+                    return;
+                }
+                if out.len() >= WRITE_CHUNK {
+                    out.clear();
+                }
             }
             if writer.write_all(&out).await.is_err() {
                 // The reader sees the same broken socket and detaches the session.

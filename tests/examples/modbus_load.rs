@@ -32,6 +32,18 @@ const TAGS: usize = 10_000;
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
+        // SIGTERM first, so the appliance ends its session cleanly (and a heap profiler
+        // wrapped around it writes its report); SIGKILL if it is not gone within 10 s.
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -203,7 +203,10 @@ impl Store {
             });
         }
 
-        let mut tags = Vec::new();
+        // Sized up front: growing a 100,000-tag vector by doubling briefly holds two copies,
+        // and that moment is the appliance's peak memory.
+        let tag_count: i64 = tx.query_row("SELECT COUNT(*) FROM tags", [], |r| r.get(0))?;
+        let mut tags = Vec::with_capacity(usize::try_from(tag_count).unwrap_or(0));
         let mut rows = tx.prepare(
             "SELECT t.id, d.name, t.location, t.name, t.datatype, t.address, t.unit, t.description, t.writable,
                     t.byte_order, t.length
@@ -229,8 +232,6 @@ impl Store {
             });
         }
 
-        // Rows arrive one by one; a 100,000-tag model should not keep the growth slack.
-        tags.shrink_to_fit();
         Ok(Some(Model {
             namespace,
             sparkplug,
