@@ -12,7 +12,8 @@
 //! second Modbus connection). Last, 100 changes of hr:1 made directly on that PLC, each timed
 //! until a Sparkplug host sees the new value in DDATA (PLC change -> subscriber).
 //! `--uns` also publishes the tags as UNS JSON to one subscriber; `--devices N` polls N PLCs
-//! instead of 10 (`--devices 1 --uns`: the UNS path at 10,000 tags/s).
+//! instead of 10 (`--devices 1 --uns`: the UNS path at 10,000 tags/s); `--period-ms N` polls
+//! every N ms instead of 1000.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -76,6 +77,12 @@ async fn main() {
         .position(|a| a == "--devices")
         .and_then(|i| args.get(i + 1))
         .map_or(10, |n| n.parse().expect("--devices N"));
+    // `--period-ms N`: the poll period of every PLC (1000 unless given).
+    let period_ms: u64 = args
+        .iter()
+        .position(|a| a == "--period-ms")
+        .and_then(|i| args.get(i + 1))
+        .map_or(1000, |n| n.parse().expect("--period-ms N"));
     let binary = sparkedge_binary();
     let ports: Vec<u16> = (0..devices).map(|_| free_port()).collect();
     let _sims: Vec<Kill> = ports
@@ -100,7 +107,7 @@ async fn main() {
     }
     for (d, port) in ports.iter().enumerate() {
         model += &format!(
-            "[[device]]\nname = \"plc{d}\"\ndriver = \"modbus-tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n"
+            "[[device]]\nname = \"plc{d}\"\ndriver = \"modbus-tcp\"\nhost = \"127.0.0.1\"\nport = {port}\nperiod_ms = {period_ms}\n"
         );
     }
     for d in 0..devices {
@@ -296,12 +303,12 @@ async fn main() {
 
     // PLC change -> subscriber: a register changed by someone else (here: a Modbus write from
     // this program) until a host sees the new value in DDATA. Starts are spread over the poll
-    // period, so the wait for the next poll (0-1000 ms) is sampled evenly.
+    // period, so the wait for the next poll (0 to one period) is sampled evenly.
     let mut watcher = Observer::connect(mqtt_port, "bench-watcher", None).await;
     watcher.subscribe("spBv1.0/s1/DDATA/edge/plc0").await;
     let mut latencies = Vec::new();
     for k in 1..=100u16 {
-        tokio::time::sleep(Duration::from_millis(u64::from(k) * 37 % 1000)).await; // spreading starts, not synchronising
+        tokio::time::sleep(Duration::from_millis(u64::from(k) * 37 % period_ms)).await; // spreading starts, not synchronising
         let value = 1000 + k;
         plc.write_single_register(1, value)
             .await
@@ -320,7 +327,7 @@ async fn main() {
         latencies.push(start.elapsed());
     }
     report(
-        "PLC change -> subscriber (poll period 1000 ms)",
+        &format!("PLC change -> subscriber (poll period {period_ms} ms)"),
         &mut latencies,
     );
     count_task.abort();
