@@ -306,7 +306,14 @@ impl Router {
                 // [MQTT-3.3.1-10]: a retained empty message clears; it is still forwarded.
                 self.retained.remove(&message.topic);
             } else {
-                self.retained.insert(message.topic.clone(), message.clone());
+                // A copy of the payload: a received payload is a slice of the connection's read
+                // buffer, and a retained slice would keep that whole buffer alive for as long
+                // as the topic is not republished.
+                let stored = Message {
+                    payload: Bytes::copy_from_slice(&message.payload),
+                    ..message.clone()
+                };
+                self.retained.insert(stored.topic.clone(), stored);
             }
         }
         self.route(&message);
@@ -315,7 +322,8 @@ impl Router {
             // itself stays non-retained on its own topic.
             let certificate = Message {
                 topic: certificate.into(),
-                ..message
+                payload: Bytes::copy_from_slice(&message.payload),
+                qos: message.qos,
             };
             self.retained
                 .insert(certificate.topic.clone(), certificate.clone());
