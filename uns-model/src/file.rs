@@ -41,9 +41,10 @@ pub fn from_toml(text: &str) -> Result<Model, ModelErrors> {
 /// and every export hold one spelling. Runs on a validated model.
 fn normalise_addresses(model: &mut Model) {
     for tag in &mut model.tags {
-        let modbus = model.devices.iter().any(|d| {
-            d.name == tag.device && matches!(d.driver, crate::DriverConfig::ModbusTcp { .. })
-        });
+        let modbus = model
+            .devices
+            .iter()
+            .any(|d| d.name == tag.device && d.driver.is_modbus());
         if modbus && let Ok(address) = tag.address.parse::<crate::ModbusAddress>() {
             tag.address = address.to_string();
         }
@@ -328,5 +329,66 @@ byte_order = "CDAB"
             }
         ));
         assert_eq!(from_toml(&to_toml(&model)).unwrap(), model);
+    }
+    #[test]
+    fn rtu_devices_round_trip_with_their_defaults() {
+        let text = r#"
+[namespace]
+enterprise = "acme"
+site = "plant-a"
+[[area]]
+name = "utilities"
+[[area.line]]
+name = "boiler"
+[[device]]
+name = "meter"
+driver = "modbus-rtu"
+path = "/dev/ttyUSB0"
+unit = 7
+inter_frame_delay_us = 5000
+[[device]]
+name = "drive"
+driver = "modbus-rtu"
+path = "/dev/ttyUSB0"
+unit = 8
+inter_frame_delay_us = 5000
+[[device]]
+name = "remote"
+driver = "modbus-rtu-tcp"
+host = "gw.local"
+port = 4001
+unit = 2
+[[tag]]
+device = "meter"
+location = "utilities/boiler"
+name = "energy"
+datatype = "uint32"
+address = "30001"
+"#;
+        let model = from_toml(text).unwrap();
+        assert_eq!(
+            model.devices[0].driver,
+            DriverConfig::ModbusRtu {
+                path: "/dev/ttyUSB0".into(),
+                baud: 19200,
+                parity: crate::Parity::Even,
+                data_bits: 8,
+                stop_bits: 1,
+                unit: 7,
+                inter_frame_delay_us: Some(5000),
+                period_ms: 1000,
+                timeout_ms: 1000,
+                offline_after: 3,
+                max_gap: 16,
+            }
+        );
+        assert_eq!(model.tags[0].address, "ir:0");
+        let text = to_toml(&model);
+        assert!(text.contains("driver = \"modbus-rtu-tcp\""), "{text}");
+        assert_eq!(from_toml(&text).unwrap(), model);
+
+        let bad = text.replacen("parity = \"even\"", "parity = \"mark\"", 1);
+        let errors = from_toml(&bad).unwrap_err().0;
+        assert!(errors[0].reason.contains("none`, `even`"), "{}", errors[0]);
     }
 }

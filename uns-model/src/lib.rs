@@ -19,7 +19,10 @@ pub mod validate;
 pub mod value;
 
 pub use modbus::{ByteOrder, ModbusAddress, RegisterKind};
-pub use model::{Area, Device, DriverConfig, Line, Model, Namespace, SimSignal, SparkplugIds, Tag};
+pub use model::{
+    Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace, Parity, SimSignal,
+    SparkplugIds, Tag,
+};
 pub use naming::{TagNames, tag_names};
 pub use store::{Store, StoreError};
 pub use validate::{ModelError, ModelErrors};

@@ -116,19 +116,150 @@ pub enum DriverConfig {
         #[serde(default = "modbus_max_gap_default")]
         max_gap: u16,
     },
+    /// A Modbus RTU device on a serial line (RS-485/RS-232). Devices naming the same `path`
+    /// share one port: their requests take turns on the line, so they must agree on its
+    /// settings and each needs its own unit id.
+    ModbusRtu {
+        /// The serial device, e.g. `/dev/ttyUSB0` or `/dev/serial/by-id/...`.
+        path: String,
+        #[serde(default = "modbus_baud_default")]
+        baud: u32,
+        /// `even` by default, as the Modbus serial line specification asks.
+        #[serde(default)]
+        parity: Parity,
+        /// Always 8: an RTU frame is made of 8-bit bytes. Written out so a line's settings
+        /// read in full.
+        #[serde(default = "modbus_data_bits_default")]
+        data_bits: u8,
+        #[serde(default = "modbus_stop_bits_default")]
+        stop_bits: u8,
+        /// Unit (slave) id of this device on the line, 1 to 247.
+        #[serde(default = "modbus_unit_default")]
+        unit: u8,
+        /// Silence on the line between a reply and the next request, in microseconds. When
+        /// absent: 3.5 character times at the line's baud rate (1750 µs above 19200 baud), the
+        /// minimum the Modbus serial line specification requires. Slow devices may need more.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inter_frame_delay_us: Option<u32>,
+        #[serde(default = "sim_period_default")]
+        period_ms: u32,
+        #[serde(default = "modbus_timeout_default")]
+        timeout_ms: u32,
+        #[serde(default = "modbus_offline_after_default")]
+        offline_after: u32,
+        #[serde(default = "modbus_max_gap_default")]
+        max_gap: u16,
+    },
+    /// A Modbus RTU device behind a serial gateway that passes RTU frames through a TCP
+    /// stream (RTU over TCP, "transparent" gateway mode). Devices naming the same gateway
+    /// share one connection and take turns, like devices on one serial line.
+    ModbusRtuTcp {
+        host: String,
+        #[serde(default = "modbus_port_default")]
+        port: u16,
+        #[serde(default = "modbus_unit_default")]
+        unit: u8,
+        #[serde(default = "sim_period_default")]
+        period_ms: u32,
+        #[serde(default = "modbus_timeout_default")]
+        timeout_ms: u32,
+        #[serde(default = "modbus_offline_after_default")]
+        offline_after: u32,
+        #[serde(default = "modbus_max_gap_default")]
+        max_gap: u16,
+    },
+}
+
+/// The settings every Modbus device has, whatever carries its frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModbusPolling {
+    pub unit: u8,
+    pub period_ms: u32,
+    pub timeout_ms: u32,
+    pub offline_after: u32,
+    pub max_gap: u16,
 }
 
 impl DriverConfig {
     /// How often the device is read, in milliseconds.
     pub fn period_ms(&self) -> u32 {
         match self {
-            DriverConfig::Simulator { period_ms } | DriverConfig::ModbusTcp { period_ms, .. } => {
-                *period_ms
+            DriverConfig::Simulator { period_ms } => *period_ms,
+            _ => self.modbus().map_or(0, |m| m.period_ms),
+        }
+    }
+
+    /// The Modbus settings shared by TCP, RTU and RTU over TCP; `None` for other drivers.
+    pub fn modbus(&self) -> Option<ModbusPolling> {
+        match self {
+            DriverConfig::Simulator { .. } => None,
+            DriverConfig::ModbusTcp {
+                unit,
+                period_ms,
+                timeout_ms,
+                offline_after,
+                max_gap,
+                ..
             }
+            | DriverConfig::ModbusRtu {
+                unit,
+                period_ms,
+                timeout_ms,
+                offline_after,
+                max_gap,
+                ..
+            }
+            | DriverConfig::ModbusRtuTcp {
+                unit,
+                period_ms,
+                timeout_ms,
+                offline_after,
+                max_gap,
+                ..
+            } => Some(ModbusPolling {
+                unit: *unit,
+                period_ms: *period_ms,
+                timeout_ms: *timeout_ms,
+                offline_after: *offline_after,
+                max_gap: *max_gap,
+            }),
+        }
+    }
+
+    pub fn is_modbus(&self) -> bool {
+        self.modbus().is_some()
+    }
+}
+
+/// Parity of a serial line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parity {
+    None,
+    #[default]
+    Even,
+    Odd,
+}
+
+impl Parity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Parity::None => "none",
+            Parity::Even => "even",
+            Parity::Odd => "odd",
         }
     }
 }
 
+fn modbus_baud_default() -> u32 {
+    19200
+}
+fn modbus_data_bits_default() -> u8 {
+    8
+}
+fn modbus_stop_bits_default() -> u8 {
+    1
+}
 fn modbus_port_default() -> u16 {
     502
 }

@@ -462,6 +462,36 @@ mod tests {
                 driver: DriverConfig::Simulator { period_ms: 50 },
             },
         );
+        m.devices.push(Device {
+            name: "meter".into(),
+            enabled: true,
+            driver: DriverConfig::ModbusRtu {
+                path: "/dev/ttyS1".into(),
+                baud: 9600,
+                parity: crate::Parity::None,
+                data_bits: 8,
+                stop_bits: 2,
+                unit: 12,
+                inter_frame_delay_us: Some(4000),
+                period_ms: 2000,
+                timeout_ms: 300,
+                offline_after: 2,
+                max_gap: 0,
+            },
+        });
+        m.devices.push(Device {
+            name: "remote".into(),
+            enabled: true,
+            driver: DriverConfig::ModbusRtuTcp {
+                host: "gw".into(),
+                port: 4001,
+                unit: 3,
+                period_ms: 500,
+                timeout_ms: 800,
+                offline_after: 4,
+                max_gap: 8,
+            },
+        });
         m.tags.reverse();
         m.tags.push(Tag {
             byte_order: None,

@@ -167,50 +167,8 @@ impl Model {
         let mut devices = HashMap::new();
         for (d, device) in self.devices.iter().enumerate() {
             c.sibling(&mut devices, format!("device[{d}].name"), &device.name);
-            if let DriverConfig::ModbusTcp {
-                host,
-                port,
-                timeout_ms,
-                offline_after,
-                max_gap,
-                ..
-            } = &device.driver
-            {
-                let host_ok = !host.is_empty()
-                    && host.len() <= 253
-                    && host
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
-                if !host_ok {
-                    c.push(
-                        format!("device[{d}].host"),
-                        host,
-                        "must be a host name or IP address".to_owned(),
-                    );
-                }
-                if *port == 0 {
-                    c.push(
-                        format!("device[{d}].port"),
-                        "0",
-                        "must be 1 to 65535".to_owned(),
-                    );
-                }
-                if !(10..=60_000).contains(timeout_ms) {
-                    let reason = "must be between 10 and 60000 milliseconds".to_owned();
-                    c.push(
-                        format!("device[{d}].timeout_ms"),
-                        &timeout_ms.to_string(),
-                        reason,
-                    );
-                }
-                if *offline_after == 0 {
-                    let reason = "must be at least 1 failed poll cycle".to_owned();
-                    c.push(format!("device[{d}].offline_after"), "0", reason);
-                }
-                if *max_gap > 124 {
-                    let reason = "must be 0 to 124 registers (a read holds at most 125)".to_owned();
-                    c.push(format!("device[{d}].max_gap"), &max_gap.to_string(), reason);
-                }
+            if let Some(m) = device.driver.modbus() {
+                modbus_device(&mut c, d, &device.driver, m, &self.devices[..d]);
             }
             let period_ms = device.driver.period_ms();
             if !PERIOD_MS.contains(&period_ms) {
@@ -253,7 +211,7 @@ impl Model {
                 c.push(f("device"), &tag.device, reason);
                 continue;
             };
-            if !matches!(device.driver, DriverConfig::ModbusTcp { .. }) {
+            if !device.driver.is_modbus() {
                 for (field, set) in [
                     ("byte_order", tag.byte_order.is_some()),
                     ("length", tag.length.is_some()),
@@ -265,7 +223,9 @@ impl Model {
                 }
             }
             match device.driver {
-                DriverConfig::ModbusTcp { .. } => modbus_tag(&mut c, &f, tag),
+                DriverConfig::ModbusTcp { .. }
+                | DriverConfig::ModbusRtu { .. }
+                | DriverConfig::ModbusRtuTcp { .. } => modbus_tag(&mut c, &f, tag),
                 DriverConfig::Simulator { .. } => match tag.address.parse::<SimSignal>() {
                     Err(reason) => c.push(f("address"), &tag.address, reason),
                     Ok(signal) => {
@@ -300,6 +260,218 @@ impl Model {
         } else {
             Err(ModelErrors(c.errors))
         }
+    }
+}
+
+fn host_ok(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+}
+
+/// The serial line or gateway a Modbus device's frames travel on: devices with equal keys
+/// share one port or connection.
+#[derive(PartialEq)]
+enum LineKey<'a> {
+    Tcp(&'a str, u16),
+    Serial(&'a str),
+    Gateway(&'a str, u16),
+}
+
+fn line_key(driver: &DriverConfig) -> Option<LineKey<'_>> {
+    match driver {
+        DriverConfig::Simulator { .. } => None,
+        DriverConfig::ModbusTcp { host, port, .. } => Some(LineKey::Tcp(host, *port)),
+        DriverConfig::ModbusRtu { path, .. } => Some(LineKey::Serial(path)),
+        DriverConfig::ModbusRtuTcp { host, port, .. } => Some(LineKey::Gateway(host, *port)),
+    }
+}
+
+/// Checks the settings of Modbus device `d`; `earlier` are the devices before it, against
+/// which shared serial lines and gateways are checked.
+fn modbus_device(
+    c: &mut Checker,
+    d: usize,
+    driver: &DriverConfig,
+    m: crate::model::ModbusPolling,
+    earlier: &[crate::model::Device],
+) {
+    let f = |field: &str| format!("device[{d}].{field}");
+    match driver {
+        DriverConfig::ModbusTcp { host, port, .. }
+        | DriverConfig::ModbusRtuTcp { host, port, .. } => {
+            if !host_ok(host) {
+                c.push(f("host"), host, "must be a host name or IP address");
+            }
+            if *port == 0 {
+                c.push(f("port"), "0", "must be 1 to 65535");
+            }
+        }
+        DriverConfig::ModbusRtu {
+            path,
+            baud,
+            data_bits,
+            stop_bits,
+            inter_frame_delay_us,
+            ..
+        } => {
+            if !path.starts_with('/') || path.len() > 4096 || path.chars().any(char::is_control) {
+                c.push(
+                    f("path"),
+                    path,
+                    "must be the absolute path of a serial device, e.g. /dev/ttyUSB0",
+                );
+            }
+            if !(300..=4_000_000).contains(baud) {
+                c.push(
+                    f("baud"),
+                    &baud.to_string(),
+                    "must be 300 to 4000000 bits per second",
+                );
+            }
+            if *data_bits != 8 {
+                c.push(
+                    f("data_bits"),
+                    &data_bits.to_string(),
+                    "must be 8: Modbus RTU frames are made of 8-bit bytes",
+                );
+            }
+            if !(1..=2).contains(stop_bits) {
+                c.push(f("stop_bits"), &stop_bits.to_string(), "must be 1 or 2");
+            }
+            if let Some(us) = inter_frame_delay_us
+                && *us > 1_000_000
+            {
+                c.push(
+                    f("inter_frame_delay_us"),
+                    &us.to_string(),
+                    "must be 0 to 1000000 microseconds",
+                );
+            }
+        }
+        DriverConfig::Simulator { .. } => {}
+    }
+    let unit_ok = match driver {
+        // On a serial line 0 is broadcast (no reply) and 248-255 are reserved.
+        DriverConfig::ModbusRtu { .. } | DriverConfig::ModbusRtuTcp { .. } => {
+            (1..=247).contains(&m.unit)
+        }
+        _ => true,
+    };
+    if !unit_ok {
+        c.push(
+            f("unit"),
+            &m.unit.to_string(),
+            "must be 1 to 247 on a serial line (0 is broadcast, 248 to 255 are reserved)",
+        );
+    }
+    if !(10..=60_000).contains(&m.timeout_ms) {
+        c.push(
+            f("timeout_ms"),
+            &m.timeout_ms.to_string(),
+            "must be between 10 and 60000 milliseconds",
+        );
+    }
+    if m.offline_after == 0 {
+        c.push(
+            f("offline_after"),
+            "0",
+            "must be at least 1 failed poll cycle",
+        );
+    }
+    if m.max_gap > 124 {
+        c.push(
+            f("max_gap"),
+            &m.max_gap.to_string(),
+            "must be 0 to 124 registers (a read holds at most 125)",
+        );
+    }
+    // Devices sharing a serial line or gateway: one set of line settings, distinct units,
+    // and one framing per TCP endpoint.
+    let Some(key) = line_key(driver) else { return };
+    for (e, other) in earlier.iter().enumerate() {
+        let Some(other_key) = line_key(&other.driver) else {
+            continue;
+        };
+        let same_endpoint = match (&key, &other_key) {
+            (LineKey::Tcp(h, p), LineKey::Gateway(oh, op))
+            | (LineKey::Gateway(h, p), LineKey::Tcp(oh, op)) => {
+                h.eq_ignore_ascii_case(oh) && p == op
+            }
+            _ => false,
+        };
+        if same_endpoint {
+            let reason = format!(
+                "device[{e}] ({}) talks to the same host and port with the other framing; one \
+                 endpoint speaks either Modbus TCP or RTU over TCP",
+                other.name
+            );
+            c.push(f("driver"), driver_name(driver), reason);
+            continue;
+        }
+        if key != other_key || matches!(key, LineKey::Tcp(..)) {
+            continue;
+        }
+        if let (
+            DriverConfig::ModbusRtu {
+                baud,
+                parity,
+                data_bits,
+                stop_bits,
+                inter_frame_delay_us,
+                ..
+            },
+            DriverConfig::ModbusRtu {
+                baud: b,
+                parity: p,
+                data_bits: db,
+                stop_bits: sb,
+                inter_frame_delay_us: ifd,
+                ..
+            },
+        ) = (driver, &other.driver)
+        {
+            let show = |v: Option<u32>| v.map_or("(default)".to_owned(), |v| v.to_string());
+            for (field, mine, theirs) in [
+                ("baud", baud.to_string(), b.to_string()),
+                ("parity", parity.as_str().to_owned(), p.as_str().to_owned()),
+                ("data_bits", data_bits.to_string(), db.to_string()),
+                ("stop_bits", stop_bits.to_string(), sb.to_string()),
+                (
+                    "inter_frame_delay_us",
+                    show(*inter_frame_delay_us),
+                    show(*ifd),
+                ),
+            ] {
+                if mine != theirs {
+                    let reason = format!(
+                        "must be {theirs}, as on device[{e}] ({}): devices on one serial line \
+                         share its settings",
+                        other.name
+                    );
+                    c.push(f(field), &mine, reason);
+                }
+            }
+        }
+        if other.driver.modbus().map(|o| o.unit) == Some(m.unit) {
+            let reason = format!(
+                "device[{e}] ({}) already has this unit id on the same line; each device on a \
+                 line needs its own",
+                other.name
+            );
+            c.push(f("unit"), &m.unit.to_string(), reason);
+        }
+    }
+}
+
+fn driver_name(driver: &DriverConfig) -> &'static str {
+    match driver {
+        DriverConfig::Simulator { .. } => "simulator",
+        DriverConfig::ModbusTcp { .. } => "modbus-tcp",
+        DriverConfig::ModbusRtu { .. } => "modbus-rtu",
+        DriverConfig::ModbusRtuTcp { .. } => "modbus-rtu-tcp",
     }
 }
 
@@ -763,6 +935,132 @@ mod tests {
             .map(|e| e.field)
             .collect();
         assert_eq!(fields, ["device[0].host", "device[0].max_gap"]);
+    }
+
+    fn rtu(path: &str, unit: u8, baud: u32) -> DriverConfig {
+        DriverConfig::ModbusRtu {
+            path: path.into(),
+            baud,
+            parity: crate::Parity::Even,
+            data_bits: 8,
+            stop_bits: 1,
+            unit,
+            inter_frame_delay_us: None,
+            period_ms: 1000,
+            timeout_ms: 200,
+            offline_after: 3,
+            max_gap: 16,
+        }
+    }
+
+    /// The Modbus model with devices `drivers` named plc0, plc1, … (the tag on plc0).
+    fn line_model(drivers: Vec<DriverConfig>) -> Model {
+        let mut m = modbus_model(modbus_tag("hr:0", DataType::Int16));
+        m.devices = drivers
+            .into_iter()
+            .enumerate()
+            .map(|(i, driver)| crate::model::Device {
+                name: format!("plc{i}"),
+                enabled: true,
+                driver,
+            })
+            .collect();
+        m.tags[0].device = "plc0".into();
+        m
+    }
+
+    #[test]
+    fn rtu_devices_share_a_line_with_one_setting_and_distinct_units() {
+        line_model(vec![
+            rtu("/dev/ttyUSB0", 1, 19200),
+            rtu("/dev/ttyUSB0", 2, 19200),
+            rtu("/dev/ttyUSB1", 1, 9600),
+        ])
+        .validate()
+        .unwrap();
+        assert_error(
+            &line_model(vec![
+                rtu("/dev/ttyUSB0", 1, 19200),
+                rtu("/dev/ttyUSB0", 2, 9600),
+            ]),
+            "device[1].baud",
+            "9600",
+            "must be 19200, as on device[0] (plc0)",
+        );
+        assert_error(
+            &line_model(vec![
+                rtu("/dev/ttyUSB0", 5, 19200),
+                rtu("/dev/ttyUSB0", 5, 19200),
+            ]),
+            "device[1].unit",
+            "5",
+            "device[0] (plc0) already has this unit id",
+        );
+        let gateway = |unit| DriverConfig::ModbusRtuTcp {
+            host: "10.0.0.9".into(),
+            port: 4001,
+            unit,
+            period_ms: 1000,
+            timeout_ms: 500,
+            offline_after: 3,
+            max_gap: 16,
+        };
+        line_model(vec![gateway(1), gateway(2)]).validate().unwrap();
+        assert_error(
+            &line_model(vec![gateway(3), gateway(3)]),
+            "device[1].unit",
+            "3",
+            "already has this unit id",
+        );
+        let tcp = DriverConfig::ModbusTcp {
+            host: "10.0.0.9".into(),
+            port: 4001,
+            unit: 1,
+            period_ms: 1000,
+            timeout_ms: 500,
+            offline_after: 3,
+            max_gap: 16,
+        };
+        assert_error(
+            &line_model(vec![gateway(1), tcp]),
+            "device[1].driver",
+            "modbus-tcp",
+            "either Modbus TCP or RTU over TCP",
+        );
+    }
+
+    #[test]
+    fn rtu_line_settings_are_checked() {
+        let mut bad = rtu("dev/ttyUSB0", 0, 100);
+        if let DriverConfig::ModbusRtu {
+            data_bits,
+            stop_bits,
+            inter_frame_delay_us,
+            ..
+        } = &mut bad
+        {
+            *data_bits = 7;
+            *stop_bits = 3;
+            *inter_frame_delay_us = Some(2_000_000);
+        }
+        let errors = line_model(vec![bad]).validate().unwrap_err().0;
+        let got: Vec<(&str, &str)> = errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("device[0].path", "dev/ttyUSB0"),
+                ("device[0].baud", "100"),
+                ("device[0].data_bits", "7"),
+                ("device[0].stop_bits", "3"),
+                ("device[0].inter_frame_delay_us", "2000000"),
+                ("device[0].unit", "0"),
+            ]
+        );
+        assert!(errors[2].reason.contains("8-bit bytes"), "{}", errors[2]);
+        assert!(errors[5].reason.contains("1 to 247"), "{}", errors[5]);
     }
 
     #[test]
