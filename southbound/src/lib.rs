@@ -4,14 +4,17 @@
 //! channel, and the hub fans them out without blocking (see the appliance's mailboxes). One
 //! slow or dead device therefore never delays another.
 //!
-//! Drivers: the built-in [`sim`]ulated PLC and [`modbus`] TCP. OPC UA comes next behind the
-//! same [`spawn`] interface.
+//! Drivers: the built-in [`sim`]ulated PLC and [`modbus`] (TCP, RTU on a serial line, RTU
+//! over TCP). OPC UA comes next behind the same [`spawn`] interface.
 
 pub mod modbus;
 pub mod sim;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot};
-use uns_model::{Device, DriverConfig, Tag, TagId, TagSample, Value};
+use uns_model::{Device, DriverConfig, Model, Tag, TagId, TagSample, Value};
 
 /// Index of a device in the running model ([`uns_model::Model::devices`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,11 +42,22 @@ pub struct WriteCommand {
     pub reply: Option<oneshot::Sender<Result<(), String>>>,
 }
 
-/// The running driver of one device. Dropping it stops the driver.
+/// The running driver of one device. Dropping it stops the driver (a line shared by several
+/// devices stops when the last of their handles is dropped).
 #[derive(Debug)]
 pub struct DriverHandle {
     writes: mpsc::Sender<WriteCommand>,
-    task: tokio::task::JoinHandle<()>,
+    _task: Arc<Task>,
+}
+
+/// Aborts its task when dropped.
+#[derive(Debug)]
+struct Task(tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl DriverHandle {
@@ -55,53 +69,157 @@ impl DriverHandle {
     }
 }
 
-impl Drop for DriverHandle {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Starts the driver for `device` with its `tags`, sending events to `events`. The driver
 /// keeps only what it needs of each tag, so a large model is not copied into every driver.
+///
+/// A Modbus RTU device started this way has its line to itself; [`spawn_model`] is what
+/// puts devices sharing a serial line or gateway on one line.
 pub fn spawn(
     id: DeviceId,
     device: &Device,
     tags: &[(TagId, &Tag)],
     events: mpsc::Sender<DriverEvent>,
 ) -> DriverHandle {
-    let (writes, write_rx) = mpsc::channel(64);
-    let task = match &device.driver {
-        DriverConfig::Simulator { period_ms } => tokio::spawn(sim::run(
+    let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
+    let task = match modbus_unit(id, &device.driver, tags) {
+        Some((transport, unit)) => {
+            tokio::spawn(modbus::driver::run(transport, vec![unit], events, write_rx))
+        }
+        None => tokio::spawn(sim::run(
             id,
-            std::time::Duration::from_millis(u64::from(*period_ms)),
+            Duration::from_millis(u64::from(device.driver.period_ms())),
             sim::sim_tags(tags),
             events,
             write_rx,
         )),
-        DriverConfig::ModbusTcp {
-            host,
-            port,
-            unit,
-            period_ms,
-            timeout_ms,
-            offline_after,
-            max_gap,
-        } => {
-            let ms = |v: &u32| std::time::Duration::from_millis(u64::from(*v));
-            let settings = modbus::TcpSettings {
-                host: host.clone(),
-                port: *port,
-                unit: *unit,
-                period: ms(period_ms),
-                timeout: ms(timeout_ms),
-                offline_after: *offline_after,
-                max_gap: *max_gap,
-            };
-            let tags = modbus::driver::modbus_tags(tags);
-            tokio::spawn(modbus::driver::run(id, settings, tags, events, write_rx))
-        }
     };
-    DriverHandle { writes, task }
+    DriverHandle {
+        writes,
+        _task: Arc::new(Task(task)),
+    }
+}
+
+/// Starts a driver for every enabled device of `model`; the result has one entry per
+/// device, `None` for disabled ones. Modbus RTU devices on the same serial port, and those
+/// behind the same RTU-over-TCP gateway, share one line task, which serialises their
+/// requests.
+pub fn spawn_model(model: &Model, events: mpsc::Sender<DriverEvent>) -> Vec<Option<DriverHandle>> {
+    let mut handles: Vec<Option<DriverHandle>> = model.devices.iter().map(|_| None).collect();
+    // Shared lines: transport, and the devices on it with their unit settings.
+    let mut lines: Vec<(
+        modbus::Transport,
+        Vec<(DeviceId, modbus::driver::UnitConfig)>,
+    )> = Vec::new();
+    for (d, device) in model.devices.iter().enumerate().filter(|(_, d)| d.enabled) {
+        let id = DeviceId(d);
+        let tags: Vec<(TagId, &Tag)> = model
+            .tags
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.device == device.name)
+            .map(|(i, t)| (TagId(i as u32), t))
+            .collect();
+        match &device.driver {
+            DriverConfig::ModbusRtu { .. } | DriverConfig::ModbusRtuTcp { .. } => {
+                let Some((transport, unit)) = modbus_unit(id, &device.driver, &tags) else {
+                    continue;
+                };
+                match lines.iter_mut().find(|(t, _)| same_line(t, &transport)) {
+                    Some((_, units)) => units.push((id, unit)),
+                    None => lines.push((transport, vec![(id, unit)])),
+                }
+            }
+            _ => handles[d] = Some(spawn(id, device, &tags, events.clone())),
+        }
+    }
+    for (transport, units) in lines {
+        let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
+        let ids: Vec<DeviceId> = units.iter().map(|(id, _)| *id).collect();
+        let units = units.into_iter().map(|(_, u)| u).collect();
+        let task = Arc::new(Task(tokio::spawn(modbus::driver::run(
+            transport,
+            units,
+            events.clone(),
+            write_rx,
+        ))));
+        for id in ids {
+            handles[id.0] = Some(DriverHandle {
+                writes: writes.clone(),
+                _task: task.clone(),
+            });
+        }
+    }
+    handles
+}
+
+const WRITE_QUEUE: usize = 64;
+
+/// Whether two transports are one line: the same serial port, or the same gateway.
+fn same_line(a: &modbus::Transport, b: &modbus::Transport) -> bool {
+    use modbus::Transport::{RtuOverTcp, Serial};
+    match (a, b) {
+        (Serial(a), Serial(b)) => a.path == b.path,
+        (RtuOverTcp { host: h, port: p }, RtuOverTcp { host, port }) => {
+            h.eq_ignore_ascii_case(host) && p == port
+        }
+        _ => false,
+    }
+}
+
+/// The transport and unit settings of a Modbus device; `None` for other drivers.
+fn modbus_unit(
+    id: DeviceId,
+    driver: &DriverConfig,
+    tags: &[(TagId, &Tag)],
+) -> Option<(modbus::Transport, modbus::driver::UnitConfig)> {
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    let transport = match driver {
+        DriverConfig::ModbusRtu {
+            path,
+            baud,
+            parity,
+            data_bits,
+            stop_bits,
+            inter_frame_delay_us,
+            ..
+        } => modbus::Transport::Serial(modbus::SerialLine {
+            path: path.clone(),
+            baud: *baud,
+            parity: *parity,
+            data_bits: *data_bits,
+            stop_bits: *stop_bits,
+            inter_frame_delay: inter_frame_delay_us.map_or_else(
+                || modbus::SerialLine::default_inter_frame_delay(*baud),
+                |us| Duration::from_micros(u64::from(us)),
+            ),
+        }),
+        DriverConfig::ModbusRtuTcp { host, port, .. } => modbus::Transport::RtuOverTcp {
+            host: host.clone(),
+            port: *port,
+        },
+        DriverConfig::ModbusTcp { host, port, .. } => modbus::Transport::Tcp {
+            host: host.clone(),
+            port: *port,
+        },
+        DriverConfig::Simulator { .. } => return None,
+    };
+    let m = driver.modbus()?;
+    // The model was validated; a tag that still does not parse is skipped, not a panic.
+    let modbus_tags = tags
+        .iter()
+        .filter_map(|(tag_id, t)| {
+            modbus::driver::ModbusTag::from_model(*tag_id, t, ms(m.period_ms))
+        })
+        .collect();
+    let unit = modbus::driver::UnitConfig {
+        device: id,
+        unit: m.unit,
+        timeout: ms(m.timeout_ms),
+        offline_after: m.offline_after,
+        max_gap: m.max_gap,
+        tags: modbus_tags,
+    };
+    Some((transport, unit))
 }
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every sample.

@@ -1,5 +1,5 @@
-//! Modbus TCP: register codecs and request planning (pure functions), reconnect pacing, and
-//! the driver built on them.
+//! Modbus TCP, RTU and RTU over TCP: register codecs and request planning (pure functions),
+//! reconnect pacing, the line driver built on them, and a simulated PLC.
 
 pub mod backoff;
 pub mod codec;
@@ -7,4 +7,4 @@ pub(crate) mod driver;
 pub mod plan;
 pub mod sim_server;
 
-pub use driver::TcpSettings;
+pub use driver::{SerialLine, Transport, open_serial};

@@ -1,34 +1,82 @@
-//! The Modbus TCP driver of one device: plans its reads once, polls them every period, lets
-//! writes jump ahead of the next read, isolates refused addresses, and turns timeouts and
-//! lost connections into quality and, after `offline_after` failed cycles, into an offline
-//! device; then it reconnects with back-off, forever. One device never waits on another:
-//! each runs in its own task with its own connection.
+//! The Modbus driver of one *line*: a TCP connection to one device, a serial port (RTU), or
+//! a TCP connection to a serial gateway (RTU over TCP), with every device (unit id) on it.
+//!
+//! A line carries one request at a time, so one task owns it and takes turns between its
+//! units: it plans each unit's reads once, polls each unit's scan groups when they are due,
+//! lets writes jump ahead of the next read, isolates refused addresses, and turns timeouts
+//! and lost connections into quality and, after `offline_after` failed cycles, into an
+//! offline device. Then it tries again with back-off, forever.
+//!
+//! On a shared half-duplex line a unit that does not answer costs its whole timeout, during
+//! which nobody else can talk. So a failed unit is *held back* (exponential back-off with
+//! jitter, up to 30 s) rather than retried every period: a dead meter costs one timeout per
+//! back-off interval while the live units keep their periods. A timeout is the unit's
+//! failure, not the line's; only when no unit on the line answers any more is the port or
+//! connection reopened (which is also how a Modbus TCP device, alone on its connection,
+//! reconnects).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_modbus::ExceptionCode;
 use tokio_modbus::client::{Context, Reader, Writer};
-use tokio_modbus::prelude::{Slave, tcp};
-use uns_model::{ByteOrder, DataType, ModbusAddress, Quality, Tag, TagId, TagSample, Value};
+use tokio_modbus::prelude::{Slave, SlaveContext, rtu, tcp};
+use uns_model::{
+    ByteOrder, DataType, ModbusAddress, Parity, Quality, Tag, TagId, TagSample, Value,
+};
 
 use super::backoff::Backoff;
 use super::codec;
 use super::plan::{Read, RegisterKind, Span, plan, split};
 use crate::{DeviceId, DriverEvent, WriteCommand, now_ms};
 
-/// Connection and polling settings of one Modbus TCP device.
+/// What carries a line's frames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Modbus TCP (MBAP framing) to `host:port`.
+    Tcp { host: String, port: u16 },
+    /// Modbus RTU on a serial port.
+    Serial(SerialLine),
+    /// Modbus RTU frames through a TCP stream to a serial gateway.
+    RtuOverTcp { host: String, port: u16 },
+}
+
+/// The settings of a serial line, shared by every device on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SerialLine {
+    pub path: String,
+    pub baud: u32,
+    pub parity: Parity,
+    pub data_bits: u8,
+    pub stop_bits: u8,
+    /// Silence between a reply and the next request.
+    pub inter_frame_delay: Duration,
+}
+
+impl SerialLine {
+    /// The Modbus serial line minimum: 3.5 character times of 11 bits, but a fixed 1750 µs
+    /// above 19200 baud, where timers would otherwise have to be implausibly precise.
+    pub fn default_inter_frame_delay(baud: u32) -> Duration {
+        if baud > 19200 || baud == 0 {
+            Duration::from_micros(1750)
+        } else {
+            Duration::from_micros(38_500_000 / u64::from(baud))
+        }
+    }
+}
+
+/// One device (unit id) on a line and how it is polled.
 #[derive(Clone, Debug)]
-pub struct TcpSettings {
-    pub host: String,
-    pub port: u16,
+pub(crate) struct UnitConfig {
+    pub device: DeviceId,
     pub unit: u8,
-    pub period: Duration,
     pub timeout: Duration,
     pub offline_after: u32,
     pub max_gap: u16,
+    pub tags: Vec<ModbusTag>,
 }
 
 /// A tag as the driver needs it.
@@ -40,10 +88,12 @@ pub(crate) struct ModbusTag {
     order: ByteOrder,
     length: usize,
     writable: bool,
+    /// How often it is read: its scan class's period, or its device's.
+    period: Duration,
 }
 
 impl ModbusTag {
-    fn from_model(id: TagId, tag: &Tag) -> Option<ModbusTag> {
+    pub(crate) fn from_model(id: TagId, tag: &Tag, period: Duration) -> Option<ModbusTag> {
         Some(ModbusTag {
             id,
             address: tag.address.parse().ok()?,
@@ -54,6 +104,7 @@ impl ModbusTag {
             },
             length: usize::from(tag.length.unwrap_or(0)),
             writable: tag.writable,
+            period,
         })
     }
 
@@ -85,6 +136,7 @@ impl ModbusTag {
                         .map_err(|e| e.to_string()),
                 }
             }
+            Data::Written => Err("a write has no data".to_owned()),
         }
     }
 }
@@ -92,14 +144,150 @@ impl ModbusTag {
 enum Data {
     Bits(Vec<bool>),
     Words(Vec<u16>),
+    Written,
 }
 
 /// Why a request did not produce data.
 enum Failure {
-    /// The device answered with an exception: the connection is fine.
+    /// The device answered with an exception: the line is fine.
     Exception(ExceptionCode),
-    /// Timeout or transport error: the connection is gone.
+    /// No answer in time: the unit's failure, perhaps the line's.
+    Timeout(String),
+    /// The port or connection failed; it is closed.
     Transport(String),
+    /// Not sent: the write cannot be expressed for this tag.
+    Refused(String),
+}
+
+/// One request on the line.
+enum Op<'a> {
+    Read(RegisterKind, u16, u16),
+    WriteCoil(u16, bool),
+    WriteRegister(u16, u16),
+    WriteRegisters(u16, &'a [u16]),
+}
+
+/// The open port or connection of a line, and its pacing.
+struct Link {
+    transport: Transport,
+    ctx: Option<Context>,
+    /// No request before this instant: the line's silence between frames.
+    quiet_until: Instant,
+}
+
+impl Link {
+    fn close(&mut self) {
+        self.ctx = None;
+    }
+
+    async fn open(&mut self, limit: Duration) -> Result<(), String> {
+        let ctx = match &self.transport {
+            Transport::Tcp { host, port } => tcp::attach(connect_tcp(host, *port, limit).await?),
+            Transport::RtuOverTcp { host, port } => {
+                rtu::attach(connect_tcp(host, *port, limit).await?)
+            }
+            Transport::Serial(line) => {
+                let port = open_serial(line)
+                    .map_err(|e| format!("cannot open serial port {}: {e}", line.path))?;
+                rtu::attach(port)
+            }
+        };
+        self.ctx = Some(ctx);
+        Ok(())
+    }
+
+    fn inter_frame_delay(&self) -> Duration {
+        match &self.transport {
+            Transport::Serial(line) => line.inter_frame_delay,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Sends one request to `unit` and waits at most `limit` for its answer.
+    async fn call(&mut self, unit: u8, limit: Duration, op: Op<'_>) -> Result<Data, Failure> {
+        let Some(ctx) = self.ctx.as_mut() else {
+            return Err(Failure::Transport("not connected".into()));
+        };
+        sleep_until(self.quiet_until).await;
+        ctx.set_slave(Slave(unit));
+        let result = match op {
+            Op::Read(RegisterKind::Coil, a, n) => {
+                request(limit, ctx.read_coils(a, n)).await.map(Data::Bits)
+            }
+            Op::Read(RegisterKind::DiscreteInput, a, n) => {
+                request(limit, ctx.read_discrete_inputs(a, n))
+                    .await
+                    .map(Data::Bits)
+            }
+            Op::Read(RegisterKind::InputRegister, a, n) => {
+                request(limit, ctx.read_input_registers(a, n))
+                    .await
+                    .map(Data::Words)
+            }
+            Op::Read(RegisterKind::HoldingRegister, a, n) => {
+                request(limit, ctx.read_holding_registers(a, n))
+                    .await
+                    .map(Data::Words)
+            }
+            Op::WriteCoil(a, on) => request(limit, ctx.write_single_coil(a, on))
+                .await
+                .map(|()| Data::Written),
+            Op::WriteRegister(a, w) => request(limit, ctx.write_single_register(a, w))
+                .await
+                .map(|()| Data::Written),
+            Op::WriteRegisters(a, words) => request(limit, ctx.write_multiple_registers(a, words))
+                .await
+                .map(|()| Data::Written),
+        };
+        self.quiet_until = Instant::now() + self.inter_frame_delay();
+        if let Err(Failure::Transport(_)) = result {
+            self.close();
+        }
+        result
+    }
+}
+
+/// Opens a serial port with a line's settings, exclusively (TIOCEXCL): a second program on
+/// the line would garble it.
+pub fn open_serial(line: &SerialLine) -> tokio_serial::Result<tokio_serial::SerialStream> {
+    let builder = tokio_serial::new(&line.path, line.baud)
+        .parity(match line.parity {
+            Parity::None => tokio_serial::Parity::None,
+            Parity::Even => tokio_serial::Parity::Even,
+            Parity::Odd => tokio_serial::Parity::Odd,
+        })
+        .data_bits(match line.data_bits {
+            5 => tokio_serial::DataBits::Five,
+            6 => tokio_serial::DataBits::Six,
+            7 => tokio_serial::DataBits::Seven,
+            _ => tokio_serial::DataBits::Eight,
+        })
+        .stop_bits(if line.stop_bits == 2 {
+            tokio_serial::StopBits::Two
+        } else {
+            tokio_serial::StopBits::One
+        });
+    tokio_serial::SerialStream::open(&builder)
+}
+
+async fn connect_tcp(
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> Result<tokio::net::TcpStream, String> {
+    let addr: SocketAddr = timeout(limit, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| format!("resolving {host} took longer than the timeout"))?
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))?;
+    let stream = timeout(limit, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("no connection to {addr} within the timeout"))?
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    // One small request at a time: waiting to coalesce would only add latency.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 async fn request<T>(
@@ -109,104 +297,188 @@ async fn request<T>(
     match timeout(limit, call).await {
         Ok(Ok(Ok(v))) => Ok(v),
         Ok(Ok(Err(exception))) => Err(Failure::Exception(exception)),
+        Ok(Err(tokio_modbus::Error::Protocol(e))) => {
+            // A reply for another unit or request (a late answer after a timeout): the line
+            // is out of step, which only a fresh start fixes.
+            Err(Failure::Transport(format!("unexpected reply: {e}")))
+        }
         Ok(Err(e)) => Err(Failure::Transport(e.to_string())),
-        Err(_) => Err(Failure::Transport(format!(
+        Err(_) => Err(Failure::Timeout(format!(
             "no answer within {} ms",
             limit.as_millis()
         ))),
     }
 }
 
-async fn read(ctx: &mut Context, r: &Read, limit: Duration) -> Result<Data, Failure> {
-    match r.kind {
-        RegisterKind::Coil => request(limit, ctx.read_coils(r.start, r.count))
-            .await
-            .map(Data::Bits),
-        RegisterKind::DiscreteInput => request(limit, ctx.read_discrete_inputs(r.start, r.count))
-            .await
-            .map(Data::Bits),
-        RegisterKind::InputRegister => request(limit, ctx.read_input_registers(r.start, r.count))
-            .await
-            .map(Data::Words),
-        RegisterKind::HoldingRegister => {
-            request(limit, ctx.read_holding_registers(r.start, r.count))
-                .await
-                .map(Data::Words)
+/// The tags of one unit read at one period, and when that is next due.
+struct Group {
+    period: Duration,
+    reads: Vec<Read>,
+    next_due: Instant,
+    /// Read in full since the unit came (back) online.
+    done: bool,
+}
+
+struct Unit {
+    cfg: UnitConfig,
+    spans: Vec<Span>,
+    groups: Vec<Group>,
+    online: bool,
+    /// Failed cycles in a row.
+    failures: u32,
+    backoff: Backoff,
+    /// Not polled before this: a unit that failed waits out its back-off.
+    hold_until: Instant,
+    /// Samples kept until every group was read once, so the device's birth carries every
+    /// value.
+    pending: Vec<TagSample>,
+}
+
+impl Unit {
+    fn new(cfg: UnitConfig, now: Instant, seed: u64) -> Unit {
+        let spans: Vec<Span> = cfg
+            .tags
+            .iter()
+            .map(|t| Span {
+                unit: cfg.unit,
+                kind: t.address.kind,
+                start: t.address.offset,
+                count: t.count(),
+            })
+            .collect();
+        let mut periods: Vec<Duration> = cfg.tags.iter().map(|t| t.period).collect();
+        periods.sort();
+        periods.dedup();
+        let groups = periods
+            .into_iter()
+            .map(|period| {
+                let members: Vec<usize> = (0..cfg.tags.len())
+                    .filter(|&k| cfg.tags[k].period == period)
+                    .collect();
+                let subset: Vec<Span> = members.iter().map(|&k| spans[k]).collect();
+                let mut reads = plan(&subset, cfg.max_gap);
+                for r in &mut reads {
+                    for t in &mut r.tags {
+                        *t = members[*t];
+                    }
+                }
+                Group {
+                    period,
+                    reads,
+                    next_due: now,
+                    done: false,
+                }
+            })
+            .collect();
+        Unit {
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30), seed),
+            cfg,
+            spans,
+            groups,
+            online: false,
+            failures: 0,
+            hold_until: now,
+            pending: Vec::new(),
         }
+    }
+
+    /// The group due first and when.
+    fn next(&self) -> Option<(usize, Instant)> {
+        self.groups
+            .iter()
+            .enumerate()
+            .map(|(g, group)| (g, group.next_due.max(self.hold_until)))
+            .min_by_key(|(_, due)| *due)
     }
 }
 
-struct Poller {
-    device: DeviceId,
-    settings: TcpSettings,
-    tags: Vec<ModbusTag>,
-    spans: Vec<Span>,
-    reads: Vec<Read>,
+/// The next time after `now` on the grid `due + k·period`: a poll that ran late does not
+/// make the following ones run back to back.
+fn next_tick(due: Instant, period: Duration, now: Instant) -> Instant {
+    let next = due + period;
+    if next > now {
+        return next;
+    }
+    let behind = now.duration_since(due).as_nanos();
+    let period_ns = period.as_nanos().max(1);
+    let steps = behind / period_ns + 1;
+    due + Duration::from_nanos((steps * period_ns).min(u128::from(u64::MAX)) as u64)
+}
+
+struct Bus {
+    link: Link,
+    units: Vec<Unit>,
+    /// Tag → (unit, index in its tags), for writes.
+    by_tag: HashMap<TagId, (usize, usize)>,
     events: mpsc::Sender<DriverEvent>,
-    ctx: Option<Context>,
-    online: bool,
-    failures: u32,
-    backoff: Backoff,
-    next_attempt: Instant,
 }
 
-/// What the driver keeps of each tag.
-pub(crate) fn modbus_tags(tags: &[(TagId, &Tag)]) -> Vec<ModbusTag> {
-    // The model was validated; a tag that still does not parse is skipped, not a panic.
-    tags.iter()
-        .filter_map(|(id, t)| ModbusTag::from_model(*id, t))
-        .collect()
-}
-
-/// Runs the driver until the hub goes away.
+/// Runs the line until the hub goes away.
 pub(crate) async fn run(
-    device: DeviceId,
-    settings: TcpSettings,
-    tags: Vec<ModbusTag>,
+    transport: Transport,
+    units: Vec<UnitConfig>,
     events: mpsc::Sender<DriverEvent>,
     mut writes: mpsc::Receiver<WriteCommand>,
 ) {
-    let spans: Vec<Span> = tags
-        .iter()
-        .map(|t| Span {
-            unit: settings.unit,
-            kind: t.address.kind,
-            start: t.address.offset,
-            count: t.count(),
+    let now = Instant::now();
+    let units: Vec<Unit> = units
+        .into_iter()
+        .map(|cfg| {
+            let seed = now_ms() ^ (cfg.device.0 as u64) << 32;
+            Unit::new(cfg, now, seed)
         })
         .collect();
-    let reads = plan(&spans, settings.max_gap);
-    tracing::info!(
-        device = device.0,
-        tags = tags.len(),
-        requests = reads.len(),
-        "Modbus poll plan"
-    );
-    let mut ticker = tokio::time::interval(settings.period);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut p = Poller {
-        backoff: Backoff::new(
-            Duration::from_millis(500),
-            Duration::from_secs(30),
-            now_ms() ^ (device.0 as u64) << 32,
-        ),
-        device,
-        settings,
-        tags,
-        spans,
-        reads,
+    for u in &units {
+        tracing::info!(
+            device = u.cfg.device.0,
+            unit = u.cfg.unit,
+            tags = u.cfg.tags.len(),
+            requests = u.groups.iter().map(|g| g.reads.len()).sum::<usize>(),
+            "Modbus poll plan"
+        );
+    }
+    let by_tag = units
+        .iter()
+        .enumerate()
+        .flat_map(|(u, unit)| {
+            unit.cfg
+                .tags
+                .iter()
+                .enumerate()
+                .map(move |(k, t)| (t.id, (u, k)))
+        })
+        .collect();
+    let mut bus = Bus {
+        link: Link {
+            transport,
+            ctx: None,
+            quiet_until: now,
+        },
+        units,
+        by_tag,
         events,
-        ctx: None,
-        online: false,
-        failures: 0,
-        next_attempt: Instant::now(),
     };
     loop {
-        let alive = tokio::select! {
-            // A write never waits behind a poll cycle that has not started.
-            biased;
-            Some(w) = writes.recv() => p.write(w).await,
-            _ = ticker.tick() => p.cycle(&mut writes).await,
+        let next = bus
+            .units
+            .iter()
+            .enumerate()
+            .filter_map(|(u, unit)| unit.next().map(|(g, due)| (u, g, due)))
+            .min_by_key(|(_, _, due)| *due);
+        let alive = match next {
+            Some((u, g, due)) => tokio::select! {
+                // A write never waits behind a poll that has not started.
+                biased;
+                w = writes.recv() => match w {
+                    Some(w) => bus.write(w).await,
+                    None => false,
+                },
+                _ = sleep_until(due) => bus.poll(u, g, &mut writes).await,
+            },
+            None => match writes.recv().await {
+                Some(w) => bus.write(w).await,
+                None => false,
+            },
         };
         if !alive {
             return;
@@ -214,42 +486,56 @@ pub(crate) async fn run(
     }
 }
 
-impl Poller {
-    /// One poll cycle. False when the hub is gone.
-    async fn cycle(&mut self, writes: &mut mpsc::Receiver<WriteCommand>) -> bool {
-        if self.ctx.is_none() {
-            if Instant::now() < self.next_attempt {
-                return true;
-            }
-            match self.connect().await {
-                Ok(ctx) => self.ctx = Some(ctx),
-                Err(e) => return self.failed(e).await,
-            }
+impl Bus {
+    /// Whether every unit but `u` is failing: then nobody on the line answers, and the
+    /// port or connection is reopened in case the fault is there.
+    fn no_other_unit_answers(&self, u: usize) -> bool {
+        self.units
+            .iter()
+            .enumerate()
+            .all(|(i, unit)| i == u || unit.failures > 0)
+    }
+
+    /// Reads group `g` of unit `u` once. False when the hub is gone.
+    async fn poll(
+        &mut self,
+        u: usize,
+        g: usize,
+        writes: &mut mpsc::Receiver<WriteCommand>,
+    ) -> bool {
+        let due = self.units[u].groups[g].next_due;
+        if self.link.ctx.is_none()
+            && let Err(e) = self.link.open(self.units[u].cfg.timeout).await
+        {
+            return self.failed(u, g, due, e).await;
         }
-        let mut samples = Vec::with_capacity(self.tags.len());
+        let mut samples = Vec::new();
         let mut i = 0;
-        while i < self.reads.len() {
-            // Writes that arrived during the cycle go before the next read.
+        while i < self.units[u].groups[g].reads.len() {
+            // Writes that arrived meanwhile go before the next read.
             while let Ok(w) = writes.try_recv() {
                 if !self.write(w).await {
                     return false;
                 }
             }
-            let Some(ctx) = self.ctx.as_mut() else {
-                return self
-                    .failed("the connection was lost during a write".into())
-                    .await;
-            };
+            if self.link.ctx.is_none() {
+                let e = "the connection was lost during a write".to_owned();
+                return self.failed(u, g, due, e).await;
+            }
+            let unit = &self.units[u];
+            let r = &unit.groups[g].reads[i];
             let t = now_ms();
-            match read(ctx, &self.reads[i], self.settings.timeout).await {
+            let op = Op::Read(r.kind, r.start, r.count);
+            match self.link.call(unit.cfg.unit, unit.cfg.timeout, op).await {
                 Ok(data) => {
-                    let r = &self.reads[i];
+                    let unit = &self.units[u];
+                    let r = &unit.groups[g].reads[i];
                     for &k in &r.tags {
-                        let tag = &self.tags[k];
+                        let tag = &unit.cfg.tags[k];
                         samples.push(match tag.decode(&data, r.start) {
                             Ok(v) => sample(tag.id, Some(v), Quality::Good, t),
                             Err(why) => {
-                                tracing::warn!(device = self.device.0, address = %tag.address, "{why}");
+                                tracing::warn!(device = unit.cfg.device.0, address = %tag.address, "{why}");
                                 sample(tag.id, None, Quality::Bad, t)
                             }
                         });
@@ -257,182 +543,195 @@ impl Poller {
                     i += 1;
                 }
                 Err(Failure::Exception(ExceptionCode::IllegalDataAddress))
-                    if self.reads[i].tags.len() > 1 =>
+                    if self.units[u].groups[g].reads[i].tags.len() > 1 =>
                 {
                     // Some tag in the block does not exist: halve until it stands alone.
-                    if let Some((a, b)) = split(&self.reads[i], &self.spans) {
-                        self.reads.splice(i..=i, [a, b]);
+                    let unit = &mut self.units[u];
+                    if let Some((a, b)) = split(&unit.groups[g].reads[i], &unit.spans) {
+                        unit.groups[g].reads.splice(i..=i, [a, b]);
                     }
                 }
                 Err(Failure::Exception(exception)) => {
-                    for &k in &self.reads[i].tags {
-                        let tag = &self.tags[k];
-                        tracing::warn!(device = self.device.0, address = %tag.address, "Modbus exception {exception:?}");
+                    let unit = &self.units[u];
+                    for &k in &unit.groups[g].reads[i].tags {
+                        let tag = &unit.cfg.tags[k];
+                        tracing::warn!(device = unit.cfg.device.0, address = %tag.address, "Modbus exception {exception:?}");
                         samples.push(sample(tag.id, None, Quality::Bad, t));
                     }
                     i += 1;
                 }
-                Err(Failure::Transport(e)) => {
-                    self.ctx = None;
-                    return self.failed(e).await;
+                Err(Failure::Timeout(e)) => {
+                    let alive = self.failed(u, g, due, e).await;
+                    if self.no_other_unit_answers(u) {
+                        self.link.close();
+                    }
+                    return alive;
+                }
+                Err(Failure::Transport(e) | Failure::Refused(e)) => {
+                    return self.failed(u, g, due, e).await;
                 }
             }
             // Each read's values go out as soon as they are decoded, so a change waits for
-            // its own read, not for the whole cycle. Before the device's first full cycle
-            // they are held, so its birth carries every value.
-            if self.online
-                && !samples.is_empty()
-                && self
-                    .events
-                    .send(DriverEvent::Samples(std::mem::take(&mut samples)))
+            // its own read, not for the whole cycle. Until the unit is online they are held,
+            // so its birth carries every value.
+            let unit = &mut self.units[u];
+            if !samples.is_empty() {
+                if unit.online {
+                    if !send(
+                        &self.events,
+                        DriverEvent::Samples(std::mem::take(&mut samples)),
+                    )
                     .await
-                    .is_err()
-            {
-                return false;
+                    {
+                        return false;
+                    }
+                } else {
+                    unit.pending.append(&mut samples);
+                }
             }
         }
-        self.failures = 0;
-        self.backoff.reset();
-        if !samples.is_empty()
-            && self
-                .events
-                .send(DriverEvent::Samples(samples))
-                .await
-                .is_err()
-        {
-            return false;
-        }
-        if !self.online {
-            self.online = true;
-            return self.status(None).await;
+        let now = Instant::now();
+        let unit = &mut self.units[u];
+        unit.failures = 0;
+        unit.backoff.reset();
+        unit.hold_until = now;
+        let group = &mut unit.groups[g];
+        group.next_due = next_tick(due, group.period, now);
+        group.done = true;
+        if !unit.online && unit.groups.iter().all(|g| g.done) {
+            unit.online = true;
+            let pending = std::mem::take(&mut unit.pending);
+            let device = unit.cfg.device;
+            if !pending.is_empty() && !send(&self.events, DriverEvent::Samples(pending)).await {
+                return false;
+            }
+            return send(
+                &self.events,
+                DriverEvent::DeviceStatus {
+                    device,
+                    online: true,
+                    error: None,
+                },
+            )
+            .await;
         }
         true
     }
 
-    async fn connect(&mut self) -> Result<Context, String> {
-        let (host, port) = (self.settings.host.as_str(), self.settings.port);
-        let addr: SocketAddr =
-            timeout(self.settings.timeout, tokio::net::lookup_host((host, port)))
-                .await
-                .map_err(|_| format!("resolving {host} took longer than the timeout"))?
-                .map_err(|e| format!("cannot resolve {host}: {e}"))?
-                .next()
-                .ok_or_else(|| format!("{host} has no address"))?;
-        timeout(
-            self.settings.timeout,
-            tcp::connect_slave(addr, Slave(self.settings.unit)),
-        )
-        .await
-        .map_err(|_| format!("no connection to {addr} within the timeout"))?
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))
-    }
-
-    /// A failed cycle: count it, schedule the reconnect, and after `offline_after` of them in
-    /// a row report the device offline with every tag stale.
-    async fn failed(&mut self, error: String) -> bool {
-        self.failures += 1;
-        self.next_attempt = Instant::now() + self.backoff.next_delay();
-        tracing::debug!(device = self.device.0, failures = self.failures, "{error}");
-        if self.failures == self.settings.offline_after {
-            let t = now_ms();
-            let stale = self
-                .tags
-                .iter()
-                .map(|tag| sample(tag.id, None, Quality::Stale, t))
-                .collect();
-            if self.events.send(DriverEvent::Samples(stale)).await.is_err() {
-                return false;
-            }
-            self.online = false;
-            return self.status(Some(error)).await;
+    /// A failed cycle of unit `u`: count it, hold the unit back, and after `offline_after`
+    /// of them in a row report the device offline with every tag stale.
+    async fn failed(&mut self, u: usize, g: usize, due: Instant, error: String) -> bool {
+        let now = Instant::now();
+        let unit = &mut self.units[u];
+        unit.failures += 1;
+        unit.hold_until = now + unit.backoff.next_delay();
+        let group = &mut unit.groups[g];
+        group.next_due = next_tick(due, group.period, now);
+        tracing::debug!(
+            device = unit.cfg.device.0,
+            unit = unit.cfg.unit,
+            failures = unit.failures,
+            "{error}"
+        );
+        if unit.failures != unit.cfg.offline_after {
+            return true;
         }
-        true
-    }
-
-    async fn status(&mut self, error: Option<String>) -> bool {
-        let online = self.online;
-        self.events
-            .send(DriverEvent::DeviceStatus {
-                device: self.device,
-                online,
-                error,
-            })
+        unit.online = false;
+        unit.pending.clear();
+        for group in &mut unit.groups {
+            group.done = false;
+        }
+        let t = now_ms();
+        let stale = unit
+            .cfg
+            .tags
+            .iter()
+            .map(|tag| sample(tag.id, None, Quality::Stale, t))
+            .collect();
+        let device = unit.cfg.device;
+        send(&self.events, DriverEvent::Samples(stale)).await
+            && send(
+                &self.events,
+                DriverEvent::DeviceStatus {
+                    device,
+                    online: false,
+                    error: Some(error),
+                },
+            )
             .await
-            .is_ok()
     }
 
     /// Carries out a write and publishes the value read back. False when the hub is gone.
     async fn write(&mut self, w: WriteCommand) -> bool {
         let result = self.try_write(&w).await;
         if let Err(e) = &result {
-            tracing::warn!(device = self.device.0, tag = w.tag.0, "write refused: {e}");
+            tracing::warn!(tag = w.tag.0, "write refused: {e}");
         }
         let sample = result.as_ref().ok().cloned();
         if let Some(reply) = w.reply {
             let _ = reply.send(result.map(|_| ()));
         }
         match sample {
-            Some(s) => self
-                .events
-                .send(DriverEvent::Samples(vec![s]))
-                .await
-                .is_ok(),
+            Some(s) => send(&self.events, DriverEvent::Samples(vec![s])).await,
             None => true,
         }
     }
 
     async fn try_write(&mut self, w: &WriteCommand) -> Result<TagSample, String> {
-        let tag = self
-            .tags
-            .iter()
-            .find(|t| t.id == w.tag)
-            .ok_or("the tag is not on this device")?
-            .clone();
+        let &(u, k) = self
+            .by_tag
+            .get(&w.tag)
+            .ok_or("the tag is not on this device")?;
+        let unit = &self.units[u];
+        let tag = unit.cfg.tags[k].clone();
+        let (id, limit) = (unit.cfg.unit, unit.cfg.timeout);
         if !tag.writable || !tag.address.kind.is_writable() {
             return Err(format!("{} is not writable", tag.address));
         }
-        let limit = self.settings.timeout;
-        let ctx = self.ctx.as_mut().ok_or("the device is not connected")?;
+        if self.link.ctx.is_none() {
+            return Err("the device is not connected".to_owned());
+        }
+        if unit.failures > 0 {
+            // On a shared line a write to a silent unit would cost everyone its timeout.
+            return Err(format!(
+                "the device (unit {id}) did not answer its last poll; the write was not sent"
+            ));
+        }
         let a = tag.address.offset;
         let outcome = async {
             match (tag.address.kind, tag.address.bit, &w.value) {
                 (RegisterKind::Coil, _, Value::Bool(on)) => {
-                    request(limit, ctx.write_single_coil(a, *on)).await
+                    self.link.call(id, limit, Op::WriteCoil(a, *on)).await
                 }
                 (_, Some(bit), Value::Bool(on)) => {
                     // Read-modify-write: the other 15 bits belong to someone else.
-                    let word = request(limit, ctx.read_holding_registers(a, 1))
-                        .await?
-                        .first()
-                        .copied()
-                        .unwrap_or(0);
+                    let op = Op::Read(RegisterKind::HoldingRegister, a, 1);
+                    let word = match self.link.call(id, limit, op).await? {
+                        Data::Words(words) => words.first().copied().unwrap_or(0),
+                        _ => 0,
+                    };
                     let mask = 1u16 << bit;
                     let word = if *on { word | mask } else { word & !mask };
-                    request(limit, ctx.write_single_register(a, word)).await
+                    self.link.call(id, limit, Op::WriteRegister(a, word)).await
                 }
                 (_, None, value) => {
                     let regs = codec::encode(value, tag.datatype, tag.order, tag.length)
-                        .map_err(|e| Failure::Transport(format!("refused: {e}")))?;
-                    if regs.len() == 1 {
-                        request(limit, ctx.write_single_register(a, regs[0])).await
+                        .map_err(|e| Failure::Refused(e.to_string()))?;
+                    let op = if regs.len() == 1 {
+                        Op::WriteRegister(a, regs[0])
                     } else {
-                        request(limit, ctx.write_multiple_registers(a, &regs)).await
-                    }
+                        Op::WriteRegisters(a, &regs)
+                    };
+                    self.link.call(id, limit, op).await
                 }
-                (_, _, value) => Err(Failure::Transport(format!(
-                    "refused: a {} value cannot be written to a bit",
+                (_, _, value) => Err(Failure::Refused(format!(
+                    "a {} value cannot be written to a bit",
                     value.datatype()
                 ))),
             }?;
             // Read back what the PLC now holds: that, not the request, is the new value.
-            let back = Read {
-                unit: self.settings.unit,
-                kind: tag.address.kind,
-                start: a,
-                count: tag.count(),
-                tags: Vec::new(),
-            };
-            read(ctx, &back, limit).await
+            let back = Op::Read(tag.address.kind, a, tag.count());
+            self.link.call(id, limit, back).await
         }
         .await;
         match outcome {
@@ -441,15 +740,22 @@ impl Poller {
                 Ok(sample(tag.id, Some(value), Quality::Good, now_ms()))
             }
             Err(Failure::Exception(e)) => Err(format!("the device refused the write: {e:?}")),
-            Err(Failure::Transport(e)) if e.starts_with("refused: ") => {
-                Err(e.trim_start_matches("refused: ").to_owned())
+            Err(Failure::Refused(e)) => Err(e),
+            Err(Failure::Timeout(e)) => {
+                if self.no_other_unit_answers(u) {
+                    self.link.close();
+                }
+                Err(format!("the write got no answer: {e}"))
             }
-            Err(Failure::Transport(e)) => {
-                self.ctx = None;
-                Err(format!("connection lost during the write: {e}"))
-            }
+            Err(Failure::Transport(e)) => Err(format!("connection lost during the write: {e}")),
         }
     }
+}
+
+/// Hands an event to the hub; false when the hub is gone. A free function so that the
+/// future borrows only the channel, not the line (whose Modbus client is not `Sync`).
+async fn send(events: &mpsc::Sender<DriverEvent>, event: DriverEvent) -> bool {
+    events.send(event).await.is_ok()
 }
 
 fn sample(tag: TagId, value: Option<Value>, quality: Quality, timestamp_ms: u64) -> TagSample {
@@ -458,5 +764,42 @@ fn sample(tag: TagId, value: Option<Value>, quality: Quality, timestamp_ms: u64)
         value,
         quality,
         timestamp_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn late_polls_skip_to_the_next_tick_on_the_grid() {
+        let t0 = Instant::now();
+        let p = Duration::from_millis(100);
+        assert_eq!(next_tick(t0, p, t0), t0 + p);
+        assert_eq!(next_tick(t0, p, t0 + Duration::from_millis(50)), t0 + p);
+        assert_eq!(
+            next_tick(t0, p, t0 + Duration::from_millis(100)),
+            t0 + 2 * p
+        );
+        assert_eq!(
+            next_tick(t0, p, t0 + Duration::from_millis(350)),
+            t0 + 4 * p
+        );
+    }
+
+    #[test]
+    fn the_inter_frame_delay_is_three_and_a_half_characters() {
+        assert_eq!(
+            SerialLine::default_inter_frame_delay(9600),
+            Duration::from_micros(4010)
+        );
+        assert_eq!(
+            SerialLine::default_inter_frame_delay(19200),
+            Duration::from_micros(2005)
+        );
+        assert_eq!(
+            SerialLine::default_inter_frame_delay(115_200),
+            Duration::from_micros(1750)
+        );
     }
 }

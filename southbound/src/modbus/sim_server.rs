@@ -1,6 +1,8 @@
-//! `sparkedge sim modbus`: a simulated Modbus TCP PLC with changing values of every type and
+//! `sparkedge sim modbus`: a simulated Modbus PLC with changing values of every type and
 //! byte order, writable memory, and a hole in its address space, so drivers (ours or anyone's)
-//! can be tried without hardware.
+//! can be tried without hardware. It speaks Modbus TCP (answering any unit id), and RTU on a
+//! serial port or over TCP as a set of units sharing the line, each with its own memory;
+//! a unit id it does not have gets no answer, as on a real line.
 //!
 //! Register map (0-based offsets; `t` = whole seconds since start, `sine` = 50 + 50·sin(2πt/60)):
 //!
@@ -16,7 +18,8 @@
 //! | hr:126 | uint64 | HGFEDCBA | t·10⁹ |
 //! | hr:130–137 | string, 16 chars | ABCD | `SPARKEDGE SIM` |
 //! | hr:138 | bits | — | bit 0 = t is odd, bit 15 = 1 |
-//! | hr:139–199 | — | — | 0 |
+//! | hr:139 | uint16 | — | the unit id this PLC answers as (0 over Modbus TCP) |
+//! | hr:140–199 | — | — | 0 |
 //! | hr:200–299 | — | — | **do not exist** (illegal data address) |
 //! | hr:300–399 | any | — | memory, writable |
 //! | hr:1000–60999 | uint16 | — | (t + offset) mod 65536: a bulk area for load tests |
@@ -25,13 +28,14 @@
 //! | di:0–15 | bool | — | di:0 = t is odd, the rest false |
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio_modbus::server::Service;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
-use tokio_modbus::{ExceptionCode, Request, Response};
+use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 use uns_model::{ByteOrder, Value};
 
 use super::codec;
@@ -40,6 +44,7 @@ use super::codec;
 #[derive(Debug)]
 pub struct SimPlc {
     start: Instant,
+    unit: u8,
     memory: Mutex<Memory>,
 }
 
@@ -55,6 +60,7 @@ impl Default for SimPlc {
     fn default() -> Self {
         SimPlc {
             start: Instant::now(),
+            unit: 0,
             memory: Mutex::new(Memory {
                 low: [0; 100],
                 high: [0; 100],
@@ -65,6 +71,14 @@ impl Default for SimPlc {
 }
 
 impl SimPlc {
+    /// A PLC answering as unit `unit` on a serial line (its id is readable at hr:139).
+    pub fn with_unit(unit: u8) -> SimPlc {
+        SimPlc {
+            unit,
+            ..SimPlc::default()
+        }
+    }
+
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -115,7 +129,8 @@ impl SimPlc {
 
     fn holding(&self, start: u16, count: u16) -> Result<Vec<u16>, ExceptionCode> {
         let t = self.seconds();
-        let live = SimPlc::live(t);
+        let mut live = SimPlc::live(t);
+        live[39] = u16::from(self.unit);
         let memory = self.memory();
         (u32::from(start)..u32::from(start) + u32::from(count))
             .map(|a| match a {
@@ -201,6 +216,76 @@ impl Service for Connection {
     fn call(&self, request: Self::Request) -> Self::Future {
         std::future::ready(self.0.answer(request))
     }
+}
+
+/// The units of a serial line: each answers for itself, the rest of the ids are silent.
+#[derive(Debug)]
+pub struct SimLine {
+    units: Vec<Arc<SimPlc>>,
+    /// Requests to unit ids nobody here has (left unanswered).
+    unanswered: AtomicU64,
+}
+
+impl SimLine {
+    pub fn new(units: Vec<Arc<SimPlc>>) -> Arc<SimLine> {
+        Arc::new(SimLine {
+            units,
+            unanswered: AtomicU64::new(0),
+        })
+    }
+
+    /// How many requests went to unit ids not on this line: what a dead device costs the
+    /// line.
+    pub fn unanswered(&self) -> u64 {
+        self.unanswered.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Line(Arc<SimLine>);
+
+impl Service for Line {
+    type Request = SlaveRequest<'static>;
+    type Response = Option<Response>;
+    type Exception = ExceptionCode;
+    type Future = std::future::Ready<Result<Option<Response>, ExceptionCode>>;
+
+    fn call(&self, request: Self::Request) -> Self::Future {
+        let plc = self.0.units.iter().find(|plc| plc.unit == request.slave);
+        std::future::ready(match plc {
+            Some(plc) => plc.answer(request.request).map(Some),
+            None => {
+                self.0.unanswered.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        })
+    }
+}
+
+/// Serves the units of `line` as RTU devices on an open serial port until the future is dropped.
+pub async fn serve_rtu(
+    port: tokio_serial::SerialStream,
+    line: Arc<SimLine>,
+) -> std::io::Result<()> {
+    tokio_modbus::server::rtu::Server::new(port)
+        .serve_forever(Line(line))
+        .await
+}
+
+/// Serves the units of `line` as RTU devices behind a serial gateway: RTU frames over each TCP
+/// connection accepted on `listener`.
+pub async fn serve_rtu_over_tcp(listener: TcpListener, line: Arc<SimLine>) -> std::io::Result<()> {
+    use tokio_modbus::server::rtu_over_tcp;
+    let line = Line(line);
+    let on_connected = |stream, addr: SocketAddr| {
+        let line = line.clone();
+        async move { rtu_over_tcp::accept_tcp_connection(stream, addr, move |_| Ok(Some(line.clone()))) }
+    };
+    rtu_over_tcp::Server::new(listener)
+        .serve(&on_connected, |e| {
+            tracing::debug!("simulated RTU gateway connection: {e}")
+        })
+        .await
 }
 
 /// Serves `plc` on `listener` until the future is dropped (which also drops every connection).
