@@ -6,6 +6,7 @@
 
 mod config;
 mod hub;
+mod sim;
 mod sparkplug_node;
 mod uns;
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
-use uns_model::{Model, Store, TagId};
+use uns_model::{Model, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,12 +76,10 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SimPlc {
-    /// A Modbus TCP server with changing values of every type and byte order, writable
-    /// memory, and a hole in its address space (the register map is in the README).
-    Modbus {
-        #[arg(long, default_value = "127.0.0.1:5020")]
-        listen: SocketAddr,
-    },
+    /// A Modbus PLC with changing values of every type and byte order, writable memory,
+    /// and a hole in its address space (the register map is in the README): Modbus TCP on
+    /// --listen, and with --rtu or --rtu-over-tcp also a line of RTU units.
+    Modbus(sim::ModbusArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,8 +119,8 @@ fn main() -> ExitCode {
             )
         }),
         Command::Sim {
-            plc: SimPlc::Modbus { listen },
-        } => sim_modbus(listen),
+            plc: SimPlc::Modbus(args),
+        } => sim::modbus(args),
         Command::Import { file, data_dir } => import(&file, &data_dir),
         Command::Export { file, data_dir } => export(file.as_deref(), &data_dir),
     };
@@ -132,24 +131,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn sim_modbus(listen: SocketAddr) -> Result<(), String> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("cannot listen for Modbus on {listen}: {e}"))?;
-        println!("simulated Modbus PLC on {listen} (unit id any); Ctrl-C to stop");
-        let plc = std::sync::Arc::new(southbound::modbus::sim_server::SimPlc::default());
-        let mut signals = Signals::new().map_err(|e| format!("cannot handle signals: {e}"))?;
-        tokio::select! {
-            served = southbound::modbus::sim_server::serve(listener, plc) => {
-                served.map_err(|e| format!("simulated PLC stopped: {e}"))
-            }
-            _ = signals.recv() => Ok(()),
-        }
-    })
 }
 
 fn open_store(data_dir: &Path) -> Result<Store, String> {
@@ -321,23 +302,8 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
             )
         })
         .collect();
-    let drivers = model
-        .devices
-        .iter()
-        .enumerate()
-        .map(|(d, device)| {
-            device.enabled.then(|| {
-                let tags: Vec<(TagId, &uns_model::Tag)> = model
-                    .tags
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, t)| t.device == device.name)
-                    .map(|(i, t)| (TagId(i as u32), t))
-                    .collect();
-                southbound::spawn(southbound::DeviceId(d), device, &tags, event_tx.clone())
-            })
-        })
-        .collect();
+    // Devices sharing a serial line or RTU gateway share one driver task.
+    let drivers = southbound::spawn_model(&model, event_tx.clone());
     drop(event_tx);
 
     let live = Arc::new(web::LiveValues::new(model.tags.len()));
