@@ -19,7 +19,8 @@ const HEADER: &str = "\
 # [namespace]  enterprise and site, the first two levels of every UNS topic.
 # [sparkplug]  edge_node_id, and group_id (defaults to the site).
 # [[area]]     an ISA-95 area; each [[area.line]] below it has a name and its cells.
-# [[device]]   a PLC connection; `driver` selects the protocol (\"simulator\": period_ms).
+# [[device]]   a PLC connection; `driver` selects the protocol: \"simulator\", \"modbus-tcp\",
+#              \"modbus-rtu\" (serial line) or \"modbus-rtu-tcp\" (serial gateway).
 # [[tag]]      one value: device, location (\"area/line\" or \"area/line/cell\"), name,
 #              datatype, address (driver syntax), optional unit, description, writable.
 #
