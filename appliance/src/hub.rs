@@ -1,7 +1,8 @@
 //! The hub: last value of every tag, report by exception, and fan-out to the sinks.
 //!
-//! Drivers send [`DriverEvent`]s into one bounded channel. The hub keeps the last sample per
-//! tag, drops samples that change nothing, lets a bad or stale sample keep the last value,
+//! Drivers send [`DriverEvent`]s into one bounded channel. The hub keeps the last reported
+//! sample per tag, drops samples that change nothing (or move a numeric value no more than
+//! the tag's deadband), lets a bad or stale sample keep the last value,
 //! and hands the changes to each sink's [`Mailbox`]. A mailbox holds at most one pending
 //! sample per tag (a newer one replaces the older), so a slow sink costs memory bounded by
 //! the tag count and never blocks the hub or a poll loop.
@@ -93,12 +94,30 @@ impl Mailbox {
     }
 }
 
-/// Runs the hub until the driver channel closes.
+/// Whether `new` is worth reporting after `reported`, for a tag with `deadband` (engineering
+/// units, 0 = any change). A quality change always is: a value coming back good after bad
+/// or stale is news even if it did not move.
+fn reportable(reported: &TagSample, new: &TagSample, deadband: f64) -> bool {
+    if reported.quality != new.quality {
+        return true;
+    }
+    match (&reported.value, &new.value) {
+        (Some(a), Some(b)) if deadband > 0.0 => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => (x - y).abs() > deadband,
+            _ => a != b,
+        },
+        (a, b) => a != b,
+    }
+}
+
+/// Runs the hub until the driver channel closes. `deadbands` has one entry per tag (0 for
+/// none), or none at all when no tag has a deadband.
 pub async fn run(
     mut events: mpsc::Receiver<DriverEvent>,
     mut writes: mpsc::Receiver<WriteCommand>,
     drivers: Vec<Option<DriverHandle>>,
     tag_devices: Vec<DeviceId>,
+    deadbands: Vec<f64>,
     sinks: Vec<Arc<Mailbox>>,
     live: Arc<web::LiveValues>,
 ) {
@@ -110,13 +129,15 @@ pub async fn run(
                 Some(DriverEvent::Samples(samples)) => {
                     changes.clear();
                     for mut sample in samples {
-                        let Some(slot) = last.get_mut(sample.tag.index()) else { continue };
+                        let index = sample.tag.index();
+                        let Some(slot) = last.get_mut(index) else { continue };
                         if let Some(prev) = slot {
                             if sample.value.is_none() {
                                 // A failed read keeps the last value; the quality says why.
                                 sample.value = prev.value.clone();
                             }
-                            if prev.value == sample.value && prev.quality == sample.quality {
+                            let deadband = deadbands.get(index).copied().unwrap_or(0.0);
+                            if !reportable(prev, &sample, deadband) {
                                 continue; // report by exception
                             }
                         }
@@ -177,6 +198,40 @@ mod tests {
             quality: Quality::Good,
             timestamp_ms: v as u64,
         }
+    }
+
+    fn at(quality: Quality, v: f64) -> TagSample {
+        TagSample {
+            tag: TagId(0),
+            value: Some(Value::Float64(v)),
+            quality,
+            timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn deadband_holds_small_moves_but_never_a_quality_change() {
+        let good = |v| at(Quality::Good, v);
+        assert!(
+            !reportable(&good(10.0), &good(10.5), 0.5),
+            "within the band"
+        );
+        assert!(reportable(&good(10.0), &good(10.6), 0.5), "beyond it");
+        assert!(reportable(&good(10.0), &good(9.4), 0.5), "either way");
+        assert!(
+            reportable(&good(10.0), &good(10.1), 0.0),
+            "no band: any change"
+        );
+        assert!(!reportable(&good(10.0), &good(10.0), 0.0), "no change");
+        // Bad → good with the same value still reports.
+        assert!(reportable(&at(Quality::Bad, 10.0), &good(10.0), 0.5));
+        assert!(reportable(&good(10.0), &at(Quality::Stale, 10.0), 0.5));
+        // Non-numeric values compare exactly whatever the band.
+        let text = |s: &str| TagSample {
+            value: Some(Value::String(s.into())),
+            ..good(0.0)
+        };
+        assert!(reportable(&text("a"), &text("b"), 5.0));
     }
 
     #[tokio::test]

@@ -330,11 +330,21 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         .iter()
         .map(|_| hub::Mailbox::new(model.tags.len()))
         .collect();
+    let deadbands: Vec<f64> = if model.tags.iter().any(|t| t.deadband_abs().is_some()) {
+        model
+            .tags
+            .iter()
+            .map(|t| t.deadband_abs().unwrap_or(0.0))
+            .collect()
+    } else {
+        Vec::new()
+    };
     tokio::spawn(hub::run(
         event_rx,
         write_rx,
         drivers,
         tag_devices,
+        deadbands,
         sparkplug_boxes
             .iter()
             .cloned()

@@ -72,6 +72,7 @@ pub fn session_config(
                 datatype: sparkplug_type(tag.datatype),
                 unit: tag.unit.clone(),
                 writable: tag.writable,
+                eng_range: tag.eng_range(),
             });
         }
         metrics.shrink_to_fit();

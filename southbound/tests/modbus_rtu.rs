@@ -103,16 +103,14 @@ fn gateway(port: u16, unit: u8) -> DriverConfig {
 
 fn tag(device: &str, address: &str, datatype: DataType, writable: bool) -> Tag {
     Tag {
-        device: device.into(),
-        location: "a/l".into(),
-        name: format!("{device}_{}", address.replace([':', '.'], "_")),
-        datatype,
-        address: address.into(),
-        unit: None,
-        description: None,
         writable,
-        byte_order: None,
-        length: None,
+        ..Tag::new(
+            device,
+            "a/l",
+            format!("{device}_{}", address.replace([':', '.'], "_")),
+            datatype,
+            address,
+        )
     }
 }
 
@@ -145,6 +143,7 @@ fn model(drivers: Vec<DriverConfig>) -> Model {
             site: "s".into(),
         },
         sparkplug: SparkplugIds::default(),
+        scan_classes: Vec::new(),
         areas: vec![Area {
             name: "a".into(),
             lines: vec![Line {

@@ -16,19 +16,19 @@ const DEADLINE: Duration = Duration::from_secs(15);
 
 fn tag(address: &str, datatype: DataType, order: Option<&str>) -> Tag {
     Tag {
-        device: "plc".into(),
-        location: "a/l".into(),
-        name: address.replace([':', '.'], "_"),
-        datatype,
-        address: address.into(),
-        unit: None,
-        description: None,
         // The simulator's memory: hr:0–99 and hr:300–399.
         writable: address.parse::<ModbusAddress>().is_ok_and(|a| {
             a.kind == RegisterKind::HoldingRegister && !(100..300).contains(&a.offset)
         }),
         byte_order: order.map(str::to_owned),
         length: (datatype == DataType::String).then_some(16),
+        ..Tag::new(
+            "plc",
+            "a/l",
+            address.replace([':', '.'], "_"),
+            datatype,
+            address,
+        )
     }
 }
 
@@ -275,4 +275,56 @@ async fn a_plc_that_stops_answering_goes_offline_and_comes_back() {
     let listener = TcpListener::bind(addr).await.unwrap();
     let (_plc, _server) = start_plc(listener).await;
     d.status(true).await;
+}
+
+#[tokio::test]
+async fn scaled_tags_read_in_engineering_units_and_writes_go_back_exactly() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (plc, _server) = start_plc(listener).await;
+    let tags = [
+        tag("hr:100", DataType::UInt16, None),
+        // The same register, 0..100 raw as 0..1000 engineering, as a float.
+        Tag {
+            raw_type: Some(DataType::UInt16),
+            raw_low: Some(0.0),
+            raw_high: Some(100.0),
+            eng_low: Some(0.0),
+            eng_high: Some(1000.0),
+            ..tag("hr:100", DataType::Float64, None)
+        },
+        // An int16 register holding tenths of a degree.
+        Tag {
+            raw_type: Some(DataType::Int16),
+            gain: Some(0.1),
+            ..tag("hr:20", DataType::Float32, None)
+        },
+    ];
+    let mut d = Driver::start(&device(port, 16, 3), &tags);
+    let s = d.samples("first poll").await;
+    let Value::UInt16(t) = value(&s, 0) else {
+        panic!("uint16")
+    };
+    assert_eq!(value(&s, 1), Value::Float64(f64::from(t) * 10.0));
+    d.status(true).await;
+
+    d.write(2, Value::Float32(-21.5)).await.unwrap();
+    assert_eq!(plc.read_holding(20, 1), Ok(vec![(-215i16) as u16]));
+    let back = d
+        .next("read-back sample", |e| match e {
+            DriverEvent::Samples(s) if s.len() == 1 && s[0].tag == TagId(2) => Some(s[0].clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(back.value, Some(Value::Float32(-21.5)));
+    let err = d.write(2, Value::Float32(4000.0)).await.unwrap_err();
+    assert!(
+        err.contains("4000") && err.contains("-3276.8 to 3276.7"),
+        "{err}"
+    );
+    assert_eq!(
+        plc.read_holding(20, 1),
+        Ok(vec![(-215i16) as u16]),
+        "nothing written"
+    );
 }

@@ -19,6 +19,7 @@ fn online_session() -> EdgeNodeSession {
             datatype: DataType::Float,
             unit: (i % 2 == 0).then(|| "degC".to_owned()),
             writable: false,
+            eng_range: None,
         })
         .collect();
     let mut s = EdgeNodeSession::new(SessionConfig {

@@ -71,6 +71,9 @@ pub struct MetricDef {
     pub unit: Option<String>,
     /// Whether DCMD writes to it are accepted.
     pub writable: bool,
+    /// Engineering range (low, high), sent in births as the `engLow`/`engHigh` properties
+    /// (Double, as Tahu and Ignition use them).
+    pub eng_range: Option<(f64, f64)>,
 }
 
 /// A new reading of one device metric. `device` and `metric` index [`SessionConfig::devices`]
@@ -384,8 +387,8 @@ impl EdgeNodeSession {
             };
             let same = before.metrics.len() == def.metrics.len()
                 && before.metrics.iter().zip(&def.metrics).all(|(a, b)| {
-                    (&a.name, a.datatype, &a.unit, a.writable)
-                        == (&b.name, b.datatype, &b.unit, b.writable)
+                    (&a.name, a.datatype, &a.unit, a.writable, a.eng_range)
+                        == (&b.name, b.datatype, &b.unit, b.writable, b.eng_range)
                 });
             if !same && self.devices[d].online {
                 out.push(self.device_message(MessageType::DDeath, d, Vec::new(), now_ms));
@@ -892,6 +895,16 @@ impl EdgeNodeSession {
                 value: Some(property_value::Value::StringValue(unit.clone())),
             });
         }
+        if birth && let Some((low, high)) = def.eng_range {
+            for (key, v) in [("engLow", low), ("engHigh", high)] {
+                properties.keys.push(key.to_owned());
+                properties.values.push(PropertyValue {
+                    r#type: Some(DataType::Double.code()),
+                    is_null: None,
+                    value: Some(property_value::Value::DoubleValue(v)),
+                });
+            }
+        }
         // Hosts treat a metric without Quality as good, so send it when not good and once
         // more when it returns to good.
         if state.quality != Quality::Good || (!birth && state.published_quality != Quality::Good) {
@@ -943,12 +956,14 @@ mod tests {
                             datatype: DataType::Float,
                             unit: Some("degC".into()),
                             writable: false,
+                            eng_range: Some((-20.0, 150.5)),
                         },
                         MetricDef {
                             name: "line3/setpoint".into(),
                             datatype: DataType::Int32,
                             unit: None,
                             writable: true,
+                            eng_range: None,
                         },
                     ],
                 },
@@ -959,6 +974,7 @@ mod tests {
                         datatype: DataType::Float,
                         unit: None,
                         writable: false,
+                        eng_range: None,
                     }],
                 },
             ],
@@ -1035,7 +1051,16 @@ mod tests {
             (Some(1), Some(9), Some(true))
         );
         let props = temp.properties.as_ref().unwrap();
-        assert_eq!(props.keys, ["engUnit", "Quality"]);
+        assert_eq!(props.keys, ["engUnit", "engLow", "engHigh", "Quality"]);
+        let double = |v: &PropertyValue| (v.r#type, v.value.clone());
+        assert_eq!(
+            double(&props.values[1]),
+            (Some(10), Some(property_value::Value::DoubleValue(-20.0)))
+        );
+        assert_eq!(
+            double(&props.values[2]),
+            (Some(10), Some(property_value::Value::DoubleValue(150.5)))
+        );
     }
 
     #[test]
@@ -1313,6 +1338,7 @@ mod tests {
             datatype: DataType::Boolean,
             unit: None,
             writable: false,
+            eng_range: None,
         });
         let s = EdgeNodeSession::new(cfg);
         let aliases: Vec<u64> = s.aliases().into_iter().map(|(_, _, a)| a).collect();
@@ -1416,6 +1442,7 @@ mod tests {
             datatype: DataType::Double,
             unit: None,
             writable: false,
+            eng_range: None,
         });
         let p = publishes(&s.reconfigure(cfg, T0));
         let topics: Vec<&str> = p.iter().map(|(t, _)| t.as_str()).collect();
@@ -1465,6 +1492,7 @@ mod tests {
             datatype: DataType::Boolean,
             unit: None,
             writable: false,
+            eng_range: None,
         });
         let mut second = EdgeNodeSession::new(cfg);
         assert_eq!(

@@ -32,6 +32,7 @@ fn metric_def(name: &str, datatype: DataType, unit: Option<&str>, writable: bool
         datatype,
         unit: unit.map(Into::into),
         writable,
+        eng_range: None,
     }
 }
 

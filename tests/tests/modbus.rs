@@ -61,6 +61,18 @@ length = 16
 [[tag]]
 device = "press"
 location = "forming/press1"
+name = "tenfold"
+datatype = "float64"
+raw_type = "uint16"
+address = "hr:100"
+raw_low = 0
+raw_high = 1
+eng_low = 0
+eng_high = 10
+deadband = 15
+[[tag]]
+device = "press"
+location = "forming/press1"
 name = "setpoint"
 datatype = "float32"
 address = "hr:10"
@@ -142,6 +154,37 @@ async fn modbus_plc_to_sparkplug_and_back() {
         other => panic!("sine: {other:?}"),
     }
     let setpoint_alias = metric("forming/press1/setpoint").alias;
+
+    // A scaled tag: the register read once, ten times its value, with its engineering range.
+    let seconds = match metric("forming/press1/seconds").value {
+        Some(Field::IntValue(t)) => f64::from(t),
+        other => panic!("seconds: {other:?}"),
+    };
+    let tenfold = metric("forming/press1/tenfold");
+    assert_eq!(tenfold.value, Some(Field::DoubleValue(seconds * 10.0)));
+    let props = tenfold.properties.clone().expect("properties");
+    assert_eq!(props.keys, ["engLow", "engHigh"]);
+    let double = |i: usize| match props.values[i].value {
+        Some(sparkplug::proto::payload::property_value::Value::DoubleValue(v)) => v,
+        ref other => panic!("engLow/engHigh as Double: {other:?}"),
+    };
+    assert_eq!((double(0), double(1)), (0.0, 10.0));
+    // Its deadband of 15: it moves by 10 a second, so reports come at least 20 apart.
+    let tenfold_alias = tenfold.alias;
+    let mut reported = vec![seconds * 10.0];
+    while reported.len() < 3 {
+        let m = host.next_where("DDATA", |m| m.topic == DDATA).await;
+        for x in decode(&m).metrics {
+            if x.alias == tenfold_alias
+                && let Some(Field::DoubleValue(v)) = x.value
+            {
+                reported.push(v);
+            }
+        }
+    }
+    for pair in reported.windows(2) {
+        assert!(pair[1] - pair[0] >= 20.0, "reports {reported:?}");
+    }
 
     // DCMD: the value lands in hr:10–11 (ABCD) and comes back as DDATA.
     let dcmd = Payload {

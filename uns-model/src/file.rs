@@ -122,16 +122,15 @@ fn value_path(value: &Spanned<DeValue<'_>>, at: usize, path: &mut String) -> boo
 /// The model `sparkedge demo` runs: one simulated PLC exercising every simulator signal.
 pub fn demo_model() -> Model {
     let tag = |name: &str, datatype, address: &str, unit: Option<&str>, description: &str| Tag {
-        byte_order: None,
-        length: None,
-        device: "demo-plc".to_owned(),
-        location: "packaging/line3/filler".to_owned(),
-        name: name.to_owned(),
-        datatype,
-        address: address.to_owned(),
         unit: unit.map(str::to_owned),
         description: Some(description.to_owned()),
-        writable: false,
+        ..Tag::new(
+            "demo-plc",
+            "packaging/line3/filler",
+            name,
+            datatype,
+            address,
+        )
     };
     Model {
         namespace: Namespace {
@@ -142,6 +141,7 @@ pub fn demo_model() -> Model {
             group_id: None,
             edge_node_id: "sparkedge".to_owned(),
         },
+        scan_classes: Vec::new(),
         areas: vec![Area {
             name: "packaging".to_owned(),
             lines: vec![Line {
@@ -391,5 +391,46 @@ address = "30001"
         let bad = text.replacen("parity = \"even\"", "parity = \"mark\"", 1);
         let errors = from_toml(&bad).unwrap_err().0;
         assert!(errors[0].reason.contains("none`, `even`"), "{}", errors[0]);
+    }
+    #[test]
+    fn scaling_deadband_and_scan_classes_round_trip() {
+        let text = r#"
+[namespace]
+enterprise = "acme"
+site = "plant-a"
+[[scan_class]]
+name = "fast"
+period_ms = 100
+[[area]]
+name = "utilities"
+[[area.line]]
+name = "boiler"
+[[device]]
+name = "plc"
+driver = "modbus-tcp"
+host = "10.0.0.5"
+[[tag]]
+device = "plc"
+location = "utilities/boiler"
+name = "level"
+datatype = "float32"
+raw_type = "int16"
+address = "hr:4"
+raw_low = 0
+raw_high = 27648
+eng_low = 0
+eng_high = 100
+deadband_percent = 0.5
+scan_class = "fast"
+"#;
+        let model = from_toml(text).unwrap();
+        let tag = &model.tags[0];
+        assert_eq!(tag.raw_type, Some(DataType::Int16));
+        assert_eq!(tag.deadband_abs(), Some(0.5));
+        assert_eq!(tag.eng_range(), Some((0.0, 100.0)));
+        assert_eq!(model.scan_classes[0].period_ms, 100);
+        let out = to_toml(&model);
+        assert!(out.contains("[[scan_class]]"), "{out}");
+        assert_eq!(from_toml(&out).unwrap(), model);
     }
 }

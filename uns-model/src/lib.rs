@@ -8,22 +8,25 @@
 //! - [`store`]: the SQLite store (migrations, transactions) holding the model and the
 //!   Sparkplug session counters that must survive restarts.
 //! - [`modbus`]: Modbus address notation and byte/word orders of tags.
+//! - [`scaling`]: linear scaling between register and engineering values, and its inverse.
 //! - [`value`]: typed values, quality and samples as they flow from drivers to sinks.
 
 pub mod file;
 pub mod modbus;
 pub mod model;
 pub mod naming;
+pub mod scaling;
 pub mod store;
 pub mod validate;
 pub mod value;
 
 pub use modbus::{ByteOrder, ModbusAddress, RegisterKind};
 pub use model::{
-    Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace, Parity, SimSignal,
-    SparkplugIds, Tag,
+    Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace, Parity, ScanClass,
+    SimSignal, SparkplugIds, Tag,
 };
 pub use naming::{TagNames, tag_names};
+pub use scaling::{Conversion, Scaling};
 pub use store::{Store, StoreError};
 pub use validate::{ModelError, ModelErrors};
 pub use value::{DataType, Quality, TagId, TagSample, Value};

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::scaling::{Conversion, Scaling};
 use crate::value::DataType;
 
 /// The whole configuration of one appliance: its place in the ISA-95 hierarchy, its devices
@@ -12,6 +13,9 @@ pub struct Model {
     pub namespace: Namespace,
     #[serde(default)]
     pub sparkplug: SparkplugIds,
+    /// Named poll periods that tags can choose instead of their device's period.
+    #[serde(default, rename = "scan_class", skip_serializing_if = "Vec::is_empty")]
+    pub scan_classes: Vec<ScanClass>,
     #[serde(default, rename = "area")]
     pub areas: Vec<Area>,
     #[serde(default, rename = "device")]
@@ -45,6 +49,16 @@ impl Default for SparkplugIds {
             edge_node_id: "sparkedge".to_owned(),
         }
     }
+}
+
+/// A named poll period, e.g. `fast` at 100 ms for a few control values while the rest of a
+/// device is read every second. Each device reads its tags of one scan class together, on
+/// that class's period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanClass {
+    pub name: String,
+    pub period_ms: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -305,6 +319,111 @@ pub struct Tag {
     /// Modbus: length in characters of a string tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<u16>,
+    /// Modbus: the type the register holds, when it is not `datatype` (an `int16` register
+    /// under a scaled `float32` tag). Register count, byte order and the range a write must
+    /// fit follow from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_type: Option<DataType>,
+    /// Modbus scaling `value = gain · raw + offset` (`gain` 1 and `offset` 0 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gain: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<f64>,
+    /// Modbus scaling by ranges: `raw_low..raw_high` maps onto `eng_low..eng_high`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_high: Option<f64>,
+    /// The engineering range: the target of range scaling, sent to Sparkplug hosts as
+    /// `engLow`/`engHigh`, and what a percent deadband is a percentage of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eng_low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eng_high: Option<f64>,
+    /// A good value is reported only when it moved more than this from the last reported
+    /// one (engineering units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadband: Option<f64>,
+    /// The same, as a percentage of the engineering range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadband_percent: Option<f64>,
+    /// Name of the [`ScanClass`] whose period this tag is read at, instead of its device's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_class: Option<String>,
+}
+
+impl Tag {
+    /// A tag with only the required fields set.
+    pub fn new(
+        device: impl Into<String>,
+        location: impl Into<String>,
+        name: impl Into<String>,
+        datatype: DataType,
+        address: impl Into<String>,
+    ) -> Tag {
+        Tag {
+            device: device.into(),
+            location: location.into(),
+            name: name.into(),
+            datatype,
+            address: address.into(),
+            unit: None,
+            description: None,
+            writable: false,
+            byte_order: None,
+            length: None,
+            raw_type: None,
+            gain: None,
+            offset: None,
+            raw_low: None,
+            raw_high: None,
+            eng_low: None,
+            eng_high: None,
+            deadband: None,
+            deadband_percent: None,
+            scan_class: None,
+        }
+    }
+
+    /// The type in the register: `raw_type`, or the tag's own.
+    pub fn raw_type(&self) -> DataType {
+        self.raw_type.unwrap_or(self.datatype)
+    }
+
+    /// How the register value becomes the tag value (on a validated model).
+    pub fn conversion(&self) -> Conversion {
+        let scaling = match (self.raw_low, self.raw_high, self.eng_low, self.eng_high) {
+            (Some(rl), Some(rh), Some(el), Some(eh)) => {
+                Some(Scaling::from_ranges((rl, rh), (el, eh)))
+            }
+            _ if self.gain.is_some() || self.offset.is_some() => Some(Scaling {
+                gain: self.gain.unwrap_or(1.0),
+                offset: self.offset.unwrap_or(0.0),
+            }),
+            _ => None,
+        };
+        Conversion {
+            raw_type: self.raw_type(),
+            datatype: self.datatype,
+            scaling,
+        }
+    }
+
+    /// The engineering range, lowest first, when both ends are given.
+    pub fn eng_range(&self) -> Option<(f64, f64)> {
+        let (a, b) = (self.eng_low?, self.eng_high?);
+        Some((a.min(b), a.max(b)))
+    }
+
+    /// The deadband in engineering units: `deadband`, or `deadband_percent` of the
+    /// engineering range.
+    pub fn deadband_abs(&self) -> Option<f64> {
+        if let Some(d) = self.deadband {
+            return Some(d);
+        }
+        let (low, high) = self.eng_range()?;
+        Some(self.deadband_percent? / 100.0 * (high - low))
+    }
 }
 
 /// The signals the simulator driver can produce; a simulator tag's `address` names one.

@@ -12,7 +12,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::model::{Area, Device, DriverConfig, Line, Model, Namespace, SparkplugIds, Tag};
+use crate::model::{
+    Area, Device, DriverConfig, Line, Model, Namespace, ScanClass, SparkplugIds, Tag,
+};
 use crate::validate::ModelErrors;
 
 /// Schema migrations; migration `i` brings the schema to version `i + 1` (`PRAGMA
@@ -80,6 +82,25 @@ CREATE TABLE sparkplug_aliases (
 -- Modbus tag settings.
 ALTER TABLE tags ADD COLUMN byte_order TEXT;
 ALTER TABLE tags ADD COLUMN length INTEGER;
+"#,
+    r#"
+-- Scaling, deadband and scan classes.
+ALTER TABLE tags ADD COLUMN raw_type TEXT;
+ALTER TABLE tags ADD COLUMN gain REAL;
+ALTER TABLE tags ADD COLUMN scale_offset REAL; -- OFFSET is an SQL keyword
+ALTER TABLE tags ADD COLUMN raw_low REAL;
+ALTER TABLE tags ADD COLUMN raw_high REAL;
+ALTER TABLE tags ADD COLUMN eng_low REAL;
+ALTER TABLE tags ADD COLUMN eng_high REAL;
+ALTER TABLE tags ADD COLUMN deadband REAL;
+ALTER TABLE tags ADD COLUMN deadband_percent REAL;
+ALTER TABLE tags ADD COLUMN scan_class TEXT;
+CREATE TABLE scan_classes (
+    id        INTEGER PRIMARY KEY,
+    position  INTEGER NOT NULL,
+    name      TEXT NOT NULL COLLATE NOCASE UNIQUE,
+    period_ms INTEGER NOT NULL
+);
 "#,
 ];
 
@@ -163,6 +184,16 @@ impl Store {
             edge_node_id: required("edge_node_id")?,
         };
 
+        let scan_classes = tx
+            .prepare("SELECT name, period_ms FROM scan_classes ORDER BY position")?
+            .query_map([], |r| {
+                Ok(ScanClass {
+                    name: r.get(0)?,
+                    period_ms: r.get(1)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+
         let mut areas = Vec::new();
         let mut area_rows = tx.prepare("SELECT id, name FROM areas ORDER BY position")?;
         let mut line_rows =
@@ -209,13 +240,15 @@ impl Store {
         let mut tags = Vec::with_capacity(usize::try_from(tag_count).unwrap_or(0));
         let mut rows = tx.prepare(
             "SELECT t.id, d.name, t.location, t.name, t.datatype, t.address, t.unit, t.description, t.writable,
-                    t.byte_order, t.length
+                    t.byte_order, t.length, t.raw_type, t.gain, t.scale_offset, t.raw_low, t.raw_high,
+                    t.eng_low, t.eng_high, t.deadband, t.deadband_percent, t.scan_class
              FROM tags t JOIN devices d ON d.id = t.device_id ORDER BY t.position",
         )?;
         let mut query = rows.query([])?;
         while let Some(r) = query.next()? {
             let id: i64 = r.get(0)?;
             let datatype: String = r.get(4)?;
+            let raw_type: Option<String> = r.get(11)?;
             tags.push(Tag {
                 device: r.get(1)?,
                 location: r.get(2)?,
@@ -229,12 +262,26 @@ impl Store {
                 writable: r.get(8)?,
                 byte_order: r.get(9)?,
                 length: r.get(10)?,
+                raw_type: raw_type
+                    .map(|t| t.parse())
+                    .transpose()
+                    .map_err(|e| corrupt(format!("tags row id {id}: raw_type: {e}")))?,
+                gain: r.get(12)?,
+                offset: r.get(13)?,
+                raw_low: r.get(14)?,
+                raw_high: r.get(15)?,
+                eng_low: r.get(16)?,
+                eng_high: r.get(17)?,
+                deadband: r.get(18)?,
+                deadband_percent: r.get(19)?,
+                scan_class: r.get(20)?,
             });
         }
 
         Ok(Some(Model {
             namespace,
             sparkplug,
+            scan_classes,
             areas,
             devices,
             tags,
@@ -357,7 +404,7 @@ fn user_version(conn: &Connection) -> Result<u32, StoreError> {
 
 fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
     tx.execute_batch(
-        "DELETE FROM tags; DELETE FROM devices; DELETE FROM cells; DELETE FROM lines;
+        "DELETE FROM tags; DELETE FROM devices; DELETE FROM cells; DELETE FROM lines; DELETE FROM scan_classes;
          DELETE FROM areas; DELETE FROM meta WHERE key IN ('enterprise', 'site', 'group_id', 'edge_node_id');",
     )?;
     let mut meta = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
@@ -372,6 +419,13 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
     meta.execute(["edge_node_id", &model.sparkplug.edge_node_id])?;
     if let Some(group) = &model.sparkplug.group_id {
         meta.execute(["group_id", group])?;
+    }
+
+    for (i, class) in model.scan_classes.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO scan_classes (position, name, period_ms) VALUES (?1, ?2, ?3)",
+            params![i as i64, class.name, class.period_ms],
+        )?;
     }
 
     for (a, area) in model.areas.iter().enumerate() {
@@ -406,8 +460,10 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
 
     let mut insert = tx.prepare(
         "INSERT INTO tags (position, device_id, location, name, datatype, address, unit, description, writable,
-                           byte_order, length)
-         VALUES (?1, (SELECT id FROM devices WHERE name = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                           byte_order, length, raw_type, gain, scale_offset, raw_low, raw_high, eng_low, eng_high,
+                           deadband, deadband_percent, scan_class)
+         VALUES (?1, (SELECT id FROM devices WHERE name = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                 ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?;
     for (t, tag) in model.tags.iter().enumerate() {
         insert.execute(params![
@@ -421,7 +477,17 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
             tag.description,
             tag.writable,
             tag.byte_order,
-            tag.length
+            tag.length,
+            tag.raw_type.map(|t| t.as_str()),
+            tag.gain,
+            tag.offset,
+            tag.raw_low,
+            tag.raw_high,
+            tag.eng_low,
+            tag.eng_high,
+            tag.deadband,
+            tag.deadband_percent,
+            tag.scan_class
         ])?;
     }
     Ok(())
@@ -493,17 +559,55 @@ mod tests {
             },
         });
         m.tags.reverse();
+        m.tags.push(Tag::new(
+            "z-plc",
+            "utilities/boiler",
+            "pressure",
+            DataType::Float64,
+            "ramp",
+        ));
+        m.scan_classes = vec![
+            ScanClass {
+                name: "fast".into(),
+                period_ms: 100,
+            },
+            ScanClass {
+                name: "slow".into(),
+                period_ms: 60_000,
+            },
+        ];
         m.tags.push(Tag {
-            byte_order: None,
-            length: None,
-            device: "z-plc".into(),
-            location: "utilities/boiler".into(),
-            name: "pressure".into(),
-            datatype: DataType::Float64,
-            address: "ramp".into(),
-            unit: None,
-            description: None,
-            writable: false,
+            raw_type: Some(DataType::Int16),
+            raw_low: Some(0.0),
+            raw_high: Some(27648.0),
+            eng_low: Some(-10.5),
+            eng_high: Some(110.25),
+            deadband_percent: Some(0.5),
+            scan_class: Some("fast".into()),
+            unit: Some("degC".into()),
+            ..Tag::new(
+                "meter",
+                "utilities/boiler",
+                "flow",
+                DataType::Float32,
+                "ir:3",
+            )
+        });
+        m.tags.push(Tag {
+            raw_type: Some(DataType::UInt32),
+            gain: Some(0.001),
+            offset: Some(-5.0),
+            deadband: Some(0.25),
+            byte_order: Some("CDAB".into()),
+            writable: true,
+            scan_class: Some("slow".into()),
+            ..Tag::new(
+                "remote",
+                "utilities/boiler",
+                "energy",
+                DataType::Float64,
+                "hr:10",
+            )
         });
         m.validate().unwrap();
         m

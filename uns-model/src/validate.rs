@@ -164,6 +164,23 @@ impl Model {
             }
         }
 
+        let mut classes = HashMap::new();
+        for (i, class) in self.scan_classes.iter().enumerate() {
+            c.sibling(&mut classes, format!("scan_class[{i}].name"), &class.name);
+            if !PERIOD_MS.contains(&class.period_ms) {
+                let reason = format!(
+                    "must be between {} and {} milliseconds",
+                    PERIOD_MS.start(),
+                    PERIOD_MS.end()
+                );
+                c.push(
+                    format!("scan_class[{i}].period_ms"),
+                    &class.period_ms.to_string(),
+                    reason,
+                );
+            }
+        }
+
         let mut devices = HashMap::new();
         for (d, device) in self.devices.iter().enumerate() {
             c.sibling(&mut devices, format!("device[{d}].name"), &device.name);
@@ -201,6 +218,17 @@ impl Model {
             }
             c.text(f("unit"), tag.unit.as_deref());
             c.text(f("description"), tag.description.as_deref());
+            tag_numbers(&mut c, &f, tag);
+            if let Some(class) = &tag.scan_class
+                && !self.scan_classes.iter().any(|s| &s.name == class)
+            {
+                let names: Vec<String> = self.scan_classes.iter().map(|s| s.name.clone()).collect();
+                let reason = format!(
+                    "must name a defined scan class; defined: {}",
+                    list_or_none(&names)
+                );
+                c.push(f("scan_class"), class, reason);
+            }
 
             let Some(device) = self.devices.iter().find(|d| d.name == tag.device) else {
                 let names: Vec<String> = self.devices.iter().map(|d| d.name.clone()).collect();
@@ -215,6 +243,12 @@ impl Model {
                 for (field, set) in [
                     ("byte_order", tag.byte_order.is_some()),
                     ("length", tag.length.is_some()),
+                    ("raw_type", tag.raw_type.is_some()),
+                    ("gain", tag.gain.is_some()),
+                    ("offset", tag.offset.is_some()),
+                    ("raw_low", tag.raw_low.is_some()),
+                    ("raw_high", tag.raw_high.is_some()),
+                    ("scan_class", tag.scan_class.is_some()),
                 ] {
                     if set {
                         let reason = "only Modbus tags have this setting".to_owned();
@@ -475,6 +509,164 @@ fn driver_name(driver: &DriverConfig) -> &'static str {
     }
 }
 
+/// Checks a tag's register type, scaling, engineering range and deadband: every number
+/// finite, each setting complete, and only where it means something.
+fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
+    let numeric = tag.datatype.is_integer() || tag.datatype.is_float();
+    let mut bad = |field: &str, value: String, reason: &str| c.push(f(field), &value, reason);
+    let show = |v: f64| v.to_string();
+    for (field, value) in [
+        ("gain", tag.gain),
+        ("offset", tag.offset),
+        ("raw_low", tag.raw_low),
+        ("raw_high", tag.raw_high),
+        ("eng_low", tag.eng_low),
+        ("eng_high", tag.eng_high),
+        ("deadband", tag.deadband),
+        ("deadband_percent", tag.deadband_percent),
+    ] {
+        if let Some(v) = value
+            && !v.is_finite()
+        {
+            bad(field, show(v), "must be a finite number");
+        }
+    }
+    let scaled = tag.gain.is_some()
+        || tag.offset.is_some()
+        || tag.raw_low.is_some()
+        || tag.raw_high.is_some();
+    let ranged = tag.eng_low.is_some() || tag.eng_high.is_some();
+    if !numeric {
+        for (field, set) in [
+            ("raw_type", tag.raw_type.is_some()),
+            ("gain", tag.gain.is_some()),
+            ("offset", tag.offset.is_some()),
+            ("raw_low", tag.raw_low.is_some()),
+            ("raw_high", tag.raw_high.is_some()),
+            ("eng_low", tag.eng_low.is_some()),
+            ("eng_high", tag.eng_high.is_some()),
+            ("deadband", tag.deadband.is_some()),
+            ("deadband_percent", tag.deadband_percent.is_some()),
+        ] {
+            if set {
+                let reason = format!(
+                    "only numeric tags (integer and float types) have this setting, not {}",
+                    tag.datatype
+                );
+                bad(field, "(set)".to_owned(), &reason);
+            }
+        }
+        return;
+    }
+    if let Some(raw) = tag.raw_type
+        && !(raw.is_integer() || raw.is_float())
+    {
+        bad(
+            "raw_type",
+            raw.as_str().to_owned(),
+            "must be an integer or float type: the register holds a number to scale",
+        );
+    }
+    if tag.gain == Some(0.0) {
+        bad("gain", "0".to_owned(), "must not be 0: writes divide by it");
+    }
+    let by_gain = tag.gain.is_some() || tag.offset.is_some();
+    let by_range = tag.raw_low.is_some() || tag.raw_high.is_some();
+    if by_gain && by_range {
+        bad(
+            if tag.raw_low.is_some() {
+                "raw_low"
+            } else {
+                "raw_high"
+            },
+            "(set)".to_owned(),
+            "scale either by gain/offset or by raw_low/raw_high onto eng_low/eng_high, not both",
+        );
+    }
+    let pair = |low: Option<f64>, high: Option<f64>| match (low, high) {
+        (Some(l), Some(h)) => Some((l, h)),
+        _ => None,
+    };
+    for (low_name, high_name, low, high) in [
+        ("raw_low", "raw_high", tag.raw_low, tag.raw_high),
+        ("eng_low", "eng_high", tag.eng_low, tag.eng_high),
+    ] {
+        match (low, high) {
+            (Some(_), None) => bad(
+                high_name,
+                "(none)".to_owned(),
+                &format!("{low_name} needs {high_name} too"),
+            ),
+            (None, Some(_)) => bad(
+                low_name,
+                "(none)".to_owned(),
+                &format!("{high_name} needs {low_name} too"),
+            ),
+            _ => {}
+        }
+    }
+    if let Some((low, high)) = pair(tag.raw_low, tag.raw_high)
+        && low >= high
+    {
+        bad(
+            "raw_high",
+            show(high),
+            &format!("must be greater than raw_low ({low})"),
+        );
+    }
+    if let Some((low, high)) = pair(tag.eng_low, tag.eng_high)
+        && low == high
+    {
+        bad(
+            "eng_high",
+            show(high),
+            "must differ from eng_low: the range would be empty",
+        );
+    }
+    if by_range && !ranged {
+        bad(
+            "eng_low",
+            "(none)".to_owned(),
+            "raw_low/raw_high scale onto eng_low/eng_high, which must be given too",
+        );
+    }
+    match (tag.deadband, tag.deadband_percent) {
+        (Some(_), Some(_)) => bad(
+            "deadband_percent",
+            "(set)".to_owned(),
+            "give either deadband (engineering units) or deadband_percent, not both",
+        ),
+        (Some(d), None) if d < 0.0 => bad("deadband", show(d), "must be 0 or more"),
+        (None, Some(p)) if !(0.0..=100.0).contains(&p) => bad(
+            "deadband_percent",
+            show(p),
+            "must be 0 to 100 (percent of the engineering range)",
+        ),
+        (None, Some(_)) if pair(tag.eng_low, tag.eng_high).is_none() => bad(
+            "deadband_percent",
+            show(tag.deadband_percent.unwrap_or_default()),
+            "a percentage needs the engineering range: set eng_low and eng_high",
+        ),
+        _ => {}
+    }
+    // The register range must map somewhere the tag type can hold, or every read fails.
+    if !scaled
+        && let Some(raw) = tag.raw_type
+        && raw != tag.datatype
+        && tag.datatype.is_integer()
+        && raw.is_float()
+    {
+        bad(
+            "raw_type",
+            raw.as_str().to_owned(),
+            &format!(
+                "a float register under an integer tag ({}) would round silently; make the tag a float type",
+                tag.datatype
+            ),
+        );
+    }
+}
+
 /// Checks a tag of a Modbus device: address, type against the register table, string
 /// length, byte order and writability.
 fn modbus_tag(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
@@ -506,7 +698,7 @@ fn modbus_tag(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
         ),
         _ => {}
     }
-    let registers = match tag.datatype {
+    let registers = match tag.raw_type() {
         DataType::String => usize::from(tag.length.unwrap_or(0)).div_ceil(2),
         DataType::Int32 | DataType::UInt32 | DataType::Float32 => 2,
         DataType::Int64 | DataType::UInt64 | DataType::Float64 => 4,
@@ -844,18 +1036,7 @@ mod tests {
     }
 
     fn modbus_tag(address: &str, datatype: DataType) -> Tag {
-        Tag {
-            device: String::new(),
-            location: String::new(),
-            name: "t".into(),
-            datatype,
-            address: address.into(),
-            unit: None,
-            description: None,
-            writable: false,
-            byte_order: None,
-            length: None,
-        }
+        Tag::new("", "", "t", datatype, address)
     }
 
     #[test]
@@ -1061,6 +1242,147 @@ mod tests {
         );
         assert!(errors[2].reason.contains("8-bit bytes"), "{}", errors[2]);
         assert!(errors[5].reason.contains("1 to 247"), "{}", errors[5]);
+    }
+
+    #[test]
+    fn scaling_settings_are_complete_numeric_and_invertible() {
+        let scaled = |f: &dyn Fn(&mut Tag)| {
+            let mut t = modbus_tag("hr:0", DataType::Float32);
+            t.raw_type = Some(DataType::Int16);
+            f(&mut t);
+            modbus_model(t)
+        };
+        scaled(&|t| {
+            t.raw_low = Some(0.0);
+            t.raw_high = Some(27648.0);
+            t.eng_low = Some(0.0);
+            t.eng_high = Some(100.0);
+            t.deadband_percent = Some(1.0);
+        })
+        .validate()
+        .unwrap();
+        scaled(&|t| {
+            t.gain = Some(0.1);
+            t.deadband = Some(0.5);
+        })
+        .validate()
+        .unwrap();
+        assert_error(
+            &scaled(&|t| t.gain = Some(0.0)),
+            "tag[0].gain",
+            "0",
+            "must not be 0",
+        );
+        assert_error(
+            &scaled(&|t| {
+                t.raw_low = Some(0.0);
+                t.raw_high = Some(10.0);
+            }),
+            "tag[0].eng_low",
+            "(none)",
+            "must be given too",
+        );
+        assert_error(
+            &scaled(&|t| {
+                t.raw_low = Some(10.0);
+                t.raw_high = Some(10.0);
+                t.eng_low = Some(0.0);
+                t.eng_high = Some(1.0);
+            }),
+            "tag[0].raw_high",
+            "10",
+            "greater than raw_low (10)",
+        );
+        assert_error(
+            &scaled(&|t| {
+                t.gain = Some(2.0);
+                t.raw_low = Some(0.0);
+                t.raw_high = Some(1.0);
+                t.eng_low = Some(0.0);
+                t.eng_high = Some(1.0);
+            }),
+            "tag[0].raw_low",
+            "(set)",
+            "not both",
+        );
+        assert_error(
+            &scaled(&|t| t.raw_type = Some(DataType::String)),
+            "tag[0].raw_type",
+            "string",
+            "integer or float type",
+        );
+        assert_error(
+            &scaled(&|t| t.offset = Some(f64::NAN)),
+            "tag[0].offset",
+            "NaN",
+            "finite",
+        );
+        assert_error(
+            &scaled(&|t| t.deadband_percent = Some(5.0)),
+            "tag[0].deadband_percent",
+            "5",
+            "set eng_low and eng_high",
+        );
+        assert_error(
+            &scaled(&|t| t.deadband = Some(-1.0)),
+            "tag[0].deadband",
+            "-1",
+            "0 or more",
+        );
+        let mut t = modbus_tag("coil:1", DataType::Bool);
+        t.deadband = Some(1.0);
+        assert_error(
+            &modbus_model(t),
+            "tag[0].deadband",
+            "(set)",
+            "only numeric tags",
+        );
+        // The register type decides the register count: an int16 fits hr:65535.
+        let mut t = modbus_tag("hr:65535", DataType::Float64);
+        t.raw_type = Some(DataType::Int16);
+        t.gain = Some(0.5);
+        modbus_model(t).validate().unwrap();
+    }
+
+    #[test]
+    fn scan_classes_are_named_bounded_and_referenced() {
+        let mut m = modbus_model(modbus_tag("hr:0", DataType::Int16));
+        m.scan_classes = vec![
+            crate::ScanClass {
+                name: "fast".into(),
+                period_ms: 100,
+            },
+            crate::ScanClass {
+                name: "FAST".into(),
+                period_ms: 5,
+            },
+        ];
+        m.tags[0].scan_class = Some("slow".into());
+        let errors = m.validate().unwrap_err().0;
+        let got: Vec<(&str, &str)> = errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("scan_class[1].name", "FAST"),
+                ("scan_class[1].period_ms", "5"),
+                ("tag[0].scan_class", "slow"),
+            ]
+        );
+        assert!(
+            errors[2].reason.contains("defined: fast, FAST"),
+            "{}",
+            errors[2]
+        );
+        let mut m = demo_model();
+        m.scan_classes = vec![crate::ScanClass {
+            name: "fast".into(),
+            period_ms: 100,
+        }];
+        m.tags[0].scan_class = Some("fast".into());
+        assert_error(&m, "tag[0].scan_class", "(set)", "only Modbus");
     }
 
     #[test]

@@ -112,16 +112,8 @@ mod tests {
 
     fn tag(location: &str, name: &str, datatype: DataType, unit: Option<&str>) -> Tag {
         Tag {
-            device: "filler-plc".to_owned(),
-            location: location.to_owned(),
-            name: name.to_owned(),
-            datatype,
-            address: "sine".to_owned(),
             unit: unit.map(str::to_owned),
-            description: None,
-            writable: false,
-            byte_order: None,
-            length: None,
+            ..Tag::new("filler-plc", location, name, datatype, "sine")
         }
     }
 
@@ -132,6 +124,7 @@ mod tests {
                 site: "plant-a".to_owned(),
             },
             sparkplug: SparkplugIds::default(),
+            scan_classes: Vec::new(),
             areas: vec![Area {
                 name: "packaging".to_owned(),
                 lines: vec![Line {

@@ -25,7 +25,7 @@ use tokio_modbus::ExceptionCode;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::{Slave, SlaveContext, rtu, tcp};
 use uns_model::{
-    ByteOrder, DataType, ModbusAddress, Parity, Quality, Tag, TagId, TagSample, Value,
+    ByteOrder, Conversion, DataType, ModbusAddress, Parity, Quality, Tag, TagId, TagSample, Value,
 };
 
 use super::backoff::Backoff;
@@ -84,7 +84,9 @@ pub(crate) struct UnitConfig {
 pub(crate) struct ModbusTag {
     id: TagId,
     address: ModbusAddress,
+    /// The tag's type, and how the register's (raw) type converts to it.
     datatype: DataType,
+    conversion: Conversion,
     order: ByteOrder,
     length: usize,
     writable: bool,
@@ -98,6 +100,7 @@ impl ModbusTag {
             id,
             address: tag.address.parse().ok()?,
             datatype: tag.datatype,
+            conversion: tag.conversion(),
             order: match &tag.byte_order {
                 Some(o) => o.parse().ok()?,
                 None => ByteOrder::ABCD,
@@ -113,7 +116,7 @@ impl ModbusTag {
         if self.address.kind.is_bit() || self.address.bit.is_some() {
             1
         } else {
-            codec::register_count(self.datatype, self.length) as u16
+            codec::register_count(self.conversion.raw_type, self.length) as u16
         }
     }
 
@@ -132,8 +135,12 @@ impl ModbusTag {
                     .ok_or_else(|| "the reply was shorter than asked".to_owned())?;
                 match self.address.bit {
                     Some(bit) => Ok(Value::Bool(regs[0] >> bit & 1 == 1)),
-                    None => codec::decode(regs, self.datatype, self.order, self.length)
-                        .map_err(|e| e.to_string()),
+                    None => {
+                        let raw =
+                            codec::decode(regs, self.conversion.raw_type, self.order, self.length)
+                                .map_err(|e| e.to_string())?;
+                        self.conversion.to_eng(raw)
+                    }
                 }
             }
             Data::Written => Err("a write has no data".to_owned()),
@@ -715,7 +722,15 @@ impl Bus {
                     self.link.call(id, limit, Op::WriteRegister(a, word)).await
                 }
                 (_, None, value) => {
-                    let regs = codec::encode(value, tag.datatype, tag.order, tag.length)
+                    if value.datatype() != tag.datatype {
+                        return Err(Failure::Refused(format!(
+                            "a {} value cannot be written to a {} tag",
+                            value.datatype(),
+                            tag.datatype
+                        )));
+                    }
+                    let raw = tag.conversion.to_raw(value).map_err(Failure::Refused)?;
+                    let regs = codec::encode(&raw, tag.conversion.raw_type, tag.order, tag.length)
                         .map_err(|e| Failure::Refused(e.to_string()))?;
                     let op = if regs.len() == 1 {
                         Op::WriteRegister(a, regs[0])
