@@ -84,13 +84,25 @@ pub fn session_config(
             metrics,
         });
     }
-    // The fastest poll among the devices, for hosts that show a node's scan rate. Read-only:
-    // periods are set per device in the model.
+    // The fastest poll among the devices and the scan classes in use, for hosts that show a
+    // node's scan rate. Read-only: periods are set in the model.
+    let classes_in_use = model
+        .scan_classes
+        .iter()
+        .filter(|c| {
+            model
+                .tags
+                .iter()
+                .any(|t| t.scan_class.as_deref() == Some(c.name.as_str()))
+        })
+        .map(|c| c.period_ms);
     let scan_rate_ms = model
         .devices
         .iter()
         .filter(|d| d.enabled)
-        .map(|d| i64::from(d.driver.period_ms()))
+        .map(|d| d.driver.period_ms())
+        .chain(classes_in_use)
+        .map(i64::from)
         .min()
         .unwrap_or(0);
     let config = SessionConfig {

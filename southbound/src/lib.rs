@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use uns_model::{Device, DriverConfig, Model, Tag, TagId, TagSample, Value};
+use uns_model::{Device, DriverConfig, Model, ScanClass, Tag, TagId, TagSample, Value};
 
 /// Index of a device in the running model ([`uns_model::Model::devices`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,10 +78,11 @@ pub fn spawn(
     id: DeviceId,
     device: &Device,
     tags: &[(TagId, &Tag)],
+    scan_classes: &[ScanClass],
     events: mpsc::Sender<DriverEvent>,
 ) -> DriverHandle {
     let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
-    let task = match modbus_unit(id, &device.driver, tags) {
+    let task = match modbus_unit(id, &device.driver, tags, scan_classes) {
         Some((transport, unit)) => {
             tokio::spawn(modbus::driver::run(transport, vec![unit], events, write_rx))
         }
@@ -121,7 +122,9 @@ pub fn spawn_model(model: &Model, events: mpsc::Sender<DriverEvent>) -> Vec<Opti
             .collect();
         match &device.driver {
             DriverConfig::ModbusRtu { .. } | DriverConfig::ModbusRtuTcp { .. } => {
-                let Some((transport, unit)) = modbus_unit(id, &device.driver, &tags) else {
+                let Some((transport, unit)) =
+                    modbus_unit(id, &device.driver, &tags, &model.scan_classes)
+                else {
                     continue;
                 };
                 match lines.iter_mut().find(|(t, _)| same_line(t, &transport)) {
@@ -129,7 +132,10 @@ pub fn spawn_model(model: &Model, events: mpsc::Sender<DriverEvent>) -> Vec<Opti
                     None => lines.push((transport, vec![(id, unit)])),
                 }
             }
-            _ => handles[d] = Some(spawn(id, device, &tags, events.clone())),
+            _ => {
+                let handle = spawn(id, device, &tags, &model.scan_classes, events.clone());
+                handles[d] = Some(handle);
+            }
         }
     }
     for (transport, units) in lines {
@@ -166,11 +172,13 @@ fn same_line(a: &modbus::Transport, b: &modbus::Transport) -> bool {
     }
 }
 
-/// The transport and unit settings of a Modbus device; `None` for other drivers.
+/// The transport and unit settings of a Modbus device; `None` for other drivers. A tag is
+/// read at its scan class's period, or else at its device's.
 fn modbus_unit(
     id: DeviceId,
     driver: &DriverConfig,
     tags: &[(TagId, &Tag)],
+    scan_classes: &[ScanClass],
 ) -> Option<(modbus::Transport, modbus::driver::UnitConfig)> {
     let ms = |v: u32| Duration::from_millis(u64::from(v));
     let transport = match driver {
@@ -208,7 +216,12 @@ fn modbus_unit(
     let modbus_tags = tags
         .iter()
         .filter_map(|(tag_id, t)| {
-            modbus::driver::ModbusTag::from_model(*tag_id, t, ms(m.period_ms))
+            let period = t
+                .scan_class
+                .as_ref()
+                .and_then(|name| scan_classes.iter().find(|c| &c.name == name))
+                .map_or(m.period_ms, |c| c.period_ms);
+            modbus::driver::ModbusTag::from_model(*tag_id, t, ms(period))
         })
         .collect();
     let unit = modbus::driver::UnitConfig {

@@ -8,8 +8,8 @@ use southbound::{DeviceId, DriverEvent, WriteCommand};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use uns_model::{
-    DataType, Device, DriverConfig, ModbusAddress, Quality, RegisterKind, Tag, TagId, TagSample,
-    Value,
+    DataType, Device, DriverConfig, ModbusAddress, Quality, RegisterKind, ScanClass, Tag, TagId,
+    TagSample, Value,
 };
 
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -66,13 +66,17 @@ struct Driver {
 
 impl Driver {
     fn start(device: &Device, tags: &[Tag]) -> Driver {
+        Driver::start_with(device, tags, &[])
+    }
+
+    fn start_with(device: &Device, tags: &[Tag], classes: &[ScanClass]) -> Driver {
         let (tx, events) = mpsc::channel(64);
         let tags: Vec<(TagId, &Tag)> = tags
             .iter()
             .enumerate()
             .map(|(i, t)| (TagId(i as u32), t))
             .collect();
-        let handle = southbound::spawn(DeviceId(0), device, &tags, tx);
+        let handle = southbound::spawn(DeviceId(0), device, &tags, classes, tx);
         Driver { events, handle }
     }
 
@@ -327,4 +331,54 @@ async fn scaled_tags_read_in_engineering_units_and_writes_go_back_exactly() {
         Ok(vec![(-215i16) as u16]),
         "nothing written"
     );
+}
+
+#[tokio::test]
+async fn a_scan_class_is_planned_and_polled_on_its_own_period() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (_plc, _server) = start_plc(listener).await;
+    // Neighbours that would share one read, split by scan class: hr:100 every 20 ms, hr:101
+    // at the device's 100 ms, hr:102 every 2 s.
+    let classes = [
+        ScanClass {
+            name: "fast".into(),
+            period_ms: 20,
+        },
+        ScanClass {
+            name: "slow".into(),
+            period_ms: 2000,
+        },
+    ];
+    let tags = [
+        Tag {
+            scan_class: Some("fast".into()),
+            ..tag("hr:100", DataType::UInt16, None)
+        },
+        tag("hr:101", DataType::Int16, None),
+        Tag {
+            scan_class: Some("slow".into()),
+            ..tag("hr:102", DataType::UInt32, None)
+        },
+    ];
+    let mut d = Driver::start_with(&device(port, 16, 3), &tags, &classes);
+    // Born once every class was read, with all three values.
+    let first = d.samples("first poll").await;
+    assert_eq!(first.len(), 3, "{first:?}");
+    d.status(true).await;
+    // Afterwards each class's read comes on its own: count reads until the slow one again.
+    let mut reads = [0u32; 3];
+    while reads[2] == 0 {
+        let tags = d
+            .next("a read", |e| match e {
+                DriverEvent::Samples(s) => Some(s.iter().map(|x| x.tag.0).collect::<Vec<_>>()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(tags.len(), 1, "one tag per read: {tags:?}");
+        reads[tags[0] as usize] += 1;
+    }
+    // 2 s of the slow class: about 100 fast reads and 20 at the device period.
+    assert!(reads[0] > 2 * reads[1], "{reads:?}");
+    assert!(reads[1] >= 5, "{reads:?}");
 }
