@@ -221,7 +221,7 @@ fn modbus_unit(
                 .as_ref()
                 .and_then(|name| scan_classes.iter().find(|c| &c.name == name))
                 .map_or(m.period_ms, |c| c.period_ms);
-            modbus::driver::ModbusTag::from_model(*tag_id, t, ms(period))
+            modbus::driver::ModbusTag::from_model(*tag_id, t, period)
         })
         .collect();
     let unit = modbus::driver::UnitConfig {

@@ -23,8 +23,9 @@ const HEADER: &str = "\
 #              \"modbus-rtu\" (serial line) or \"modbus-rtu-tcp\" (serial gateway).
 # [[tag]]      one value: device, location (\"area/line\" or \"area/line/cell\"), name,
 #              datatype, address (driver syntax), optional unit, description, writable;
-#              Modbus: byte_order, length, raw_type with gain/offset or raw_low/raw_high
-#              onto eng_low/eng_high, deadband or deadband_percent, scan_class.
+#              numeric tags: eng_low/eng_high, deadband or deadband_percent; Modbus tags:
+#              byte_order, length, raw_type with gain/offset or raw_low/raw_high (onto
+#              eng_low/eng_high), scan_class.
 # [[scan_class]] a named poll period (name, period_ms) that tags can use.
 #
 # A tag is published to the UNS as enterprise/site/location/name and to Sparkplug as

@@ -15,7 +15,6 @@
 //! connection reopened (which is also how a Modbus TCP device, alone on its connection,
 //! reconnects).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -84,31 +83,41 @@ pub(crate) struct UnitConfig {
 pub(crate) struct ModbusTag {
     id: TagId,
     address: ModbusAddress,
-    /// The tag's type, and how the register's (raw) type converts to it.
+    /// The tag's type; also the register's unless `conversion` says otherwise.
     datatype: DataType,
-    conversion: Conversion,
+    /// Register type and scaling, for the few tags that have them (boxed: a large plain
+    /// model should not pay for it per tag).
+    conversion: Option<Box<Conversion>>,
     order: ByteOrder,
-    length: usize,
+    length: u16,
     writable: bool,
-    /// How often it is read: its scan class's period, or its device's.
-    period: Duration,
+    /// How often it is read, in ms: its scan class's period, or its device's.
+    period_ms: u32,
 }
 
 impl ModbusTag {
-    pub(crate) fn from_model(id: TagId, tag: &Tag, period: Duration) -> Option<ModbusTag> {
+    pub(crate) fn from_model(id: TagId, tag: &Tag, period_ms: u32) -> Option<ModbusTag> {
+        let conversion = tag.conversion();
         Some(ModbusTag {
             id,
             address: tag.address.parse().ok()?,
             datatype: tag.datatype,
-            conversion: tag.conversion(),
+            conversion: (!conversion.is_identity()).then(|| Box::new(conversion)),
             order: match &tag.byte_order {
                 Some(o) => o.parse().ok()?,
                 None => ByteOrder::ABCD,
             },
-            length: usize::from(tag.length.unwrap_or(0)),
+            length: tag.length.unwrap_or(0),
             writable: tag.writable,
-            period,
+            period_ms,
         })
+    }
+
+    /// The type the register holds.
+    fn raw_type(&self) -> DataType {
+        self.conversion
+            .as_ref()
+            .map_or(self.datatype, |c| c.raw_type)
     }
 
     /// Registers (or bits) this tag occupies.
@@ -116,7 +125,7 @@ impl ModbusTag {
         if self.address.kind.is_bit() || self.address.bit.is_some() {
             1
         } else {
-            codec::register_count(self.conversion.raw_type, self.length) as u16
+            codec::register_count(self.raw_type(), usize::from(self.length)) as u16
         }
     }
 
@@ -136,10 +145,13 @@ impl ModbusTag {
                 match self.address.bit {
                     Some(bit) => Ok(Value::Bool(regs[0] >> bit & 1 == 1)),
                     None => {
-                        let raw =
-                            codec::decode(regs, self.conversion.raw_type, self.order, self.length)
-                                .map_err(|e| e.to_string())?;
-                        self.conversion.to_eng(raw)
+                        let length = usize::from(self.length);
+                        let raw = codec::decode(regs, self.raw_type(), self.order, length)
+                            .map_err(|e| e.to_string())?;
+                        match &self.conversion {
+                            Some(c) => c.to_eng(raw),
+                            None => Ok(raw),
+                        }
                     }
                 }
             }
@@ -353,14 +365,14 @@ impl Unit {
                 count: t.count(),
             })
             .collect();
-        let mut periods: Vec<Duration> = cfg.tags.iter().map(|t| t.period).collect();
+        let mut periods: Vec<u32> = cfg.tags.iter().map(|t| t.period_ms).collect();
         periods.sort();
         periods.dedup();
         let groups = periods
             .into_iter()
             .map(|period| {
                 let members: Vec<usize> = (0..cfg.tags.len())
-                    .filter(|&k| cfg.tags[k].period == period)
+                    .filter(|&k| cfg.tags[k].period_ms == period)
                     .collect();
                 let subset: Vec<Span> = members.iter().map(|&k| spans[k]).collect();
                 let mut reads = plan(&subset, cfg.max_gap);
@@ -370,7 +382,7 @@ impl Unit {
                     }
                 }
                 Group {
-                    period,
+                    period: Duration::from_millis(u64::from(period)),
                     reads,
                     next_due: now,
                     done: false,
@@ -415,8 +427,6 @@ fn next_tick(due: Instant, period: Duration, now: Instant) -> Instant {
 struct Bus {
     link: Link,
     units: Vec<Unit>,
-    /// Tag → (unit, index in its tags), for writes.
-    by_tag: HashMap<TagId, (usize, usize)>,
     events: mpsc::Sender<DriverEvent>,
 }
 
@@ -444,17 +454,6 @@ pub(crate) async fn run(
             "Modbus poll plan"
         );
     }
-    let by_tag = units
-        .iter()
-        .enumerate()
-        .flat_map(|(u, unit)| {
-            unit.cfg
-                .tags
-                .iter()
-                .enumerate()
-                .map(move |(k, t)| (t.id, (u, k)))
-        })
-        .collect();
     let mut bus = Bus {
         link: Link {
             transport,
@@ -462,7 +461,6 @@ pub(crate) async fn run(
             quiet_until: now,
         },
         units,
-        by_tag,
         events,
     };
     loop {
@@ -685,9 +683,15 @@ impl Bus {
     }
 
     async fn try_write(&mut self, w: &WriteCommand) -> Result<TagSample, String> {
-        let &(u, k) = self
-            .by_tag
-            .get(&w.tag)
+        // Each unit's tags are in id order (the model's order): no map per tag needed.
+        let (u, k) = self
+            .units
+            .iter()
+            .enumerate()
+            .find_map(|(u, unit)| {
+                let k = unit.cfg.tags.binary_search_by_key(&w.tag, |t| t.id).ok()?;
+                Some((u, k))
+            })
             .ok_or("the tag is not on this device")?;
         let unit = &self.units[u];
         let tag = unit.cfg.tags[k].clone();
@@ -729,8 +733,12 @@ impl Bus {
                             tag.datatype
                         )));
                     }
-                    let raw = tag.conversion.to_raw(value).map_err(Failure::Refused)?;
-                    let regs = codec::encode(&raw, tag.conversion.raw_type, tag.order, tag.length)
+                    let raw = match &tag.conversion {
+                        Some(c) => c.to_raw(value).map_err(Failure::Refused)?,
+                        None => value.clone(),
+                    };
+                    let length = usize::from(tag.length);
+                    let regs = codec::encode(&raw, tag.raw_type(), tag.order, length)
                         .map_err(|e| Failure::Refused(e.to_string()))?;
                     let op = if regs.len() == 1 {
                         Op::WriteRegister(a, regs[0])
