@@ -227,6 +227,7 @@ fn modbus_unit(
     let unit = modbus::driver::UnitConfig {
         device: id,
         unit: m.unit,
+        period_ms: m.period_ms,
         timeout: ms(m.timeout_ms),
         offline_after: m.offline_after,
         max_gap: m.max_gap,

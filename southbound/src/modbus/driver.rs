@@ -72,6 +72,8 @@ impl SerialLine {
 pub(crate) struct UnitConfig {
     pub device: DeviceId,
     pub unit: u8,
+    /// The device's period: its tags' unless they have a scan class.
+    pub period_ms: u32,
     pub timeout: Duration,
     pub offline_after: u32,
     pub max_gap: u16,
@@ -368,6 +370,11 @@ impl Unit {
         let mut periods: Vec<u32> = cfg.tags.iter().map(|t| t.period_ms).collect();
         periods.sort();
         periods.dedup();
+        if periods.is_empty() {
+            // A device without tags is still polled (with no reads), so it is born when
+            // its line works and dies when it does not.
+            periods.push(cfg.period_ms);
+        }
         let groups = periods
             .into_iter()
             .map(|period| {
