@@ -8,8 +8,8 @@ use southbound::{DeviceId, DriverEvent, WriteCommand};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use uns_model::{
-    DataType, Device, DriverConfig, ModbusAddress, Quality, RegisterKind, ScanClass, Tag, TagId,
-    TagSample, Value,
+    Conditioning, DataType, Device, DriverConfig, ModbusAddress, Quality, RegisterKind, ScanClass,
+    Tag, TagId, TagSample, Value,
 };
 
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -290,17 +290,25 @@ async fn scaled_tags_read_in_engineering_units_and_writes_go_back_exactly() {
         tag("hr:100", DataType::UInt16, None),
         // The same register, 0..100 raw as 0..1000 engineering, as a float.
         Tag {
-            raw_type: Some(DataType::UInt16),
-            raw_low: Some(0.0),
-            raw_high: Some(100.0),
-            eng_low: Some(0.0),
-            eng_high: Some(1000.0),
+            conditioning: Conditioning {
+                raw_type: Some(DataType::UInt16),
+                raw_low: Some(0.0),
+                raw_high: Some(100.0),
+                eng_low: Some(0.0),
+                eng_high: Some(1000.0),
+                ..Conditioning::default()
+            }
+            .boxed(),
             ..tag("hr:100", DataType::Float64, None)
         },
         // An int16 register holding tenths of a degree.
         Tag {
-            raw_type: Some(DataType::Int16),
-            gain: Some(0.1),
+            conditioning: Conditioning {
+                raw_type: Some(DataType::Int16),
+                gain: Some(0.1),
+                ..Conditioning::default()
+            }
+            .boxed(),
             ..tag("hr:20", DataType::Float32, None)
         },
     ];

@@ -22,8 +22,8 @@ pub mod value;
 
 pub use modbus::{ByteOrder, ModbusAddress, RegisterKind};
 pub use model::{
-    Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace, Parity, ScanClass,
-    SimSignal, SparkplugIds, Tag,
+    Area, Conditioning, Device, DriverConfig, Line, ModbusPolling, Model, Namespace, Parity,
+    ScanClass, SimSignal, SparkplugIds, Tag,
 };
 pub use naming::{TagNames, tag_names};
 pub use scaling::{Conversion, Scaling};

@@ -295,8 +295,12 @@ fn sim_period_default() -> u32 {
 }
 
 /// One value in a PLC, placed in the namespace.
+///
+/// In files the tag is one flat table ([`TagFile`]); in memory the rarely used numeric
+/// settings sit behind one pointer ([`Conditioning`]), because a 100,000-tag model is held
+/// in memory while the appliance starts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "TagFile", into = "TagFile")]
 pub struct Tag {
     /// Name of the [`Device`] it is read from.
     pub device: String,
@@ -307,49 +311,159 @@ pub struct Tag {
     pub datatype: DataType,
     /// Where the value lives in the device; the syntax belongs to the device's driver.
     pub address: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub writable: bool,
     /// Modbus: byte/word order of a multi-register value (`ABCD` when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub byte_order: Option<String>,
     /// Modbus: length in characters of a string tag.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<u16>,
-    /// Modbus: the type the register holds, when it is not `datatype` (an `int16` register
-    /// under a scaled `float32` tag). Register count, byte order and the range a write must
-    /// fit follow from it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Register type, scaling, engineering range and deadband; `None` when all are unset.
+    pub conditioning: Option<Box<Conditioning>>,
+    /// Name of the [`ScanClass`] whose period this tag is read at, instead of its device's.
+    pub scan_class: Option<String>,
+}
+
+/// What turns a raw reading into the value reported, and when a change is worth reporting.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Conditioning {
+    /// Modbus: the type the register holds, when it is not the tag's `datatype` (an `int16`
+    /// register under a scaled `float32` tag). Register count, byte order and the range a
+    /// write must fit follow from it.
     pub raw_type: Option<DataType>,
     /// Modbus scaling `value = gain · raw + offset` (`gain` 1 and `offset` 0 when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gain: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<f64>,
     /// Modbus scaling by ranges: `raw_low..raw_high` maps onto `eng_low..eng_high`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_low: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_high: Option<f64>,
     /// The engineering range: the target of range scaling, sent to Sparkplug hosts as
     /// `engLow`/`engHigh`, and what a percent deadband is a percentage of.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eng_low: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eng_high: Option<f64>,
     /// A good value is reported only when it moved more than this from the last reported
     /// one (engineering units).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadband: Option<f64>,
     /// The same, as a percentage of the engineering range.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadband_percent: Option<f64>,
-    /// Name of the [`ScanClass`] whose period this tag is read at, instead of its device's.
+}
+
+impl Conditioning {
+    const NONE: Conditioning = Conditioning {
+        raw_type: None,
+        gain: None,
+        offset: None,
+        raw_low: None,
+        raw_high: None,
+        eng_low: None,
+        eng_high: None,
+        deadband: None,
+        deadband_percent: None,
+    };
+
+    /// Boxed, or `None` when nothing is set (so equal tags compare equal).
+    pub fn boxed(self) -> Option<Box<Conditioning>> {
+        (self != Conditioning::NONE).then(|| Box::new(self))
+    }
+}
+
+/// The file form of a [`Tag`]: one flat table, every setting a key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagFile {
+    device: String,
+    location: String,
+    name: String,
+    datatype: DataType,
+    address: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scan_class: Option<String>,
+    unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    writable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    byte_order: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    length: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raw_type: Option<DataType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gain: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offset: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raw_low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raw_high: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    eng_low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    eng_high: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deadband: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deadband_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scan_class: Option<String>,
+}
+
+impl From<TagFile> for Tag {
+    fn from(f: TagFile) -> Tag {
+        Tag {
+            device: f.device,
+            location: f.location,
+            name: f.name,
+            datatype: f.datatype,
+            address: f.address,
+            unit: f.unit,
+            description: f.description,
+            writable: f.writable,
+            byte_order: f.byte_order,
+            length: f.length,
+            conditioning: Conditioning {
+                raw_type: f.raw_type,
+                gain: f.gain,
+                offset: f.offset,
+                raw_low: f.raw_low,
+                raw_high: f.raw_high,
+                eng_low: f.eng_low,
+                eng_high: f.eng_high,
+                deadband: f.deadband,
+                deadband_percent: f.deadband_percent,
+            }
+            .boxed(),
+            scan_class: f.scan_class,
+        }
+    }
+}
+
+impl From<Tag> for TagFile {
+    fn from(t: Tag) -> TagFile {
+        let c = t.conditioning.map(|c| *c).unwrap_or_default();
+        TagFile {
+            device: t.device,
+            location: t.location,
+            name: t.name,
+            datatype: t.datatype,
+            address: t.address,
+            unit: t.unit,
+            description: t.description,
+            writable: t.writable,
+            byte_order: t.byte_order,
+            length: t.length,
+            raw_type: c.raw_type,
+            gain: c.gain,
+            offset: c.offset,
+            raw_low: c.raw_low,
+            raw_high: c.raw_high,
+            eng_low: c.eng_low,
+            eng_high: c.eng_high,
+            deadband: c.deadband,
+            deadband_percent: c.deadband_percent,
+            scan_class: t.scan_class,
+        }
+    }
 }
 
 impl Tag {
@@ -372,33 +486,36 @@ impl Tag {
             writable: false,
             byte_order: None,
             length: None,
-            raw_type: None,
-            gain: None,
-            offset: None,
-            raw_low: None,
-            raw_high: None,
-            eng_low: None,
-            eng_high: None,
-            deadband: None,
-            deadband_percent: None,
+            conditioning: None,
             scan_class: None,
         }
     }
 
+    /// Its conditioning settings (all unset when it has none).
+    pub fn conditioning(&self) -> &Conditioning {
+        self.conditioning.as_deref().unwrap_or(&Conditioning::NONE)
+    }
+
+    /// Its conditioning settings, to change them.
+    pub fn conditioning_mut(&mut self) -> &mut Conditioning {
+        self.conditioning.get_or_insert_with(Default::default)
+    }
+
     /// The type in the register: `raw_type`, or the tag's own.
     pub fn raw_type(&self) -> DataType {
-        self.raw_type.unwrap_or(self.datatype)
+        self.conditioning().raw_type.unwrap_or(self.datatype)
     }
 
     /// How the register value becomes the tag value (on a validated model).
     pub fn conversion(&self) -> Conversion {
-        let scaling = match (self.raw_low, self.raw_high, self.eng_low, self.eng_high) {
+        let c = self.conditioning();
+        let scaling = match (c.raw_low, c.raw_high, c.eng_low, c.eng_high) {
             (Some(rl), Some(rh), Some(el), Some(eh)) => {
                 Some(Scaling::from_ranges((rl, rh), (el, eh)))
             }
-            _ if self.gain.is_some() || self.offset.is_some() => Some(Scaling {
-                gain: self.gain.unwrap_or(1.0),
-                offset: self.offset.unwrap_or(0.0),
+            _ if c.gain.is_some() || c.offset.is_some() => Some(Scaling {
+                gain: c.gain.unwrap_or(1.0),
+                offset: c.offset.unwrap_or(0.0),
             }),
             _ => None,
         };
@@ -411,18 +528,20 @@ impl Tag {
 
     /// The engineering range, lowest first, when both ends are given.
     pub fn eng_range(&self) -> Option<(f64, f64)> {
-        let (a, b) = (self.eng_low?, self.eng_high?);
+        let c = self.conditioning();
+        let (a, b) = (c.eng_low?, c.eng_high?);
         Some((a.min(b), a.max(b)))
     }
 
     /// The deadband in engineering units: `deadband`, or `deadband_percent` of the
     /// engineering range.
     pub fn deadband_abs(&self) -> Option<f64> {
-        if let Some(d) = self.deadband {
+        let c = self.conditioning();
+        if let Some(d) = c.deadband {
             return Some(d);
         }
         let (low, high) = self.eng_range()?;
-        Some(self.deadband_percent? / 100.0 * (high - low))
+        Some(c.deadband_percent? / 100.0 * (high - low))
     }
 }
 

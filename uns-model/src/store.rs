@@ -13,7 +13,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::model::{
-    Area, Device, DriverConfig, Line, Model, Namespace, ScanClass, SparkplugIds, Tag,
+    Area, Conditioning, Device, DriverConfig, Line, Model, Namespace, ScanClass, SparkplugIds, Tag,
 };
 use crate::validate::ModelErrors;
 
@@ -262,18 +262,21 @@ impl Store {
                 writable: r.get(8)?,
                 byte_order: r.get(9)?,
                 length: r.get(10)?,
-                raw_type: raw_type
-                    .map(|t| t.parse())
-                    .transpose()
-                    .map_err(|e| corrupt(format!("tags row id {id}: raw_type: {e}")))?,
-                gain: r.get(12)?,
-                offset: r.get(13)?,
-                raw_low: r.get(14)?,
-                raw_high: r.get(15)?,
-                eng_low: r.get(16)?,
-                eng_high: r.get(17)?,
-                deadband: r.get(18)?,
-                deadband_percent: r.get(19)?,
+                conditioning: Conditioning {
+                    raw_type: raw_type
+                        .map(|t| t.parse())
+                        .transpose()
+                        .map_err(|e| corrupt(format!("tags row id {id}: raw_type: {e}")))?,
+                    gain: r.get(12)?,
+                    offset: r.get(13)?,
+                    raw_low: r.get(14)?,
+                    raw_high: r.get(15)?,
+                    eng_low: r.get(16)?,
+                    eng_high: r.get(17)?,
+                    deadband: r.get(18)?,
+                    deadband_percent: r.get(19)?,
+                }
+                .boxed(),
                 scan_class: r.get(20)?,
             });
         }
@@ -466,6 +469,7 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
                  ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?;
     for (t, tag) in model.tags.iter().enumerate() {
+        let c = tag.conditioning();
         insert.execute(params![
             t as i64,
             tag.device,
@@ -478,15 +482,15 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
             tag.writable,
             tag.byte_order,
             tag.length,
-            tag.raw_type.map(|t| t.as_str()),
-            tag.gain,
-            tag.offset,
-            tag.raw_low,
-            tag.raw_high,
-            tag.eng_low,
-            tag.eng_high,
-            tag.deadband,
-            tag.deadband_percent,
+            c.raw_type.map(|t| t.as_str()),
+            c.gain,
+            c.offset,
+            c.raw_low,
+            c.raw_high,
+            c.eng_low,
+            c.eng_high,
+            c.deadband,
+            c.deadband_percent,
             tag.scan_class
         ])?;
     }
@@ -577,12 +581,16 @@ mod tests {
             },
         ];
         m.tags.push(Tag {
-            raw_type: Some(DataType::Int16),
-            raw_low: Some(0.0),
-            raw_high: Some(27648.0),
-            eng_low: Some(-10.5),
-            eng_high: Some(110.25),
-            deadband_percent: Some(0.5),
+            conditioning: Conditioning {
+                raw_type: Some(DataType::Int16),
+                raw_low: Some(0.0),
+                raw_high: Some(27648.0),
+                eng_low: Some(-10.5),
+                eng_high: Some(110.25),
+                deadband_percent: Some(0.5),
+                ..Conditioning::default()
+            }
+            .boxed(),
             scan_class: Some("fast".into()),
             unit: Some("degC".into()),
             ..Tag::new(
@@ -594,10 +602,14 @@ mod tests {
             )
         });
         m.tags.push(Tag {
-            raw_type: Some(DataType::UInt32),
-            gain: Some(0.001),
-            offset: Some(-5.0),
-            deadband: Some(0.25),
+            conditioning: Conditioning {
+                raw_type: Some(DataType::UInt32),
+                gain: Some(0.001),
+                offset: Some(-5.0),
+                deadband: Some(0.25),
+                ..Conditioning::default()
+            }
+            .boxed(),
             byte_order: Some("CDAB".into()),
             writable: true,
             scan_class: Some("slow".into()),

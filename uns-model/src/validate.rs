@@ -243,11 +243,11 @@ impl Model {
                 for (field, set) in [
                     ("byte_order", tag.byte_order.is_some()),
                     ("length", tag.length.is_some()),
-                    ("raw_type", tag.raw_type.is_some()),
-                    ("gain", tag.gain.is_some()),
-                    ("offset", tag.offset.is_some()),
-                    ("raw_low", tag.raw_low.is_some()),
-                    ("raw_high", tag.raw_high.is_some()),
+                    ("raw_type", tag.conditioning().raw_type.is_some()),
+                    ("gain", tag.conditioning().gain.is_some()),
+                    ("offset", tag.conditioning().offset.is_some()),
+                    ("raw_low", tag.conditioning().raw_low.is_some()),
+                    ("raw_high", tag.conditioning().raw_high.is_some()),
                     ("scan_class", tag.scan_class.is_some()),
                 ] {
                     if set {
@@ -512,18 +512,19 @@ fn driver_name(driver: &DriverConfig) -> &'static str {
 /// Checks a tag's register type, scaling, engineering range and deadband: every number
 /// finite, each setting complete, and only where it means something.
 fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
+    let n = tag.conditioning();
     let numeric = tag.datatype.is_integer() || tag.datatype.is_float();
     let mut bad = |field: &str, value: String, reason: &str| c.push(f(field), &value, reason);
     let show = |v: f64| v.to_string();
     for (field, value) in [
-        ("gain", tag.gain),
-        ("offset", tag.offset),
-        ("raw_low", tag.raw_low),
-        ("raw_high", tag.raw_high),
-        ("eng_low", tag.eng_low),
-        ("eng_high", tag.eng_high),
-        ("deadband", tag.deadband),
-        ("deadband_percent", tag.deadband_percent),
+        ("gain", n.gain),
+        ("offset", n.offset),
+        ("raw_low", n.raw_low),
+        ("raw_high", n.raw_high),
+        ("eng_low", n.eng_low),
+        ("eng_high", n.eng_high),
+        ("deadband", n.deadband),
+        ("deadband_percent", n.deadband_percent),
     ] {
         if let Some(v) = value
             && !v.is_finite()
@@ -531,22 +532,20 @@ fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
             bad(field, show(v), "must be a finite number");
         }
     }
-    let scaled = tag.gain.is_some()
-        || tag.offset.is_some()
-        || tag.raw_low.is_some()
-        || tag.raw_high.is_some();
-    let ranged = tag.eng_low.is_some() || tag.eng_high.is_some();
+    let scaled =
+        n.gain.is_some() || n.offset.is_some() || n.raw_low.is_some() || n.raw_high.is_some();
+    let ranged = n.eng_low.is_some() || n.eng_high.is_some();
     if !numeric {
         for (field, set) in [
-            ("raw_type", tag.raw_type.is_some()),
-            ("gain", tag.gain.is_some()),
-            ("offset", tag.offset.is_some()),
-            ("raw_low", tag.raw_low.is_some()),
-            ("raw_high", tag.raw_high.is_some()),
-            ("eng_low", tag.eng_low.is_some()),
-            ("eng_high", tag.eng_high.is_some()),
-            ("deadband", tag.deadband.is_some()),
-            ("deadband_percent", tag.deadband_percent.is_some()),
+            ("raw_type", n.raw_type.is_some()),
+            ("gain", n.gain.is_some()),
+            ("offset", n.offset.is_some()),
+            ("raw_low", n.raw_low.is_some()),
+            ("raw_high", n.raw_high.is_some()),
+            ("eng_low", n.eng_low.is_some()),
+            ("eng_high", n.eng_high.is_some()),
+            ("deadband", n.deadband.is_some()),
+            ("deadband_percent", n.deadband_percent.is_some()),
         ] {
             if set {
                 let reason = format!(
@@ -558,7 +557,7 @@ fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
         }
         return;
     }
-    if let Some(raw) = tag.raw_type
+    if let Some(raw) = n.raw_type
         && !(raw.is_integer() || raw.is_float())
     {
         bad(
@@ -567,14 +566,14 @@ fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
             "must be an integer or float type: the register holds a number to scale",
         );
     }
-    if tag.gain == Some(0.0) {
+    if n.gain == Some(0.0) {
         bad("gain", "0".to_owned(), "must not be 0: writes divide by it");
     }
-    let by_gain = tag.gain.is_some() || tag.offset.is_some();
-    let by_range = tag.raw_low.is_some() || tag.raw_high.is_some();
+    let by_gain = n.gain.is_some() || n.offset.is_some();
+    let by_range = n.raw_low.is_some() || n.raw_high.is_some();
     if by_gain && by_range {
         bad(
-            if tag.raw_low.is_some() {
+            if n.raw_low.is_some() {
                 "raw_low"
             } else {
                 "raw_high"
@@ -588,8 +587,8 @@ fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
         _ => None,
     };
     for (low_name, high_name, low, high) in [
-        ("raw_low", "raw_high", tag.raw_low, tag.raw_high),
-        ("eng_low", "eng_high", tag.eng_low, tag.eng_high),
+        ("raw_low", "raw_high", n.raw_low, n.raw_high),
+        ("eng_low", "eng_high", n.eng_low, n.eng_high),
     ] {
         match (low, high) {
             (Some(_), None) => bad(
@@ -605,7 +604,7 @@ fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
             _ => {}
         }
     }
-    if let Some((low, high)) = pair(tag.raw_low, tag.raw_high)
+    if let Some((low, high)) = pair(n.raw_low, n.raw_high)
         && low >= high
     {
         bad(
@@ -614,7 +613,7 @@ fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
             &format!("must be greater than raw_low ({low})"),
         );
     }
-    if let Some((low, high)) = pair(tag.eng_low, tag.eng_high)
+    if let Some((low, high)) = pair(n.eng_low, n.eng_high)
         && low == high
     {
         bad(
@@ -630,7 +629,7 @@ fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
             "raw_low/raw_high scale onto eng_low/eng_high, which must be given too",
         );
     }
-    match (tag.deadband, tag.deadband_percent) {
+    match (n.deadband, n.deadband_percent) {
         (Some(_), Some(_)) => bad(
             "deadband_percent",
             "(set)".to_owned(),
@@ -642,16 +641,16 @@ fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
             show(p),
             "must be 0 to 100 (percent of the engineering range)",
         ),
-        (None, Some(_)) if pair(tag.eng_low, tag.eng_high).is_none() => bad(
+        (None, Some(_)) if pair(n.eng_low, n.eng_high).is_none() => bad(
             "deadband_percent",
-            show(tag.deadband_percent.unwrap_or_default()),
+            show(n.deadband_percent.unwrap_or_default()),
             "a percentage needs the engineering range: set eng_low and eng_high",
         ),
         _ => {}
     }
     // The register range must map somewhere the tag type can hold, or every read fails.
     if !scaled
-        && let Some(raw) = tag.raw_type
+        && let Some(raw) = n.raw_type
         && raw != tag.datatype
         && tag.datatype.is_integer()
         && raw.is_float()
@@ -1248,35 +1247,35 @@ mod tests {
     fn scaling_settings_are_complete_numeric_and_invertible() {
         let scaled = |f: &dyn Fn(&mut Tag)| {
             let mut t = modbus_tag("hr:0", DataType::Float32);
-            t.raw_type = Some(DataType::Int16);
+            t.conditioning_mut().raw_type = Some(DataType::Int16);
             f(&mut t);
             modbus_model(t)
         };
         scaled(&|t| {
-            t.raw_low = Some(0.0);
-            t.raw_high = Some(27648.0);
-            t.eng_low = Some(0.0);
-            t.eng_high = Some(100.0);
-            t.deadband_percent = Some(1.0);
+            t.conditioning_mut().raw_low = Some(0.0);
+            t.conditioning_mut().raw_high = Some(27648.0);
+            t.conditioning_mut().eng_low = Some(0.0);
+            t.conditioning_mut().eng_high = Some(100.0);
+            t.conditioning_mut().deadband_percent = Some(1.0);
         })
         .validate()
         .unwrap();
         scaled(&|t| {
-            t.gain = Some(0.1);
-            t.deadband = Some(0.5);
+            t.conditioning_mut().gain = Some(0.1);
+            t.conditioning_mut().deadband = Some(0.5);
         })
         .validate()
         .unwrap();
         assert_error(
-            &scaled(&|t| t.gain = Some(0.0)),
+            &scaled(&|t| t.conditioning_mut().gain = Some(0.0)),
             "tag[0].gain",
             "0",
             "must not be 0",
         );
         assert_error(
             &scaled(&|t| {
-                t.raw_low = Some(0.0);
-                t.raw_high = Some(10.0);
+                t.conditioning_mut().raw_low = Some(0.0);
+                t.conditioning_mut().raw_high = Some(10.0);
             }),
             "tag[0].eng_low",
             "(none)",
@@ -1284,10 +1283,10 @@ mod tests {
         );
         assert_error(
             &scaled(&|t| {
-                t.raw_low = Some(10.0);
-                t.raw_high = Some(10.0);
-                t.eng_low = Some(0.0);
-                t.eng_high = Some(1.0);
+                t.conditioning_mut().raw_low = Some(10.0);
+                t.conditioning_mut().raw_high = Some(10.0);
+                t.conditioning_mut().eng_low = Some(0.0);
+                t.conditioning_mut().eng_high = Some(1.0);
             }),
             "tag[0].raw_high",
             "10",
@@ -1295,42 +1294,42 @@ mod tests {
         );
         assert_error(
             &scaled(&|t| {
-                t.gain = Some(2.0);
-                t.raw_low = Some(0.0);
-                t.raw_high = Some(1.0);
-                t.eng_low = Some(0.0);
-                t.eng_high = Some(1.0);
+                t.conditioning_mut().gain = Some(2.0);
+                t.conditioning_mut().raw_low = Some(0.0);
+                t.conditioning_mut().raw_high = Some(1.0);
+                t.conditioning_mut().eng_low = Some(0.0);
+                t.conditioning_mut().eng_high = Some(1.0);
             }),
             "tag[0].raw_low",
             "(set)",
             "not both",
         );
         assert_error(
-            &scaled(&|t| t.raw_type = Some(DataType::String)),
+            &scaled(&|t| t.conditioning_mut().raw_type = Some(DataType::String)),
             "tag[0].raw_type",
             "string",
             "integer or float type",
         );
         assert_error(
-            &scaled(&|t| t.offset = Some(f64::NAN)),
+            &scaled(&|t| t.conditioning_mut().offset = Some(f64::NAN)),
             "tag[0].offset",
             "NaN",
             "finite",
         );
         assert_error(
-            &scaled(&|t| t.deadband_percent = Some(5.0)),
+            &scaled(&|t| t.conditioning_mut().deadband_percent = Some(5.0)),
             "tag[0].deadband_percent",
             "5",
             "set eng_low and eng_high",
         );
         assert_error(
-            &scaled(&|t| t.deadband = Some(-1.0)),
+            &scaled(&|t| t.conditioning_mut().deadband = Some(-1.0)),
             "tag[0].deadband",
             "-1",
             "0 or more",
         );
         let mut t = modbus_tag("coil:1", DataType::Bool);
-        t.deadband = Some(1.0);
+        t.conditioning_mut().deadband = Some(1.0);
         assert_error(
             &modbus_model(t),
             "tag[0].deadband",
@@ -1339,8 +1338,8 @@ mod tests {
         );
         // The register type decides the register count: an int16 fits hr:65535.
         let mut t = modbus_tag("hr:65535", DataType::Float64);
-        t.raw_type = Some(DataType::Int16);
-        t.gain = Some(0.5);
+        t.conditioning_mut().raw_type = Some(DataType::Int16);
+        t.conditioning_mut().gain = Some(0.5);
         modbus_model(t).validate().unwrap();
     }
 
