@@ -72,7 +72,7 @@ pub fn session_config(
                 datatype: sparkplug_type(tag.datatype),
                 unit: tag.unit.clone(),
                 writable: tag.writable,
-                eng_range: tag.eng_range(),
+                eng_range: tag.eng_range().map(Box::new),
             });
         }
         metrics.shrink_to_fit();
@@ -93,7 +93,7 @@ pub fn session_config(
             model
                 .tags
                 .iter()
-                .any(|t| t.scan_class.as_deref() == Some(c.name.as_str()))
+                .any(|t| t.scan_class() == Some(c.name.as_str()))
         })
         .map(|c| c.period_ms);
     let scan_rate_ms = model

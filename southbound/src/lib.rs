@@ -217,9 +217,8 @@ fn modbus_unit(
         .iter()
         .filter_map(|(tag_id, t)| {
             let period = t
-                .scan_class
-                .as_ref()
-                .and_then(|name| scan_classes.iter().find(|c| &c.name == name))
+                .scan_class()
+                .and_then(|name| scan_classes.iter().find(|c| c.name == name))
                 .map_or(m.period_ms, |c| c.period_ms);
             modbus::driver::ModbusTag::from_model(*tag_id, t, period)
         })

@@ -8,7 +8,7 @@ use southbound::{DeviceId, DriverEvent, WriteCommand};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use uns_model::{
-    Conditioning, DataType, Device, DriverConfig, ModbusAddress, Quality, RegisterKind, ScanClass,
+    Acquisition, DataType, Device, DriverConfig, ModbusAddress, Quality, RegisterKind, ScanClass,
     Tag, TagId, TagSample, Value,
 };
 
@@ -290,23 +290,23 @@ async fn scaled_tags_read_in_engineering_units_and_writes_go_back_exactly() {
         tag("hr:100", DataType::UInt16, None),
         // The same register, 0..100 raw as 0..1000 engineering, as a float.
         Tag {
-            conditioning: Conditioning {
+            acquisition: Acquisition {
                 raw_type: Some(DataType::UInt16),
                 raw_low: Some(0.0),
                 raw_high: Some(100.0),
                 eng_low: Some(0.0),
                 eng_high: Some(1000.0),
-                ..Conditioning::default()
+                ..Acquisition::default()
             }
             .boxed(),
             ..tag("hr:100", DataType::Float64, None)
         },
         // An int16 register holding tenths of a degree.
         Tag {
-            conditioning: Conditioning {
+            acquisition: Acquisition {
                 raw_type: Some(DataType::Int16),
                 gain: Some(0.1),
-                ..Conditioning::default()
+                ..Acquisition::default()
             }
             .boxed(),
             ..tag("hr:20", DataType::Float32, None)
@@ -360,12 +360,20 @@ async fn a_scan_class_is_planned_and_polled_on_its_own_period() {
     ];
     let tags = [
         Tag {
-            scan_class: Some("fast".into()),
+            acquisition: Acquisition {
+                scan_class: Some("fast".into()),
+                ..Acquisition::default()
+            }
+            .boxed(),
             ..tag("hr:100", DataType::UInt16, None)
         },
         tag("hr:101", DataType::Int16, None),
         Tag {
-            scan_class: Some("slow".into()),
+            acquisition: Acquisition {
+                scan_class: Some("slow".into()),
+                ..Acquisition::default()
+            }
+            .boxed(),
             ..tag("hr:102", DataType::UInt32, None)
         },
     ];

@@ -72,8 +72,9 @@ pub struct MetricDef {
     /// Whether DCMD writes to it are accepted.
     pub writable: bool,
     /// Engineering range (low, high), sent in births as the `engLow`/`engHigh` properties
-    /// (Double, as Tahu and Ignition use them).
-    pub eng_range: Option<(f64, f64)>,
+    /// (Double, as Tahu and Ignition use them). Boxed: few metrics have one, and a node
+    /// keeps a definition per metric.
+    pub eng_range: Option<Box<(f64, f64)>>,
 }
 
 /// A new reading of one device metric. `device` and `metric` index [`SessionConfig::devices`]
@@ -387,8 +388,8 @@ impl EdgeNodeSession {
             };
             let same = before.metrics.len() == def.metrics.len()
                 && before.metrics.iter().zip(&def.metrics).all(|(a, b)| {
-                    (&a.name, a.datatype, &a.unit, a.writable, a.eng_range)
-                        == (&b.name, b.datatype, &b.unit, b.writable, b.eng_range)
+                    (&a.name, a.datatype, &a.unit, a.writable, &a.eng_range)
+                        == (&b.name, b.datatype, &b.unit, b.writable, &b.eng_range)
                 });
             if !same && self.devices[d].online {
                 out.push(self.device_message(MessageType::DDeath, d, Vec::new(), now_ms));
@@ -895,7 +896,7 @@ impl EdgeNodeSession {
                 value: Some(property_value::Value::StringValue(unit.clone())),
             });
         }
-        if birth && let Some((low, high)) = def.eng_range {
+        if birth && let Some(&(low, high)) = def.eng_range.as_deref() {
             for (key, v) in [("engLow", low), ("engHigh", high)] {
                 properties.keys.push(key.to_owned());
                 properties.values.push(PropertyValue {
@@ -956,7 +957,7 @@ mod tests {
                             datatype: DataType::Float,
                             unit: Some("degC".into()),
                             writable: false,
-                            eng_range: Some((-20.0, 150.5)),
+                            eng_range: Some(Box::new((-20.0, 150.5))),
                         },
                         MetricDef {
                             name: "line3/setpoint".into(),

@@ -429,7 +429,7 @@ scan_class = "fast"
 "#;
         let model = from_toml(text).unwrap();
         let tag = &model.tags[0];
-        assert_eq!(tag.conditioning().raw_type, Some(DataType::Int16));
+        assert_eq!(tag.acquisition().raw_type, Some(DataType::Int16));
         assert_eq!(tag.deadband_abs(), Some(0.5));
         assert_eq!(tag.eng_range(), Some((0.0, 100.0)));
         assert_eq!(model.scan_classes[0].period_ms, 100);

@@ -22,7 +22,7 @@ pub mod value;
 
 pub use modbus::{ByteOrder, ModbusAddress, RegisterKind};
 pub use model::{
-    Area, Conditioning, Device, DriverConfig, Line, ModbusPolling, Model, Namespace, Parity,
+    Acquisition, Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace, Parity,
     ScanClass, SimSignal, SparkplugIds, Tag,
 };
 pub use naming::{TagNames, tag_names};

@@ -296,9 +296,9 @@ fn sim_period_default() -> u32 {
 
 /// One value in a PLC, placed in the namespace.
 ///
-/// In files the tag is one flat table ([`TagFile`]); in memory the rarely used numeric
-/// settings sit behind one pointer ([`Conditioning`]), because a 100,000-tag model is held
-/// in memory while the appliance starts.
+/// In files the tag is one flat table ([`TagFile`]); in memory the rarely used settings sit
+/// behind one pointer ([`Acquisition`]), because a 100,000-tag model is held in memory while
+/// the appliance starts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(from = "TagFile", into = "TagFile")]
 pub struct Tag {
@@ -318,15 +318,18 @@ pub struct Tag {
     pub byte_order: Option<String>,
     /// Modbus: length in characters of a string tag.
     pub length: Option<u16>,
-    /// Register type, scaling, engineering range and deadband; `None` when all are unset.
-    pub conditioning: Option<Box<Conditioning>>,
-    /// Name of the [`ScanClass`] whose period this tag is read at, instead of its device's.
-    pub scan_class: Option<String>,
+    /// Scan class, register type, scaling, engineering range and deadband; `None` when all
+    /// are unset.
+    pub acquisition: Option<Box<Acquisition>>,
 }
 
-/// What turns a raw reading into the value reported, and when a change is worth reporting.
+/// How a tag is read and reported beyond its address: when (scan class), what the register
+/// holds and how that becomes the value (register type, scaling), and when a change is worth
+/// reporting (deadband).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Conditioning {
+pub struct Acquisition {
+    /// Name of the [`ScanClass`] whose period this tag is read at, instead of its device's.
+    pub scan_class: Option<String>,
     /// Modbus: the type the register holds, when it is not the tag's `datatype` (an `int16`
     /// register under a scaled `float32` tag). Register count, byte order and the range a
     /// write must fit follow from it.
@@ -348,8 +351,9 @@ pub struct Conditioning {
     pub deadband_percent: Option<f64>,
 }
 
-impl Conditioning {
-    const NONE: Conditioning = Conditioning {
+impl Acquisition {
+    const NONE: Acquisition = Acquisition {
+        scan_class: None,
         raw_type: None,
         gain: None,
         offset: None,
@@ -362,8 +366,8 @@ impl Conditioning {
     };
 
     /// Boxed, or `None` when nothing is set (so equal tags compare equal).
-    pub fn boxed(self) -> Option<Box<Conditioning>> {
-        (self != Conditioning::NONE).then(|| Box::new(self))
+    pub fn boxed(self) -> Option<Box<Acquisition>> {
+        (self != Acquisition::NONE).then(|| Box::new(self))
     }
 }
 
@@ -421,7 +425,8 @@ impl From<TagFile> for Tag {
             writable: f.writable,
             byte_order: f.byte_order,
             length: f.length,
-            conditioning: Conditioning {
+            acquisition: Acquisition {
+                scan_class: f.scan_class,
                 raw_type: f.raw_type,
                 gain: f.gain,
                 offset: f.offset,
@@ -433,14 +438,13 @@ impl From<TagFile> for Tag {
                 deadband_percent: f.deadband_percent,
             }
             .boxed(),
-            scan_class: f.scan_class,
         }
     }
 }
 
 impl From<Tag> for TagFile {
     fn from(t: Tag) -> TagFile {
-        let c = t.conditioning.map(|c| *c).unwrap_or_default();
+        let c = t.acquisition.map(|c| *c).unwrap_or_default();
         TagFile {
             device: t.device,
             location: t.location,
@@ -461,7 +465,7 @@ impl From<Tag> for TagFile {
             eng_high: c.eng_high,
             deadband: c.deadband,
             deadband_percent: c.deadband_percent,
-            scan_class: t.scan_class,
+            scan_class: c.scan_class,
         }
     }
 }
@@ -486,29 +490,33 @@ impl Tag {
             writable: false,
             byte_order: None,
             length: None,
-            conditioning: None,
-            scan_class: None,
+            acquisition: None,
         }
     }
 
-    /// Its conditioning settings (all unset when it has none).
-    pub fn conditioning(&self) -> &Conditioning {
-        self.conditioning.as_deref().unwrap_or(&Conditioning::NONE)
+    /// Its acquisition settings (all unset when it has none).
+    pub fn acquisition(&self) -> &Acquisition {
+        self.acquisition.as_deref().unwrap_or(&Acquisition::NONE)
     }
 
-    /// Its conditioning settings, to change them.
-    pub fn conditioning_mut(&mut self) -> &mut Conditioning {
-        self.conditioning.get_or_insert_with(Default::default)
+    /// Its acquisition settings, to change them.
+    pub fn acquisition_mut(&mut self) -> &mut Acquisition {
+        self.acquisition.get_or_insert_with(Default::default)
+    }
+
+    /// The name of its scan class, if it has one.
+    pub fn scan_class(&self) -> Option<&str> {
+        self.acquisition().scan_class.as_deref()
     }
 
     /// The type in the register: `raw_type`, or the tag's own.
     pub fn raw_type(&self) -> DataType {
-        self.conditioning().raw_type.unwrap_or(self.datatype)
+        self.acquisition().raw_type.unwrap_or(self.datatype)
     }
 
     /// How the register value becomes the tag value (on a validated model).
     pub fn conversion(&self) -> Conversion {
-        let c = self.conditioning();
+        let c = self.acquisition();
         let scaling = match (c.raw_low, c.raw_high, c.eng_low, c.eng_high) {
             (Some(rl), Some(rh), Some(el), Some(eh)) => {
                 Some(Scaling::from_ranges((rl, rh), (el, eh)))
@@ -528,7 +536,7 @@ impl Tag {
 
     /// The engineering range, lowest first, when both ends are given.
     pub fn eng_range(&self) -> Option<(f64, f64)> {
-        let c = self.conditioning();
+        let c = self.acquisition();
         let (a, b) = (c.eng_low?, c.eng_high?);
         Some((a.min(b), a.max(b)))
     }
@@ -536,7 +544,7 @@ impl Tag {
     /// The deadband in engineering units: `deadband`, or `deadband_percent` of the
     /// engineering range.
     pub fn deadband_abs(&self) -> Option<f64> {
-        let c = self.conditioning();
+        let c = self.acquisition();
         if let Some(d) = c.deadband {
             return Some(d);
         }

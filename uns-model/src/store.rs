@@ -13,7 +13,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::model::{
-    Area, Conditioning, Device, DriverConfig, Line, Model, Namespace, ScanClass, SparkplugIds, Tag,
+    Acquisition, Area, Device, DriverConfig, Line, Model, Namespace, ScanClass, SparkplugIds, Tag,
 };
 use crate::validate::ModelErrors;
 
@@ -262,7 +262,7 @@ impl Store {
                 writable: r.get(8)?,
                 byte_order: r.get(9)?,
                 length: r.get(10)?,
-                conditioning: Conditioning {
+                acquisition: Acquisition {
                     raw_type: raw_type
                         .map(|t| t.parse())
                         .transpose()
@@ -275,9 +275,9 @@ impl Store {
                     eng_high: r.get(17)?,
                     deadband: r.get(18)?,
                     deadband_percent: r.get(19)?,
+                    scan_class: r.get(20)?,
                 }
                 .boxed(),
-                scan_class: r.get(20)?,
             });
         }
 
@@ -469,7 +469,7 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
                  ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?;
     for (t, tag) in model.tags.iter().enumerate() {
-        let c = tag.conditioning();
+        let c = tag.acquisition();
         insert.execute(params![
             t as i64,
             tag.device,
@@ -491,7 +491,7 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
             c.eng_high,
             c.deadband,
             c.deadband_percent,
-            tag.scan_class
+            c.scan_class
         ])?;
     }
     Ok(())
@@ -581,17 +581,17 @@ mod tests {
             },
         ];
         m.tags.push(Tag {
-            conditioning: Conditioning {
+            acquisition: Acquisition {
                 raw_type: Some(DataType::Int16),
                 raw_low: Some(0.0),
                 raw_high: Some(27648.0),
                 eng_low: Some(-10.5),
                 eng_high: Some(110.25),
                 deadband_percent: Some(0.5),
-                ..Conditioning::default()
+                scan_class: Some("fast".into()),
+                ..Acquisition::default()
             }
             .boxed(),
-            scan_class: Some("fast".into()),
             unit: Some("degC".into()),
             ..Tag::new(
                 "meter",
@@ -602,17 +602,17 @@ mod tests {
             )
         });
         m.tags.push(Tag {
-            conditioning: Conditioning {
+            acquisition: Acquisition {
                 raw_type: Some(DataType::UInt32),
                 gain: Some(0.001),
                 offset: Some(-5.0),
                 deadband: Some(0.25),
-                ..Conditioning::default()
+                scan_class: Some("slow".into()),
+                ..Acquisition::default()
             }
             .boxed(),
             byte_order: Some("CDAB".into()),
             writable: true,
-            scan_class: Some("slow".into()),
             ..Tag::new(
                 "remote",
                 "utilities/boiler",

@@ -219,8 +219,8 @@ impl Model {
             c.text(f("unit"), tag.unit.as_deref());
             c.text(f("description"), tag.description.as_deref());
             tag_numbers(&mut c, &f, tag);
-            if let Some(class) = &tag.scan_class
-                && !self.scan_classes.iter().any(|s| &s.name == class)
+            if let Some(class) = tag.scan_class()
+                && !self.scan_classes.iter().any(|s| s.name == class)
             {
                 let names: Vec<String> = self.scan_classes.iter().map(|s| s.name.clone()).collect();
                 let reason = format!(
@@ -243,12 +243,12 @@ impl Model {
                 for (field, set) in [
                     ("byte_order", tag.byte_order.is_some()),
                     ("length", tag.length.is_some()),
-                    ("raw_type", tag.conditioning().raw_type.is_some()),
-                    ("gain", tag.conditioning().gain.is_some()),
-                    ("offset", tag.conditioning().offset.is_some()),
-                    ("raw_low", tag.conditioning().raw_low.is_some()),
-                    ("raw_high", tag.conditioning().raw_high.is_some()),
-                    ("scan_class", tag.scan_class.is_some()),
+                    ("raw_type", tag.acquisition().raw_type.is_some()),
+                    ("gain", tag.acquisition().gain.is_some()),
+                    ("offset", tag.acquisition().offset.is_some()),
+                    ("raw_low", tag.acquisition().raw_low.is_some()),
+                    ("raw_high", tag.acquisition().raw_high.is_some()),
+                    ("scan_class", tag.scan_class().is_some()),
                 ] {
                     if set {
                         let reason = "only Modbus tags have this setting".to_owned();
@@ -512,7 +512,7 @@ fn driver_name(driver: &DriverConfig) -> &'static str {
 /// Checks a tag's register type, scaling, engineering range and deadband: every number
 /// finite, each setting complete, and only where it means something.
 fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
-    let n = tag.conditioning();
+    let n = tag.acquisition();
     let numeric = tag.datatype.is_integer() || tag.datatype.is_float();
     let mut bad = |field: &str, value: String, reason: &str| c.push(f(field), &value, reason);
     let show = |v: f64| v.to_string();
@@ -1247,35 +1247,35 @@ mod tests {
     fn scaling_settings_are_complete_numeric_and_invertible() {
         let scaled = |f: &dyn Fn(&mut Tag)| {
             let mut t = modbus_tag("hr:0", DataType::Float32);
-            t.conditioning_mut().raw_type = Some(DataType::Int16);
+            t.acquisition_mut().raw_type = Some(DataType::Int16);
             f(&mut t);
             modbus_model(t)
         };
         scaled(&|t| {
-            t.conditioning_mut().raw_low = Some(0.0);
-            t.conditioning_mut().raw_high = Some(27648.0);
-            t.conditioning_mut().eng_low = Some(0.0);
-            t.conditioning_mut().eng_high = Some(100.0);
-            t.conditioning_mut().deadband_percent = Some(1.0);
+            t.acquisition_mut().raw_low = Some(0.0);
+            t.acquisition_mut().raw_high = Some(27648.0);
+            t.acquisition_mut().eng_low = Some(0.0);
+            t.acquisition_mut().eng_high = Some(100.0);
+            t.acquisition_mut().deadband_percent = Some(1.0);
         })
         .validate()
         .unwrap();
         scaled(&|t| {
-            t.conditioning_mut().gain = Some(0.1);
-            t.conditioning_mut().deadband = Some(0.5);
+            t.acquisition_mut().gain = Some(0.1);
+            t.acquisition_mut().deadband = Some(0.5);
         })
         .validate()
         .unwrap();
         assert_error(
-            &scaled(&|t| t.conditioning_mut().gain = Some(0.0)),
+            &scaled(&|t| t.acquisition_mut().gain = Some(0.0)),
             "tag[0].gain",
             "0",
             "must not be 0",
         );
         assert_error(
             &scaled(&|t| {
-                t.conditioning_mut().raw_low = Some(0.0);
-                t.conditioning_mut().raw_high = Some(10.0);
+                t.acquisition_mut().raw_low = Some(0.0);
+                t.acquisition_mut().raw_high = Some(10.0);
             }),
             "tag[0].eng_low",
             "(none)",
@@ -1283,10 +1283,10 @@ mod tests {
         );
         assert_error(
             &scaled(&|t| {
-                t.conditioning_mut().raw_low = Some(10.0);
-                t.conditioning_mut().raw_high = Some(10.0);
-                t.conditioning_mut().eng_low = Some(0.0);
-                t.conditioning_mut().eng_high = Some(1.0);
+                t.acquisition_mut().raw_low = Some(10.0);
+                t.acquisition_mut().raw_high = Some(10.0);
+                t.acquisition_mut().eng_low = Some(0.0);
+                t.acquisition_mut().eng_high = Some(1.0);
             }),
             "tag[0].raw_high",
             "10",
@@ -1294,42 +1294,42 @@ mod tests {
         );
         assert_error(
             &scaled(&|t| {
-                t.conditioning_mut().gain = Some(2.0);
-                t.conditioning_mut().raw_low = Some(0.0);
-                t.conditioning_mut().raw_high = Some(1.0);
-                t.conditioning_mut().eng_low = Some(0.0);
-                t.conditioning_mut().eng_high = Some(1.0);
+                t.acquisition_mut().gain = Some(2.0);
+                t.acquisition_mut().raw_low = Some(0.0);
+                t.acquisition_mut().raw_high = Some(1.0);
+                t.acquisition_mut().eng_low = Some(0.0);
+                t.acquisition_mut().eng_high = Some(1.0);
             }),
             "tag[0].raw_low",
             "(set)",
             "not both",
         );
         assert_error(
-            &scaled(&|t| t.conditioning_mut().raw_type = Some(DataType::String)),
+            &scaled(&|t| t.acquisition_mut().raw_type = Some(DataType::String)),
             "tag[0].raw_type",
             "string",
             "integer or float type",
         );
         assert_error(
-            &scaled(&|t| t.conditioning_mut().offset = Some(f64::NAN)),
+            &scaled(&|t| t.acquisition_mut().offset = Some(f64::NAN)),
             "tag[0].offset",
             "NaN",
             "finite",
         );
         assert_error(
-            &scaled(&|t| t.conditioning_mut().deadband_percent = Some(5.0)),
+            &scaled(&|t| t.acquisition_mut().deadband_percent = Some(5.0)),
             "tag[0].deadband_percent",
             "5",
             "set eng_low and eng_high",
         );
         assert_error(
-            &scaled(&|t| t.conditioning_mut().deadband = Some(-1.0)),
+            &scaled(&|t| t.acquisition_mut().deadband = Some(-1.0)),
             "tag[0].deadband",
             "-1",
             "0 or more",
         );
         let mut t = modbus_tag("coil:1", DataType::Bool);
-        t.conditioning_mut().deadband = Some(1.0);
+        t.acquisition_mut().deadband = Some(1.0);
         assert_error(
             &modbus_model(t),
             "tag[0].deadband",
@@ -1338,8 +1338,8 @@ mod tests {
         );
         // The register type decides the register count: an int16 fits hr:65535.
         let mut t = modbus_tag("hr:65535", DataType::Float64);
-        t.conditioning_mut().raw_type = Some(DataType::Int16);
-        t.conditioning_mut().gain = Some(0.5);
+        t.acquisition_mut().raw_type = Some(DataType::Int16);
+        t.acquisition_mut().gain = Some(0.5);
         modbus_model(t).validate().unwrap();
     }
 
@@ -1356,7 +1356,7 @@ mod tests {
                 period_ms: 5,
             },
         ];
-        m.tags[0].scan_class = Some("slow".into());
+        m.tags[0].acquisition_mut().scan_class = Some("slow".into());
         let errors = m.validate().unwrap_err().0;
         let got: Vec<(&str, &str)> = errors
             .iter()
@@ -1380,7 +1380,7 @@ mod tests {
             name: "fast".into(),
             period_ms: 100,
         }];
-        m.tags[0].scan_class = Some("fast".into());
+        m.tags[0].acquisition_mut().scan_class = Some("fast".into());
         assert_error(&m, "tag[0].scan_class", "(set)", "only Modbus");
     }
 
