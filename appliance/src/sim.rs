@@ -39,7 +39,9 @@ pub fn modbus(sim: ModbusArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen for Modbus on {listen}: {e}"))?;
-        println!("simulated Modbus PLC on {listen} (unit id any); Ctrl-C to stop");
+        // The bound address, so that port 0 prints the port actually chosen.
+        let bound = listener.local_addr().unwrap_or(listen);
+        println!("simulated Modbus PLC on {bound} (unit id any); Ctrl-C to stop");
         let plc = Arc::new(SimPlc::default());
         // One RTU line, served on a serial port and/or over TCP: each unit its own PLC.
         if let Some(bad) = sim.units.iter().find(|u| !(1..=247).contains(*u)) {
@@ -76,7 +78,7 @@ pub fn modbus(sim: ModbusArgs) -> Result<(), String> {
                 let port = southbound::modbus::open_serial(&settings)
                     .map_err(|e| format!("cannot open serial port {}: {e}", path.display()))?;
                 println!(
-                    "simulated Modbus RTU units {units} on {} ({} baud, {} parity, {} stop bits)",
+                    "simulated Modbus RTU units {units} on {} ({} baud, {} parity, {} stop bit(s))",
                     path.display(),
                     sim.baud,
                     sim.parity,
@@ -91,7 +93,8 @@ pub fn modbus(sim: ModbusArgs) -> Result<(), String> {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|e| format!("cannot listen for RTU over TCP on {addr}: {e}"))?;
-                println!("simulated Modbus RTU units {units} over TCP on {addr}");
+                let bound = listener.local_addr().unwrap_or(addr);
+                println!("simulated Modbus RTU units {units} over TCP on {bound}");
                 Some(tokio::spawn(sim_server::serve_rtu_over_tcp(
                     listener,
                     line.clone(),
