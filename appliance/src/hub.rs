@@ -121,31 +121,21 @@ pub async fn run(
     sinks: Vec<Arc<Mailbox>>,
     live: Arc<web::LiveValues>,
 ) {
-    let mut last: Vec<Option<TagSample>> = vec![None; tag_devices.len()];
-    let mut changes = Vec::new();
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Some(DriverEvent::Samples(samples)) => {
-                    changes.clear();
-                    for mut sample in samples {
-                        let index = sample.tag.index();
-                        let Some(slot) = last.get_mut(index) else { continue };
-                        if let Some(prev) = slot {
-                            if sample.value.is_none() {
-                                // A failed read keeps the last value; the quality says why.
-                                sample.value = prev.value.clone();
-                            }
-                            let deadband = deadbands.get(index).copied().unwrap_or(0.0);
-                            if !reportable(prev, &sample, deadband) {
-                                continue; // report by exception
-                            }
+                    // The web view's table is the hub's last-value table too.
+                    let changes = live.record(samples, |prev, sample| {
+                        let Some(prev) = prev else { return true };
+                        if sample.value.is_none() {
+                            // A failed read keeps the last value; the quality says why.
+                            sample.value = prev.value.clone();
                         }
-                        *slot = Some(sample.clone());
-                        changes.push(sample);
-                    }
+                        let deadband = deadbands.get(sample.tag.index()).copied().unwrap_or(0.0);
+                        reportable(prev, sample, deadband) // report by exception
+                    });
                     if !changes.is_empty() {
-                        live.update(&changes);
                         for sink in &sinks {
                             sink.post(&changes, None);
                         }

@@ -38,8 +38,43 @@ impl LiveValues {
         }
     }
 
-    /// Records samples; wakes live-view streams. Samples for tags outside the model are
-    /// ignored (they cannot come from the model this was created for).
+    /// Records the samples `accept` lets through and returns them; wakes live-view streams
+    /// if there are any. `accept` sees the tag's current sample (if any) and may amend the new
+    /// one. This is how the hub reports by exception against this table, so the appliance
+    /// keeps one last value per tag, not one here and one in the hub. Samples for tags outside
+    /// the model are ignored (they cannot come from the model this was created for).
+    pub fn record(
+        &self,
+        samples: Vec<TagSample>,
+        mut accept: impl FnMut(Option<&TagSample>, &mut TagSample) -> bool,
+    ) -> Vec<TagSample> {
+        let mut accepted = Vec::with_capacity(samples.len());
+        let version = {
+            let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+            let slots = &mut *slots;
+            let version = slots.version + 1;
+            for mut sample in samples {
+                let i = sample.tag.index();
+                let Some(slot) = slots.samples.get_mut(i) else {
+                    continue;
+                };
+                if accept(slot.as_ref(), &mut sample) {
+                    *slot = Some(sample.clone());
+                    slots.versions[i] = version;
+                    accepted.push(sample);
+                }
+            }
+            if accepted.is_empty() {
+                return accepted;
+            }
+            slots.version = version;
+            version
+        };
+        self.changed.send_replace(version);
+        accepted
+    }
+
+    /// Records samples as they are; wakes live-view streams.
     pub fn update(&self, samples: &[TagSample]) {
         if samples.is_empty() {
             return;
@@ -96,6 +131,26 @@ mod tests {
             quality: Quality::Good,
             timestamp_ms: 1_700_000_000_000,
         }
+    }
+
+    #[test]
+    fn record_keeps_what_is_accepted_and_bumps_the_version_only_then() {
+        let live = LiveValues::new(2);
+        let all = live.record(vec![sample(0, 1.0), sample(1, 2.0)], |prev, _| {
+            prev.is_none()
+        });
+        assert_eq!(all.len(), 2);
+        let (v1, _) = live.changed_since(0);
+        // Nothing accepted: no new version, nothing returned.
+        assert!(live.record(vec![sample(0, 9.0)], |_, _| false).is_empty());
+        assert_eq!(live.changed_since(v1), (v1, vec![]));
+        // The closure may amend the sample it accepts.
+        let amended = live.record(vec![sample(1, 3.0)], |prev, s| {
+            s.value = prev.and_then(|p| p.value.clone());
+            true
+        });
+        assert_eq!(amended, vec![sample(1, 2.0)]);
+        assert_eq!(live.get(TagId(1)), Some(sample(1, 2.0)));
     }
 
     #[test]
