@@ -4,10 +4,11 @@
 //! channel, and the hub fans them out without blocking (see the appliance's mailboxes). One
 //! slow or dead device therefore never delays another.
 //!
-//! Drivers: the built-in [`sim`]ulated PLC and [`modbus`] (TCP, RTU on a serial line, RTU
-//! over TCP). OPC UA comes next behind the same [`spawn`] interface.
+//! Drivers: the built-in [`sim`]ulated PLC, [`modbus`] (TCP, RTU on a serial line, RTU
+//! over TCP) and [`opcua`] (subscriptions), all behind the same [`spawn`] interface.
 
 pub mod modbus;
+pub mod opcua;
 pub mod sim;
 
 use std::sync::Arc;
@@ -85,6 +86,10 @@ pub fn spawn(
     let task = match modbus_unit(id, &device.driver, tags, scan_classes) {
         Some((transport, unit)) => {
             tokio::spawn(modbus::driver::run(transport, vec![unit], events, write_rx))
+        }
+        None if matches!(device.driver, DriverConfig::OpcUa { .. }) => {
+            let dev = opcua_device(id, &device.driver, tags);
+            tokio::spawn(opcua::driver::run(dev, events, write_rx))
         }
         None => tokio::spawn(sim::run(
             id,
@@ -209,7 +214,7 @@ fn modbus_unit(
             host: host.clone(),
             port: *port,
         },
-        DriverConfig::Simulator { .. } => return None,
+        DriverConfig::Simulator { .. } | DriverConfig::OpcUa { .. } => return None,
     };
     let m = driver.modbus()?;
     // The model was validated; a tag that still does not parse is skipped, not a panic.
@@ -233,6 +238,42 @@ fn modbus_unit(
         tags: modbus_tags,
     };
     Some((transport, unit))
+}
+
+/// What the OPC UA driver keeps of a device and its tags.
+fn opcua_device(
+    id: DeviceId,
+    driver: &DriverConfig,
+    tags: &[(TagId, &Tag)],
+) -> opcua::driver::OpcUaDevice {
+    let (endpoint, period_ms, sampling_ms, timeout_ms) = match driver {
+        DriverConfig::OpcUa {
+            endpoint,
+            period_ms,
+            sampling_interval_ms,
+            timeout_ms,
+            ..
+        } => (
+            endpoint.clone(),
+            *period_ms,
+            sampling_interval_ms.unwrap_or(*period_ms),
+            *timeout_ms,
+        ),
+        _ => (String::new(), 1000, 1000, 5000),
+    };
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    opcua::driver::OpcUaDevice {
+        device: id,
+        endpoint,
+        period: ms(period_ms),
+        sampling_ms: f64::from(sampling_ms),
+        timeout: ms(timeout_ms),
+        // The model was validated; a tag that still does not parse is skipped, not a panic.
+        tags: tags
+            .iter()
+            .filter_map(|(tag_id, t)| opcua::driver::OpcUaTag::from_model(*tag_id, t))
+            .collect(),
+    }
 }
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every sample.

@@ -8,6 +8,7 @@
 //! - [`store`]: the SQLite store (migrations, transactions) holding the model and the
 //!   Sparkplug session counters that must survive restarts.
 //! - [`modbus`]: Modbus address notation and byte/word orders of tags.
+//! - [`opcua`]: OPC UA NodeId notation of tags and the OPC UA type of each data type.
 //! - [`scaling`]: linear scaling between register and engineering values, and its inverse.
 //! - [`value`]: typed values, quality and samples as they flow from drivers to sinks.
 
@@ -15,6 +16,7 @@ pub mod file;
 pub mod modbus;
 pub mod model;
 pub mod naming;
+pub mod opcua;
 pub mod scaling;
 pub mod store;
 pub mod validate;
@@ -22,10 +24,11 @@ pub mod value;
 
 pub use modbus::{ByteOrder, ModbusAddress, RegisterKind};
 pub use model::{
-    Acquisition, Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace, Parity,
-    ScanClass, SimSignal, SparkplugIds, Tag,
+    Acquisition, Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace, OpcUaIdentity,
+    OpcUaSecurityPolicy, Parity, ScanClass, SimSignal, SparkplugIds, Tag,
 };
 pub use naming::{TagNames, tag_names};
+pub use opcua::NodeAddress;
 pub use scaling::{Conversion, Scaling};
 pub use store::{Store, StoreError};
 pub use validate::{ModelError, ModelErrors};

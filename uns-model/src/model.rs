@@ -182,6 +182,48 @@ pub enum DriverConfig {
         #[serde(default = "modbus_max_gap_default")]
         max_gap: u16,
     },
+    /// An OPC UA server, read by subscription. Tags are addressed by NodeId (see
+    /// [`crate::opcua`]). This slice connects with security policy `none` and an anonymous
+    /// identity; `security_policy` and `identity` are where signing, encryption, user names
+    /// and certificates will be chosen.
+    OpcUa {
+        /// `opc.tcp://host:port[/path]`, as the server announces it.
+        endpoint: String,
+        #[serde(default)]
+        security_policy: OpcUaSecurityPolicy,
+        #[serde(default)]
+        identity: OpcUaIdentity,
+        /// Publishing interval of the subscription, in milliseconds.
+        #[serde(default = "sim_period_default")]
+        period_ms: u32,
+        /// How often the server samples each node, in milliseconds; the period when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sampling_interval_ms: Option<u32>,
+        /// How long one request (connect, read, write, subscribe) may take.
+        #[serde(default = "opcua_timeout_default")]
+        timeout_ms: u32,
+    },
+}
+
+/// OPC UA security policy of the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpcUaSecurityPolicy {
+    /// No signing, no encryption: for a trusted network or a first connection test.
+    #[default]
+    None,
+}
+
+/// Who the appliance says it is to an OPC UA server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpcUaIdentity {
+    #[default]
+    Anonymous,
+}
+
+fn opcua_timeout_default() -> u32 {
+    5000
 }
 
 /// The settings every Modbus device has, whatever carries its frames.
@@ -198,7 +240,9 @@ impl DriverConfig {
     /// How often the device is read, in milliseconds.
     pub fn period_ms(&self) -> u32 {
         match self {
-            DriverConfig::Simulator { period_ms } => *period_ms,
+            DriverConfig::Simulator { period_ms } | DriverConfig::OpcUa { period_ms, .. } => {
+                *period_ms
+            }
             _ => self.modbus().map_or(0, |m| m.period_ms),
         }
     }
@@ -206,7 +250,7 @@ impl DriverConfig {
     /// The Modbus settings shared by TCP, RTU and RTU over TCP; `None` for other drivers.
     pub fn modbus(&self) -> Option<ModbusPolling> {
         match self {
-            DriverConfig::Simulator { .. } => None,
+            DriverConfig::Simulator { .. } | DriverConfig::OpcUa { .. } => None,
             DriverConfig::ModbusTcp {
                 unit,
                 period_ms,

@@ -187,6 +187,15 @@ impl Model {
             if let Some(m) = device.driver.modbus() {
                 modbus_device(&mut c, d, &device.driver, m, &self.devices[..d]);
             }
+            if let DriverConfig::OpcUa {
+                endpoint,
+                timeout_ms,
+                sampling_interval_ms,
+                ..
+            } = &device.driver
+            {
+                opcua_device(&mut c, d, endpoint, *timeout_ms, *sampling_interval_ms);
+            }
             let period_ms = device.driver.period_ms();
             if !PERIOD_MS.contains(&period_ms) {
                 let reason = format!(
@@ -260,6 +269,11 @@ impl Model {
                 DriverConfig::ModbusTcp { .. }
                 | DriverConfig::ModbusRtu { .. }
                 | DriverConfig::ModbusRtuTcp { .. } => modbus_tag(&mut c, &f, tag),
+                DriverConfig::OpcUa { .. } => {
+                    if let Err(reason) = tag.address.parse::<crate::opcua::NodeAddress>() {
+                        c.push(f("address"), &tag.address, reason);
+                    }
+                }
                 DriverConfig::Simulator { .. } => match tag.address.parse::<SimSignal>() {
                     Err(reason) => c.push(f("address"), &tag.address, reason),
                     Ok(signal) => {
@@ -297,6 +311,48 @@ impl Model {
     }
 }
 
+fn opcua_device(
+    c: &mut Checker,
+    d: usize,
+    endpoint: &str,
+    timeout_ms: u32,
+    sampling_interval_ms: Option<u32>,
+) {
+    let f = |field: &str| format!("device[{d}].{field}");
+    let host = endpoint
+        .strip_prefix("opc.tcp://")
+        .map(|rest| rest.split('/').next().unwrap_or(""))
+        .map(|authority| match authority.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok_and(|p| p > 0) => host,
+            Some(_) => "",
+            None => authority,
+        });
+    if !host.is_some_and(|h| host_ok(h.trim_start_matches('[').trim_end_matches(']'))) {
+        c.push(
+            f("endpoint"),
+            endpoint,
+            "must be opc.tcp://HOST[:PORT][/PATH], e.g. opc.tcp://192.168.0.10:4840",
+        );
+    }
+    if !(100..=60_000).contains(&timeout_ms) {
+        c.push(
+            f("timeout_ms"),
+            &timeout_ms.to_string(),
+            "must be between 100 and 60000 milliseconds",
+        );
+    }
+    if let Some(ms) = sampling_interval_ms
+        && !PERIOD_MS.contains(&ms)
+    {
+        let reason = format!(
+            "must be between {} and {} milliseconds",
+            PERIOD_MS.start(),
+            PERIOD_MS.end()
+        );
+        c.push(f("sampling_interval_ms"), &ms.to_string(), reason);
+    }
+}
+
 fn host_ok(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
@@ -316,7 +372,7 @@ enum LineKey<'a> {
 
 fn line_key(driver: &DriverConfig) -> Option<LineKey<'_>> {
     match driver {
-        DriverConfig::Simulator { .. } => None,
+        DriverConfig::Simulator { .. } | DriverConfig::OpcUa { .. } => None,
         DriverConfig::ModbusTcp { host, port, .. } => Some(LineKey::Tcp(host, *port)),
         DriverConfig::ModbusRtu { path, .. } => Some(LineKey::Serial(path)),
         DriverConfig::ModbusRtuTcp { host, port, .. } => Some(LineKey::Gateway(host, *port)),
@@ -385,7 +441,7 @@ fn modbus_device(
                 );
             }
         }
-        DriverConfig::Simulator { .. } => {}
+        DriverConfig::Simulator { .. } | DriverConfig::OpcUa { .. } => {}
     }
     let unit_ok = match driver {
         // On a serial line 0 is broadcast (no reply) and 248-255 are reserved.
@@ -503,6 +559,7 @@ fn modbus_device(
 fn driver_name(driver: &DriverConfig) -> &'static str {
     match driver {
         DriverConfig::Simulator { .. } => "simulator",
+        DriverConfig::OpcUa { .. } => "opc-ua",
         DriverConfig::ModbusTcp { .. } => "modbus-tcp",
         DriverConfig::ModbusRtu { .. } => "modbus-rtu",
         DriverConfig::ModbusRtuTcp { .. } => "modbus-rtu-tcp",

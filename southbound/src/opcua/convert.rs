@@ -1,0 +1,213 @@
+//! Between OPC UA and the model: NodeIds, values, status codes and timestamps. Pure
+//! functions; the driver and the simulator use them.
+
+use opcua::types::{ByteString, DateTime, Guid, Identifier, NodeId, StatusCode, UAString, Variant};
+use uns_model::opcua::{Identifier as Id, Namespace, NodeAddress, opcua_type};
+use uns_model::{DataType, Quality, Value};
+
+/// The OPC UA NodeId of `address`; a namespace URI is looked up in the server's namespace
+/// array (`Server.NamespaceArray`, index = namespace index).
+pub fn node_id(address: &NodeAddress, namespaces: &[String]) -> Result<NodeId, String> {
+    let ns = match &address.namespace {
+        Namespace::Index(i) => *i,
+        Namespace::Uri(uri) => namespaces
+            .iter()
+            .position(|n| n == uri)
+            .and_then(|i| u16::try_from(i).ok())
+            .ok_or_else(|| {
+                format!(
+                    "{address}: the server has no namespace {uri:?}; it has: {}",
+                    namespaces.join(", ")
+                )
+            })?,
+    };
+    let identifier = match &address.identifier {
+        Id::Numeric(n) => Identifier::Numeric(*n),
+        Id::String(s) => Identifier::String(UAString::from(s.as_str())),
+        Id::Guid(g) => Identifier::Guid(Guid::from_bytes(*g)),
+        Id::Opaque(b) => Identifier::ByteString(ByteString::from(b.clone())),
+    };
+    Ok(NodeId::new(ns, identifier))
+}
+
+/// The value of a tag of `datatype` from what the server sent. The server's type must be
+/// the one the tag is read as ([`opcua_type`]): a silent conversion could lose range or
+/// precision, so a mismatch is an error naming both types.
+pub fn to_value(datatype: DataType, variant: &Variant) -> Result<Value, String> {
+    let value = match variant {
+        Variant::Boolean(v) => Value::Bool(*v),
+        Variant::SByte(v) => Value::Int8(*v),
+        Variant::Byte(v) => Value::UInt8(*v),
+        Variant::Int16(v) => Value::Int16(*v),
+        Variant::UInt16(v) => Value::UInt16(*v),
+        Variant::Int32(v) => Value::Int32(*v),
+        Variant::UInt32(v) => Value::UInt32(*v),
+        Variant::Int64(v) => Value::Int64(*v),
+        Variant::UInt64(v) => Value::UInt64(*v),
+        Variant::Float(v) => Value::Float32(*v),
+        Variant::Double(v) => Value::Float64(*v),
+        Variant::String(s) => Value::String(s.as_ref().to_owned()),
+        Variant::Empty => return Err("the node has no value".to_owned()),
+        other => {
+            return Err(format!(
+                "the node holds a {:?}, which has no sparkedge data type",
+                other.type_id()
+            ));
+        }
+    };
+    if value.datatype() != datatype {
+        return Err(format!(
+            "the node holds {}, the tag is {datatype} (read as OPC UA {})",
+            opcua_type(value.datatype()).0,
+            opcua_type(datatype).0
+        ));
+    }
+    Ok(value)
+}
+
+/// The OPC UA value of `value`, of the built-in type [`opcua_type`] names.
+pub fn to_variant(value: &Value) -> Variant {
+    match value {
+        Value::Bool(v) => Variant::Boolean(*v),
+        Value::Int8(v) => Variant::SByte(*v),
+        Value::UInt8(v) => Variant::Byte(*v),
+        Value::Int16(v) => Variant::Int16(*v),
+        Value::UInt16(v) => Variant::UInt16(*v),
+        Value::Int32(v) => Variant::Int32(*v),
+        Value::UInt32(v) => Variant::UInt32(*v),
+        Value::Int64(v) => Variant::Int64(*v),
+        Value::UInt64(v) => Variant::UInt64(*v),
+        Value::Float32(v) => Variant::Float(*v),
+        Value::Float64(v) => Variant::Double(*v),
+        Value::String(v) => Variant::String(UAString::from(v.as_str())),
+    }
+}
+
+/// The three severities of an OPC UA status code (Part 4, 7.39).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Good,
+    Uncertain,
+    Bad,
+}
+
+/// A status code's severity and its name (`BadNodeIdUnknown`), the reason users see.
+pub fn status(code: StatusCode) -> (Severity, String) {
+    let severity = if code.is_good() {
+        Severity::Good
+    } else if code.is_uncertain() {
+        Severity::Uncertain
+    } else {
+        Severity::Bad
+    };
+    (severity, code.to_string())
+}
+
+/// The quality of a sample with status `code`. Our model has no "uncertain" quality yet: an
+/// uncertain value (sensor out of calibration, last usable value…) is not trusted, so it
+/// counts as bad and the last good value is kept.
+pub fn quality(code: StatusCode) -> Quality {
+    match status(code).0 {
+        Severity::Good => Quality::Good,
+        Severity::Uncertain | Severity::Bad => Quality::Bad,
+    }
+}
+
+/// 100 ns ticks from 1601-01-01 to 1970-01-01.
+const UNIX_EPOCH_TICKS: i64 = 116_444_736_000_000_000;
+
+/// Milliseconds since the Unix epoch of an OPC UA time; `None` for the null time or one
+/// before 1970 (a source that does not keep time).
+pub fn unix_ms(t: &DateTime) -> Option<u64> {
+    let ticks = t.ticks();
+    (ticks > UNIX_EPOCH_TICKS).then(|| ((ticks - UNIX_EPOCH_TICKS) / 10_000) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value_of(dt: DataType) -> Value {
+        match dt {
+            DataType::Bool => Value::Bool(true),
+            DataType::Int8 => Value::Int8(-8),
+            DataType::Int16 => Value::Int16(-16),
+            DataType::Int32 => Value::Int32(-32),
+            DataType::Int64 => Value::Int64(-64),
+            DataType::UInt8 => Value::UInt8(8),
+            DataType::UInt16 => Value::UInt16(16),
+            DataType::UInt32 => Value::UInt32(32),
+            DataType::UInt64 => Value::UInt64(u64::MAX),
+            DataType::Float32 => Value::Float32(1.5),
+            DataType::Float64 => Value::Float64(-2.25),
+            DataType::String => Value::String("Grüße".into()),
+        }
+    }
+
+    #[test]
+    fn every_type_round_trips_through_its_variant() {
+        for dt in DataType::ALL {
+            let v = value_of(dt);
+            let variant = to_variant(&v);
+            // The variant is of the built-in type the tag maps to, by its numeric id.
+            assert_eq!(
+                variant.scalar_type_id().map(|t| t as u32),
+                Some(opcua_type(dt).1),
+                "{dt}"
+            );
+            assert_eq!(to_value(dt, &variant), Ok(v));
+        }
+    }
+
+    #[test]
+    fn a_type_mismatch_names_both_types() {
+        let err = to_value(DataType::Int32, &Variant::Int16(3)).unwrap_err();
+        assert!(
+            err.contains("Int16") && err.contains("int32") && err.contains("Int32"),
+            "{err}"
+        );
+        let err = to_value(DataType::Bool, &Variant::Empty).unwrap_err();
+        assert!(err.contains("no value"), "{err}");
+    }
+
+    #[test]
+    fn status_codes_map_to_quality_with_their_name() {
+        assert_eq!(quality(StatusCode::Good), Quality::Good);
+        assert_eq!(quality(StatusCode::UncertainLastUsableValue), Quality::Bad);
+        assert_eq!(quality(StatusCode::BadNodeIdUnknown), Quality::Bad);
+        assert_eq!(
+            status(StatusCode::UncertainLastUsableValue),
+            (Severity::Uncertain, "UncertainLastUsableValue".to_owned())
+        );
+        assert_eq!(
+            status(StatusCode::BadNodeIdUnknown),
+            (Severity::Bad, "BadNodeIdUnknown".to_owned())
+        );
+    }
+
+    #[test]
+    fn node_ids_resolve_namespace_uris() {
+        let ns = vec![
+            "http://opcfoundation.org/UA/".to_owned(),
+            "urn:a".to_owned(),
+            "urn:b".to_owned(),
+        ];
+        let a: NodeAddress = "nsu=urn:b;i=7".parse().unwrap();
+        assert_eq!(node_id(&a, &ns), Ok(NodeId::new(2, 7u32)));
+        let s: NodeAddress = "ns=1;s=X.Y".parse().unwrap();
+        assert_eq!(node_id(&s, &[]), Ok(NodeId::new(1, "X.Y")));
+        let missing: NodeAddress = "nsu=urn:c;i=7".parse().unwrap();
+        let err = node_id(&missing, &ns).unwrap_err();
+        assert!(
+            err.contains("urn:c") && err.contains("urn:a, urn:b"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn source_times_become_unix_milliseconds() {
+        let t = DateTime::from(UNIX_EPOCH_TICKS + 1_795_300_012_345 * 10_000);
+        assert_eq!(unix_ms(&t), Some(1_795_300_012_345));
+        assert_eq!(unix_ms(&DateTime::null()), None);
+    }
+}

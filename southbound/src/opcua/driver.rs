@@ -1,0 +1,571 @@
+//! The OPC UA driver of one server: one session, one subscription with a monitored item per
+//! tag, writes through the same session.
+//!
+//! The driver owns reconnection rather than leaving it to the client library: on a lost
+//! session it reports the device offline (every tag stale), drops the session with its
+//! subscription, waits out its back-off and builds a new session and subscription from
+//! scratch. So a tag is never monitored twice, whatever the server remembered, and the
+//! device is born again only once every monitored item has reported its first value.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use opcua::client::{
+    Client, ClientBuilder, DataChangeCallback, IdentityToken, Session, SessionPollResult,
+};
+use opcua::crypto::SecurityPolicy;
+use opcua::types::{
+    AttributeId, DataValue, MessageSecurityMode, MonitoredItemCreateRequest, MonitoringMode,
+    MonitoringParameters, NodeId, ReadValueId, StatusCode, TimestampsToReturn, UserTokenPolicy,
+    VariableId, Variant, WriteValue,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout};
+use uns_model::opcua::NodeAddress;
+use uns_model::{DataType, Quality, TagId, TagSample, Value};
+
+use super::convert;
+use crate::modbus::backoff::Backoff;
+use crate::{DeviceId, DriverEvent, WriteCommand, now_ms};
+
+/// Monitored items per CreateMonitoredItems call when the server does not say
+/// (OperationLimits.MaxMonitoredItemsPerCall absent or 0): small enough for embedded servers.
+pub(crate) const DEFAULT_ITEMS_PER_CALL: usize = 100;
+
+/// One OPC UA server and the tags read from it.
+#[derive(Clone, Debug)]
+pub(crate) struct OpcUaDevice {
+    pub device: DeviceId,
+    pub endpoint: String,
+    /// Publishing interval of the subscription.
+    pub period: Duration,
+    /// Sampling interval asked for each item, in milliseconds.
+    pub sampling_ms: f64,
+    /// Limit for each request and for the session to come up.
+    pub timeout: Duration,
+    /// In tag id order.
+    pub tags: Vec<OpcUaTag>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct OpcUaTag {
+    pub id: TagId,
+    pub node: NodeAddress,
+    pub datatype: DataType,
+    pub writable: bool,
+}
+
+impl OpcUaTag {
+    pub(crate) fn from_model(id: TagId, tag: &uns_model::Tag) -> Option<OpcUaTag> {
+        Some(OpcUaTag {
+            id,
+            node: tag.address.parse().ok()?,
+            datatype: tag.datatype,
+            writable: tag.writable,
+        })
+    }
+}
+
+/// Why a session ended.
+enum End {
+    /// The hub is gone: stop.
+    HubGone,
+    /// The server went away or never came: offline, back off, try again.
+    Lost(String),
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A value notification: the item's client handle (tag index + 1) and its data value.
+type Notification = (u32, DataValue);
+
+/// Runs the driver until the hub goes away.
+pub(crate) async fn run(
+    dev: OpcUaDevice,
+    events: mpsc::Sender<DriverEvent>,
+    mut writes: mpsc::Receiver<WriteCommand>,
+) {
+    let mut client = match client(&dev) {
+        Ok(c) => c,
+        Err(e) => {
+            // Only a bad configuration of the library itself gets here; say so and idle.
+            let _ = events.send(offline(dev.device, e)).await;
+            while let Some(w) = writes.recv().await {
+                refuse(w, "the OPC UA client could not be set up");
+            }
+            return;
+        }
+    };
+    let seed = now_ms() ^ (dev.device.0 as u64) << 32;
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30), seed);
+    let mut online = false;
+    loop {
+        match session(
+            &mut client,
+            &dev,
+            &events,
+            &mut writes,
+            &mut online,
+            &mut backoff,
+        )
+        .await
+        {
+            End::HubGone => return,
+            End::Lost(reason) => {
+                if online {
+                    online = false;
+                    let t = now_ms();
+                    let stale = dev
+                        .tags
+                        .iter()
+                        .map(|tag| sample(tag.id, None, Quality::Stale, t))
+                        .collect();
+                    if events.send(DriverEvent::Samples(stale)).await.is_err()
+                        || events.send(offline(dev.device, reason)).await.is_err()
+                    {
+                        return;
+                    }
+                } else {
+                    tracing::debug!(device = dev.device.0, endpoint = %dev.endpoint, "{reason}");
+                }
+            }
+        }
+        // Back off; writes meanwhile are answered at once rather than left waiting.
+        let until = Instant::now() + backoff.next_delay();
+        loop {
+            tokio::select! {
+                w = writes.recv() => match w {
+                    Some(w) => refuse(w, "the device is not connected"),
+                    None => return,
+                },
+                _ = sleep_until(until) => break,
+            }
+        }
+    }
+}
+
+fn client(dev: &OpcUaDevice) -> Result<Client, String> {
+    ClientBuilder::new()
+        .application_name("sparkedge")
+        .application_uri("urn:sparkedge")
+        .product_uri("urn:sparkedge")
+        // Security policy None needs no certificate; the library still wants a PKI folder.
+        // It moves to the data directory when certificates come.
+        .pki_dir(std::env::temp_dir().join("sparkedge-opcua-pki"))
+        .create_sample_keypair(false)
+        .trust_server_certs(false)
+        // Reconnects are ours (see the module comment): the library never retries, and
+        // never recreates subscriptions on its own.
+        .session_retry_limit(0)
+        .recreate_subscriptions(false)
+        .request_timeout(dev.timeout)
+        .session_timeout(60_000)
+        .client()
+        .map_err(|errors| format!("OPC UA client configuration: {}", errors.join("; ")))
+}
+
+/// Drives the session's event loop (its stream of events); tells `lost` why it ended.
+async fn drive(
+    stream: impl futures_util::Stream<Item = Result<SessionPollResult, StatusCode>>,
+    lost: oneshot::Sender<String>,
+) {
+    tokio::pin!(stream);
+    let reason = loop {
+        match stream.next().await {
+            None => break "the session was closed".to_owned(),
+            Some(Err(code)) => break format!("cannot connect: {code}"),
+            Some(Ok(SessionPollResult::ConnectionLost(code))) => {
+                break format!("connection lost: {code}");
+            }
+            Some(Ok(_)) => {}
+        }
+    };
+    let _ = lost.send(reason);
+}
+
+/// What a new session set up.
+struct Subscribed {
+    /// The NodeId of each tag (same index), `None` when it did not resolve.
+    nodes: Vec<Option<NodeId>>,
+    /// Tags whose item was created: they owe a first value before the device is online.
+    expected: Vec<bool>,
+    /// Samples for tags that could not be monitored (bad quality).
+    failed: Vec<TagSample>,
+}
+
+/// One session, from connecting to its loss. Sets `online` once the device is born.
+async fn session(
+    client: &mut Client,
+    dev: &OpcUaDevice,
+    events: &mpsc::Sender<DriverEvent>,
+    writes: &mut mpsc::Receiver<WriteCommand>,
+    online: &mut bool,
+    backoff: &mut Backoff,
+) -> End {
+    let endpoint = (
+        dev.endpoint.as_str(),
+        SecurityPolicy::None.to_str(),
+        MessageSecurityMode::None,
+        UserTokenPolicy::anonymous(),
+    );
+    let connect = client.connect_to_matching_endpoint(endpoint, IdentityToken::Anonymous);
+    let (session, event_loop) = match timeout(dev.timeout, connect).await {
+        Err(_) => return End::Lost(format!("{}: no answer to GetEndpoints", dev.endpoint)),
+        Ok(Err(e)) => return End::Lost(format!("{}: {e}", dev.endpoint)),
+        Ok(Ok(s)) => s,
+    };
+    let (lost_tx, mut lost) = oneshot::channel();
+    let _event_loop = AbortOnDrop(tokio::spawn(drive(event_loop.enter(), lost_tx)));
+    let lost_reason =
+        |r: Result<String, _>| End::Lost(r.unwrap_or_else(|_| "session ended".into()));
+
+    let (notes_tx, mut notes) = mpsc::unbounded_channel::<Notification>();
+    let setup = async {
+        if !session.wait_for_connection().await {
+            return Err("the session did not come up".to_owned());
+        }
+        subscribe(&session, dev, notes_tx).await
+    };
+    // Setup makes a handful of requests, each limited by the request timeout.
+    let subscribed = tokio::select! {
+        r = &mut lost => return lost_reason(r),
+        r = timeout(dev.timeout * 4, setup) => match r {
+            Err(_) => return End::Lost("setting up the subscription took too long".into()),
+            Ok(Err(e)) => return End::Lost(e),
+            Ok(Ok(s)) => s,
+        },
+    };
+
+    // Birth: every created item's first value (or what the deadline leaves), then online.
+    // The server sends each item's current value in the first publish after creation.
+    let mut pending = subscribed.failed.clone();
+    let mut missing = subscribed.expected.iter().filter(|e| **e).count();
+    let mut seen = vec![false; dev.tags.len()];
+    let deadline = Instant::now() + dev.timeout.max(dev.period * 3);
+    let mut batch = Vec::new();
+    while missing > 0 {
+        tokio::select! {
+            r = &mut lost => return lost_reason(r),
+            n = notes.recv_many(&mut batch, 1024) => {
+                if n == 0 {
+                    return End::Lost("the subscription ended".into());
+                }
+                for (handle, dv) in batch.drain(..) {
+                    if let Some(s) = to_sample(dev, handle, dv) {
+                        let k = handle as usize - 1;
+                        if !seen[k] && subscribed.expected[k] {
+                            seen[k] = true;
+                            missing -= 1;
+                        }
+                        pending.push(s);
+                    }
+                }
+            }
+            _ = sleep_until(deadline) => {
+                tracing::warn!(device = dev.device.0, missing, "items without a first value; the device is born without them");
+                break;
+            }
+        }
+    }
+    if events.send(DriverEvent::Samples(pending)).await.is_err() {
+        return End::HubGone;
+    }
+    let up = DriverEvent::DeviceStatus {
+        device: dev.device,
+        online: true,
+        error: None,
+    };
+    if events.send(up).await.is_err() {
+        return End::HubGone;
+    }
+    *online = true;
+    backoff.reset();
+    tracing::info!(device = dev.device.0, endpoint = %dev.endpoint, "OPC UA session up");
+
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut lost => return lost_reason(r),
+            w = writes.recv() => match w {
+                Some(w) => {
+                    let result = write(&session, dev, &subscribed.nodes, &w).await;
+                    if let Err(e) = &result {
+                        tracing::warn!(device = dev.device.0, tag = w.tag.0, "write refused: {e}");
+                    }
+                    let back = result.as_ref().ok().cloned();
+                    if let Some(reply) = w.reply {
+                        let _ = reply.send(result.map(|_| ()));
+                    }
+                    if let Some(s) = back
+                        && events.send(DriverEvent::Samples(vec![s])).await.is_err()
+                    {
+                        return End::HubGone;
+                    }
+                }
+                None => {
+                    // Free the server's session now rather than at its timeout.
+                    let _ = timeout(dev.timeout, session.disconnect()).await;
+                    return End::HubGone;
+                }
+            },
+            n = notes.recv_many(&mut batch, 1024) => {
+                if n == 0 {
+                    return End::Lost("the subscription ended".into());
+                }
+                let samples: Vec<TagSample> = batch
+                    .drain(..)
+                    .filter_map(|(handle, dv)| to_sample(dev, handle, dv))
+                    .collect();
+                if !samples.is_empty() && events.send(DriverEvent::Samples(samples)).await.is_err() {
+                    return End::HubGone;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves the tags' NodeIds, creates the subscription and its monitored items in batches
+/// the server accepts.
+async fn subscribe(
+    session: &Session,
+    dev: &OpcUaDevice,
+    notes: mpsc::UnboundedSender<Notification>,
+) -> Result<Subscribed, String> {
+    let read = |id: VariableId| ReadValueId {
+        node_id: id.into(),
+        attribute_id: AttributeId::Value as u32,
+        ..Default::default()
+    };
+    let server = session
+        .read(
+            &[
+                read(VariableId::Server_NamespaceArray),
+                read(
+                    VariableId::Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+                ),
+            ],
+            TimestampsToReturn::Neither,
+            0.0,
+        )
+        .await
+        .map_err(|e| format!("cannot read the server's namespaces and limits: {e}"))?;
+    let namespaces: Vec<String> = match server.first().and_then(|dv| dv.value.as_ref()) {
+        Some(Variant::Array(a)) => a
+            .values
+            .iter()
+            .map(|v| match v {
+                Variant::String(s) => s.as_ref().to_owned(),
+                _ => String::new(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let per_call = match server.get(1).and_then(|dv| dv.value.as_ref()) {
+        Some(Variant::UInt32(n)) if *n > 0 => *n as usize,
+        _ => DEFAULT_ITEMS_PER_CALL,
+    };
+
+    let t = now_ms();
+    let mut failed = Vec::new();
+    let nodes: Vec<Option<NodeId>> = dev
+        .tags
+        .iter()
+        .map(|tag| match convert::node_id(&tag.node, &namespaces) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!(device = dev.device.0, tag = tag.id.0, "{e}");
+                failed.push(sample(tag.id, None, Quality::Bad, t));
+                None
+            }
+        })
+        .collect();
+
+    let callback = DataChangeCallback::new(move |dv, item| {
+        // The receiver is gone only when the session is being dropped.
+        let _ = notes.send((item.client_handle(), dv));
+    });
+    // Keep-alive every ~10 s at most; the lifetime three keep-alives (Part 4, 5.13.2).
+    let period_ms = dev.period.as_millis().max(1) as u32;
+    let keep_alive = (10_000 / period_ms).clamp(1, 100);
+    let subscription = session
+        .create_subscription(dev.period, keep_alive * 3, keep_alive, 0, 0, true, callback)
+        .await
+        .map_err(|e| format!("cannot create the subscription: {e}"))?;
+
+    let requests: Vec<(usize, MonitoredItemCreateRequest)> = nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(k, node)| {
+            let node = node.clone()?;
+            Some((
+                k,
+                MonitoredItemCreateRequest {
+                    item_to_monitor: ReadValueId {
+                        node_id: node,
+                        attribute_id: AttributeId::Value as u32,
+                        ..Default::default()
+                    },
+                    monitoring_mode: MonitoringMode::Reporting,
+                    requested_parameters: MonitoringParameters {
+                        client_handle: k as u32 + 1,
+                        sampling_interval: dev.sampling_ms,
+                        queue_size: 1,
+                        discard_oldest: true,
+                        ..Default::default()
+                    },
+                },
+            ))
+        })
+        .collect();
+    let mut expected = vec![false; dev.tags.len()];
+    for chunk in requests.chunks(per_call) {
+        let results = session
+            .create_monitored_items(
+                subscription,
+                TimestampsToReturn::Both,
+                chunk.iter().map(|(_, r)| r.clone()).collect(),
+            )
+            .await
+            .map_err(|e| format!("cannot create monitored items: {e}"))?;
+        for ((k, _), result) in chunk.iter().zip(results.iter()) {
+            if result.result.status_code.is_good() {
+                expected[*k] = true;
+            } else {
+                let tag = &dev.tags[*k];
+                tracing::warn!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "cannot monitor: {}", result.result.status_code);
+                failed.push(sample(tag.id, None, Quality::Bad, t));
+            }
+        }
+    }
+    tracing::info!(
+        device = dev.device.0,
+        items = expected.iter().filter(|e| **e).count(),
+        per_call,
+        "OPC UA subscription created"
+    );
+    Ok(Subscribed {
+        nodes,
+        expected,
+        failed,
+    })
+}
+
+/// A notification as a sample of its tag: the source time when the server gives one.
+fn to_sample(dev: &OpcUaDevice, handle: u32, dv: DataValue) -> Option<TagSample> {
+    let tag = dev.tags.get((handle as usize).checked_sub(1)?)?;
+    let t = dv
+        .source_timestamp
+        .as_ref()
+        .or(dv.server_timestamp.as_ref())
+        .and_then(convert::unix_ms)
+        .unwrap_or_else(now_ms);
+    let code = dv.status();
+    let quality = convert::quality(code);
+    if quality != Quality::Good {
+        tracing::warn!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "status {code}");
+        return Some(sample(tag.id, None, quality, t));
+    }
+    match dv
+        .value
+        .as_ref()
+        .map(|v| convert::to_value(tag.datatype, v))
+    {
+        Some(Ok(v)) => Some(sample(tag.id, Some(v), Quality::Good, t)),
+        Some(Err(e)) => {
+            tracing::warn!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "{e}");
+            Some(sample(tag.id, None, Quality::Bad, t))
+        }
+        None => Some(sample(tag.id, None, Quality::Bad, t)),
+    }
+}
+
+/// Writes one value and reads the node back: what the server now holds is the new value.
+async fn write(
+    session: &Session,
+    dev: &OpcUaDevice,
+    nodes: &[Option<NodeId>],
+    w: &WriteCommand,
+) -> Result<TagSample, String> {
+    let k = dev
+        .tags
+        .binary_search_by_key(&w.tag, |t| t.id)
+        .map_err(|_| "the tag is not on this device".to_owned())?;
+    let tag = &dev.tags[k];
+    if !tag.writable {
+        return Err(format!("{} is not writable (writable = false)", tag.node));
+    }
+    if w.value.datatype() != tag.datatype {
+        return Err(format!(
+            "a {} value cannot be written to a {} tag",
+            w.value.datatype(),
+            tag.datatype
+        ));
+    }
+    let node = nodes[k]
+        .clone()
+        .ok_or_else(|| format!("{} does not resolve on this server", tag.node))?;
+    let value = WriteValue {
+        node_id: node.clone(),
+        attribute_id: AttributeId::Value as u32,
+        value: DataValue {
+            value: Some(convert::to_variant(&w.value)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let results = session
+        .write(&[value])
+        .await
+        .map_err(|e| format!("the write got no answer: {e}"))?;
+    let code = results
+        .first()
+        .copied()
+        .ok_or("the server answered the write with no result")?;
+    if !code.is_good() {
+        return Err(format!("the server refused the write: {code}"));
+    }
+    let read = ReadValueId {
+        node_id: node,
+        attribute_id: AttributeId::Value as u32,
+        ..Default::default()
+    };
+    let back = session
+        .read(&[read], TimestampsToReturn::Both, 0.0)
+        .await
+        .map_err(|e| format!("written, but reading it back failed: {e}"))?;
+    let dv = back
+        .into_iter()
+        .next()
+        .ok_or("written, but the read-back had no value")?;
+    to_sample(dev, k as u32 + 1, dv).ok_or_else(|| "written, but not read back".to_owned())
+}
+
+fn refuse(w: WriteCommand, why: &str) {
+    if let Some(reply) = w.reply {
+        let _ = reply.send(Err(why.to_owned()));
+    }
+}
+
+fn offline(device: DeviceId, error: String) -> DriverEvent {
+    DriverEvent::DeviceStatus {
+        device,
+        online: false,
+        error: Some(error),
+    }
+}
+
+fn sample(tag: TagId, value: Option<Value>, quality: Quality, timestamp_ms: u64) -> TagSample {
+    TagSample {
+        tag,
+        value,
+        quality,
+        timestamp_ms,
+    }
+}

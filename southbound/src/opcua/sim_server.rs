@@ -1,0 +1,248 @@
+//! A simulated OPC UA server (`sparkedge sim opcua`), on async-opcua's server: one variable
+//! of every scalar type that changes on every tick, one writable variable of every type,
+//! in a small folder tree in namespace [`NAMESPACE_URI`]:
+//!
+//! ```text
+//! Objects/Sim/Changing/<Type>   ns=<n>;s=Changing.<Type>   read-only, changes every tick
+//! Objects/Sim/Writable/<Type>   ns=<n>;s=Writable.<Type>   holds what is written to it
+//! ```
+//!
+//! `<Type>` is the OPC UA type name: Boolean, SByte, Byte, Int16, UInt16, Int32, UInt32,
+//! Int64, UInt64, Float, Double, String. Address them namespace-independently as
+//! `nsu=urn:sparkedge:sim;s=Changing.Float`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opcua::server::address_space::{AccessLevel, Variable};
+use opcua::server::diagnostics::NamespaceMetadata;
+use opcua::server::node_manager::memory::{SimpleNodeManager, simple_node_manager};
+use opcua::server::{ServerBuilder, ServerHandle};
+use opcua::types::{DataValue, DateTime, NodeId, ObjectId, StatusCode, Variant};
+use tokio::net::TcpListener;
+use uns_model::DataType;
+use uns_model::opcua::opcua_type;
+
+use super::convert::to_variant;
+
+/// The simulator's namespace.
+pub const NAMESPACE_URI: &str = "urn:sparkedge:sim";
+
+/// How the simulated server runs.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// How often the changing variables change.
+    pub tick: Duration,
+    /// The server's MaxMonitoredItemsPerCall operation limit (a low one tests batching).
+    pub max_monitored_items_per_call: usize,
+    /// Where the server keeps its PKI folders (it creates them).
+    pub pki_dir: PathBuf,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            tick: Duration::from_secs(1),
+            max_monitored_items_per_call: 1000,
+            pki_dir: std::env::temp_dir().join("sparkedge-sim-opcua-pki"),
+        }
+    }
+}
+
+/// A running simulated server; dropping it stops the server and its ticker.
+pub struct SimServer {
+    handle: ServerHandle,
+    manager: Arc<SimpleNodeManager>,
+    namespace: u16,
+    ticker: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SimServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimServer")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.handle.cancel();
+        self.ticker.abort();
+        self.server.abort();
+    }
+}
+
+/// The name of the simulator's variable of `datatype` in `folder` (`Changing`, `Writable`).
+pub fn node_name(folder: &str, datatype: DataType) -> String {
+    format!("{folder}.{}", opcua_type(datatype).0)
+}
+
+impl SimServer {
+    /// Starts the server on `listener`; its endpoint is `opc.tcp://<listener address>/`.
+    pub async fn start(listener: TcpListener, config: SimConfig) -> Result<SimServer, String> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        let host = addr.ip().to_string();
+        let url = format!("opc.tcp://{addr}/");
+        let mut builder = ServerBuilder::new_anonymous("sparkedge simulated PLC")
+            .application_uri("urn:sparkedge:sim-plc")
+            .product_uri("urn:sparkedge")
+            .host(host)
+            .port(addr.port())
+            .discovery_urls(vec![url])
+            .pki_dir(&config.pki_dir)
+            .create_sample_keypair(false)
+            .with_node_manager(simple_node_manager(
+                NamespaceMetadata {
+                    namespace_uri: NAMESPACE_URI.to_owned(),
+                    ..Default::default()
+                },
+                "sparkedge-sim",
+            ));
+        builder
+            .limits_mut()
+            .operational
+            .max_monitored_items_per_call = config.max_monitored_items_per_call;
+        let (server, handle) = builder.build()?;
+        let manager = handle
+            .node_managers()
+            .get_of_type::<SimpleNodeManager>()
+            .ok_or("the simulator's node manager is missing")?;
+        let namespace = handle
+            .get_namespace_index(NAMESPACE_URI)
+            .ok_or("the simulator's namespace is missing")?;
+        build_address_space(&manager, namespace);
+        let server = tokio::spawn(async move {
+            if let Err(e) = server.run_with(listener).await {
+                tracing::warn!("simulated OPC UA server stopped: {e}");
+            }
+        });
+        let ticker = tokio::spawn(tick(
+            manager.clone(),
+            handle.clone(),
+            namespace,
+            config.tick,
+        ));
+        Ok(SimServer {
+            handle,
+            manager,
+            namespace,
+            ticker,
+            server,
+        })
+    }
+
+    /// The namespace index of [`NAMESPACE_URI`] on this server.
+    pub fn namespace(&self) -> u16 {
+        self.namespace
+    }
+
+    /// Sets a variable (`Writable.Int32`…) as a PLC program would, notifying subscribers.
+    pub fn set(&self, name: &str, value: &uns_model::Value) -> Result<(), String> {
+        let id = NodeId::new(self.namespace, name);
+        self.manager
+            .set_value(
+                self.handle.subscriptions(),
+                &id,
+                None,
+                DataValue::new_now(to_variant(value)),
+            )
+            .map_err(|e| format!("cannot set {name}: {e}"))
+    }
+}
+
+fn build_address_space(manager: &SimpleNodeManager, ns: u16) {
+    let mut space = manager.address_space().write();
+    let sim = NodeId::new(ns, "Sim");
+    space.add_folder(&sim, "Sim", "Sim", &ObjectId::ObjectsFolder.into());
+    for folder in ["Changing", "Writable"] {
+        let folder_id = NodeId::new(ns, folder);
+        space.add_folder(&folder_id, folder, folder, &sim);
+        let variables = DataType::ALL
+            .into_iter()
+            .map(|dt| {
+                let name = node_name(folder, dt);
+                let id = NodeId::new(ns, name.as_str());
+                let mut v = Variable::new(&id, opcua_type(dt).0, opcua_type(dt).0, value_at(dt, 0));
+                if folder == "Writable" {
+                    v.set_access_level(AccessLevel::CURRENT_READ | AccessLevel::CURRENT_WRITE);
+                    v.set_user_access_level(AccessLevel::CURRENT_READ | AccessLevel::CURRENT_WRITE);
+                }
+                v
+            })
+            .collect();
+        space.add_variables(variables, &folder_id);
+    }
+}
+
+/// Changes every `Changing.*` variable once per tick.
+async fn tick(manager: Arc<SimpleNodeManager>, handle: ServerHandle, ns: u16, period: Duration) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let ids: Vec<(NodeId, DataType)> = DataType::ALL
+        .into_iter()
+        .map(|dt| (NodeId::new(ns, node_name("Changing", dt).as_str()), dt))
+        .collect();
+    let mut n: u64 = 0;
+    loop {
+        interval.tick().await;
+        n += 1;
+        let now = DateTime::now();
+        let values = ids.iter().map(|(id, dt)| {
+            let mut dv = DataValue::new_at(value_at(*dt, n), now);
+            dv.status = Some(StatusCode::Good);
+            (id, None, dv)
+        });
+        if let Err(e) = manager.set_values(handle.subscriptions(), values) {
+            tracing::warn!("simulated OPC UA server: {e}");
+        }
+    }
+}
+
+/// The value of a changing variable of `datatype` at tick `n`: different on every tick
+/// (booleans alternate).
+fn value_at(datatype: DataType, n: u64) -> Variant {
+    use uns_model::Value as V;
+    let value = match datatype {
+        DataType::Bool => V::Bool(n % 2 == 1),
+        // Each counts through a range that crosses zero where it can, so signs are exercised;
+        // the arithmetic is done in i64, where none of it can overflow.
+        DataType::Int8 => V::Int8(((n % 200) as i64 - 100) as i8),
+        DataType::UInt8 => V::UInt8((n % 250) as u8),
+        DataType::Int16 => V::Int16(((n % 30_000) as i64 - 1000) as i16),
+        DataType::UInt16 => V::UInt16((n % 60_000) as u16),
+        DataType::Int32 => V::Int32(((n % 2_000_000) as i64 - 100_000) as i32),
+        DataType::UInt32 => V::UInt32((n % 4_000_000_000) as u32),
+        DataType::Int64 => V::Int64((n % (1 << 60)) as i64 - 1_000_000_000_000),
+        DataType::UInt64 => V::UInt64((n % (1 << 60)) + 1_000_000_000_000),
+        DataType::Float32 => V::Float32(n as f32 * 0.5),
+        DataType::Float64 => V::Float64((n as f64 / 10.0).sin() * 100.0),
+        DataType::String => V::String(format!("state {}", n % 100)),
+    };
+    to_variant(&value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::opcua::convert::to_value;
+
+    #[test]
+    fn changing_values_have_their_type_and_change_every_tick() {
+        for dt in DataType::ALL {
+            let (a, b) = (value_at(dt, 1), value_at(dt, 2));
+            assert_ne!(a, b, "{dt}");
+            assert_eq!(to_value(dt, &a).map(|v| v.datatype()), Ok(dt));
+        }
+        // No overflow however long the server runs (overflow panics in debug builds).
+        for n in (0..1000).chain([u64::MAX - 1, u64::MAX, 1 << 63, u64::from(u32::MAX) + 7]) {
+            for dt in DataType::ALL {
+                value_at(dt, n);
+            }
+        }
+    }
+}
