@@ -1,5 +1,6 @@
-//! `sparkedge sim modbus`: the simulated PLC of `southbound` as a process, on Modbus TCP and
-//! optionally as a line of RTU units on a serial port or over TCP.
+//! `sparkedge sim modbus` and `sparkedge sim opcua`: the simulated PLCs of `southbound` as
+//! processes: on Modbus TCP and optionally as a line of RTU units on a serial port or over
+//! TCP, and as an OPC UA server.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -127,4 +128,43 @@ async fn finished<T>(
         Some(task) => task.await,
         None => std::future::pending().await,
     }
+}
+
+/// What `sparkedge sim opcua` serves.
+#[derive(Debug, clap::Args)]
+pub struct OpcUaArgs {
+    #[arg(long, default_value = "127.0.0.1:4840")]
+    listen: SocketAddr,
+    /// How often the changing variables change, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    tick_ms: u64,
+}
+
+/// Runs the simulated OPC UA server until SIGINT or SIGTERM.
+pub fn opcua(sim: OpcUaArgs) -> Result<(), String> {
+    use southbound::opcua::sim_server::{NAMESPACE_URI, SimConfig, SimServer};
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let listen = sim.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen for OPC UA on {listen}: {e}"))?;
+        let bound = listener.local_addr().unwrap_or(listen);
+        let config = SimConfig {
+            tick: Duration::from_millis(sim.tick_ms),
+            ..SimConfig::default()
+        };
+        let server = SimServer::start(listener, config)
+            .await
+            .map_err(|e| format!("cannot start the simulated OPC UA server: {e}"))?;
+        println!(
+            "simulated OPC UA server on opc.tcp://{bound}/ (security None, anonymous; namespace \
+             {NAMESPACE_URI} = ns={}); Ctrl-C to stop",
+            server.namespace()
+        );
+        let mut signals = Signals::new().map_err(|e| format!("cannot handle signals: {e}"))?;
+        signals.recv().await;
+        drop(server);
+        Ok(())
+    })
 }
