@@ -20,7 +20,8 @@ const HEADER: &str = "\
 # [sparkplug]  edge_node_id, and group_id (defaults to the site).
 # [[area]]     an ISA-95 area; each [[area.line]] below it has a name and its cells.
 # [[device]]   a PLC connection; `driver` selects the protocol: \"simulator\", \"modbus-tcp\",
-#              \"modbus-rtu\" (serial line) or \"modbus-rtu-tcp\" (serial gateway).
+#              \"modbus-rtu\" (serial line), \"modbus-rtu-tcp\" (serial gateway) or \"opc-ua\"
+#              (endpoint = \"opc.tcp://host:4840\"; tag addresses are NodeIds like ns=2;s=Temp).
 # [[tag]]      one value: device, location (\"area/line\" or \"area/line/cell\"), name,
 #              datatype, address (driver syntax), optional unit, description, writable;
 #              numeric tags: eng_low/eng_high, deadband or deadband_percent; Modbus tags:
@@ -335,6 +336,53 @@ byte_order = "CDAB"
         ));
         assert_eq!(from_toml(&to_toml(&model)).unwrap(), model);
     }
+    #[test]
+    fn opcua_devices_round_trip_with_their_defaults() {
+        let text = r#"
+[namespace]
+enterprise = "acme"
+site = "plant-a"
+[[area]]
+name = "utilities"
+[[area.line]]
+name = "boiler"
+[[device]]
+name = "boiler-plc"
+driver = "opc-ua"
+endpoint = "opc.tcp://10.0.0.7:4840"
+[[tag]]
+device = "boiler-plc"
+location = "utilities/boiler"
+name = "pressure"
+datatype = "float64"
+address = "nsu=urn:boiler;s=Pressure"
+"#;
+        let model = from_toml(text).unwrap();
+        assert_eq!(
+            model.devices[0].driver,
+            crate::DriverConfig::OpcUa {
+                endpoint: "opc.tcp://10.0.0.7:4840".into(),
+                security_policy: crate::OpcUaSecurityPolicy::None,
+                identity: crate::OpcUaIdentity::Anonymous,
+                period_ms: 1000,
+                sampling_interval_ms: None,
+                timeout_ms: 5000,
+            }
+        );
+        assert_eq!(from_toml(&to_toml(&model)).unwrap(), model);
+        // Policies other than none are not there yet; the error lists what is.
+        let err = from_toml(&text.replace(
+            "endpoint =",
+            "security_policy = \"basic256sha256\"\nendpoint =",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("basic256sha256") && err.contains("none"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn rtu_devices_round_trip_with_their_defaults() {
         let text = r#"

@@ -1019,6 +1019,79 @@ mod tests {
         );
     }
 
+    fn opcua_model(address: &str) -> Model {
+        let mut m = demo_model();
+        m.devices[0].driver = DriverConfig::OpcUa {
+            endpoint: "opc.tcp://10.0.0.7:4840/plc".into(),
+            security_policy: Default::default(),
+            identity: Default::default(),
+            period_ms: 500,
+            sampling_interval_ms: None,
+            timeout_ms: 5000,
+        };
+        m.tags.truncate(1);
+        m.tags[0].address = address.into();
+        m
+    }
+
+    #[test]
+    fn opcua_devices_and_node_ids_are_checked() {
+        for ok in ["ns=2;s=Line3.Temp", "i=2258", "nsu=urn:plc;i=5"] {
+            opcua_model(ok).validate().unwrap();
+        }
+        assert_error(
+            &opcua_model("Temp"),
+            "tag[0].address",
+            "Temp",
+            "ns=<index>;s=<string>",
+        );
+        for bad in [
+            "http://10.0.0.7:4840",
+            "opc.tcp://",
+            "opc.tcp://plc:0",
+            "opc.tcp://plc:x/a",
+            "opc.tcp://pl c:4840",
+        ] {
+            let mut m = opcua_model("i=85");
+            if let DriverConfig::OpcUa { endpoint, .. } = &mut m.devices[0].driver {
+                *endpoint = bad.into();
+            }
+            assert_error(
+                &m,
+                "device[0].endpoint",
+                bad,
+                "opc.tcp://HOST[:PORT][/PATH]",
+            );
+        }
+        for ok in [
+            "opc.tcp://plc",
+            "opc.tcp://[::1]:4840/",
+            "opc.tcp://plc.local:4840/a/b",
+        ] {
+            let mut m = opcua_model("i=85");
+            if let DriverConfig::OpcUa { endpoint, .. } = &mut m.devices[0].driver {
+                *endpoint = ok.into();
+            }
+            m.validate().unwrap();
+        }
+        let mut m = opcua_model("i=85");
+        if let DriverConfig::OpcUa {
+            timeout_ms,
+            sampling_interval_ms,
+            ..
+        } = &mut m.devices[0].driver
+        {
+            *timeout_ms = 50;
+            *sampling_interval_ms = Some(5);
+        }
+        let errors = m.validate().unwrap_err().0;
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["device[0].timeout_ms", "device[0].sampling_interval_ms"]
+        );
+    }
+
     #[test]
     fn only_the_memory_signal_is_writable() {
         let mut m = demo_model();
