@@ -91,10 +91,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            // OPC UA runs with security policy None so far, where the library's complaint
-            // about a missing application certificate is expected; hide it until PKI comes.
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,opcua_crypto::certificate_store=off".into()),
+            // OPC UA runs with security policy None so far, where the library's complaints
+            // about a missing application certificate (at start and on every secure channel)
+            // are expected; hide them until the appliance has a certificate of its own.
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,opcua_crypto::certificate_store=off,opcua_core::comms::secure_channel=off"
+                    .into()
+            }),
         )
         .init();
     let result = match Cli::parse().command {

@@ -1,0 +1,168 @@
+//! An OPC UA server (the `sparkedge sim opcua` process) subscribed to by the appliance,
+//! observed as a Sparkplug Primary Host would: typed values in the DBIRTH, a DCMD written to
+//! the server, and a server that goes away and comes back (DDEATH, then DBIRTH).
+
+use std::process::{Child, Command, Stdio};
+
+use prost::Message as _;
+use rumqttc::{LastWill, QoS};
+use sparkplug::proto::Payload;
+use sparkplug::proto::payload::Metric;
+use sparkplug::proto::payload::metric::Value as Field;
+use system_tests::{Appliance, Message, Observer, free_port, now_ms, sparkedge, sparkedge_binary};
+
+const HOST_ID: &str = "scada";
+const DBIRTH: &str = "spBv1.0/plant-o/DBIRTH/edge-o/mixer";
+const DDEATH: &str = "spBv1.0/plant-o/DDEATH/edge-o/mixer";
+const DDATA: &str = "spBv1.0/plant-o/DDATA/edge-o/mixer";
+const DCMD: &str = "spBv1.0/plant-o/DCMD/edge-o/mixer";
+
+fn model(port: u16) -> String {
+    let mut text = format!(
+        r#"
+[namespace]
+enterprise = "acme"
+site = "plant-o"
+[sparkplug]
+edge_node_id = "edge-o"
+[[area]]
+name = "mixing"
+[[area.line]]
+name = "line1"
+[[device]]
+name = "mixer"
+driver = "opc-ua"
+endpoint = "opc.tcp://127.0.0.1:{port}/"
+period_ms = 100
+timeout_ms = 2000
+"#
+    );
+    for (name, datatype, node, writable) in [
+        ("speed", "float32", "Changing.Float", false),
+        ("count", "int64", "Changing.Int64", false),
+        ("state", "string", "Changing.String", false),
+        ("running", "bool", "Changing.Boolean", false),
+        ("setpoint", "float64", "Writable.Double", true),
+    ] {
+        text.push_str(&format!(
+            r#"[[tag]]
+device = "mixer"
+location = "mixing/line1"
+name = "{name}"
+datatype = "{datatype}"
+address = "nsu=urn:sparkedge:sim;s={node}"
+writable = {writable}
+"#
+        ));
+    }
+    text
+}
+
+/// `sparkedge sim opcua` on `port`, killed when dropped.
+struct SimProcess(Child);
+
+impl SimProcess {
+    fn start(port: u16) -> SimProcess {
+        SimProcess(
+            Command::new(sparkedge_binary())
+                .args(["sim", "opcua", "--listen", &format!("127.0.0.1:{port}")])
+                .args(["--tick-ms", "200"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start sparkedge sim opcua"),
+        )
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn decode(m: &Message) -> Payload {
+    Payload::decode(m.payload.as_slice()).unwrap_or_else(|e| panic!("{}: {e}", m.topic))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opcua_server_to_sparkplug_and_back() {
+    let port = free_port();
+    let sim = SimProcess::start(port);
+    let data = tempfile::tempdir().expect("temp dir");
+    let model_path = data.path().join("model.toml");
+    std::fs::write(&model_path, model(port)).expect("write model");
+    sparkedge(
+        data.path(),
+        &["import", model_path.to_str().expect("UTF-8")],
+    );
+
+    let app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
+    let state = |online: bool| format!(r#"{{"online":{online},"timestamp":{}}}"#, now_ms());
+    let will = LastWill::new("spBv1.0/STATE/scada", state(false), QoS::AtLeastOnce, true);
+    let mut host = Observer::connect(app.mqtt_port, HOST_ID, Some(will)).await;
+    host.subscribe("spBv1.0/plant-o/#").await;
+    host.client
+        .publish("spBv1.0/STATE/scada", QoS::AtLeastOnce, true, state(true))
+        .await
+        .expect("publish STATE");
+
+    // The device is born with a value of the right Sparkplug type for every tag.
+    let birth = decode(&host.next_where("DBIRTH", |m| m.topic == DBIRTH).await);
+    let metric = |name: &str| -> Metric {
+        birth
+            .metrics
+            .iter()
+            .find(|m| m.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name} in DBIRTH"))
+            .clone()
+    };
+    assert!(matches!(
+        metric("mixing/line1/speed").value,
+        Some(Field::FloatValue(_))
+    ));
+    assert!(matches!(
+        metric("mixing/line1/count").value,
+        Some(Field::LongValue(_))
+    ));
+    match metric("mixing/line1/state").value {
+        Some(Field::StringValue(s)) => assert!(s.starts_with("state "), "{s}"),
+        other => panic!("state: {other:?}"),
+    }
+    assert!(matches!(
+        metric("mixing/line1/running").value,
+        Some(Field::BooleanValue(_))
+    ));
+    let setpoint = metric("mixing/line1/setpoint");
+    assert_eq!(setpoint.value, Some(Field::DoubleValue(0.0)));
+
+    // DCMD: the value is written to the server and comes back as DDATA.
+    let dcmd = Payload {
+        timestamp: Some(now_ms()),
+        metrics: vec![Metric {
+            alias: setpoint.alias,
+            value: Some(Field::DoubleValue(42.25)),
+            ..Metric::default()
+        }],
+        ..Payload::default()
+    };
+    host.client
+        .publish(DCMD, QoS::AtMostOnce, false, dcmd.encode_to_vec())
+        .await
+        .expect("publish DCMD");
+    host.next_where("DDATA with the setpoint", |m| {
+        m.topic == DDATA
+            && decode(m)
+                .metrics
+                .iter()
+                .any(|x| x.alias == setpoint.alias && x.value == Some(Field::DoubleValue(42.25)))
+    })
+    .await;
+
+    // The server goes away: DDEATH. It comes back: DBIRTH.
+    drop(sim);
+    host.next_where("DDEATH", |m| m.topic == DDEATH).await;
+    let _sim = SimProcess::start(port);
+    host.next_where("DBIRTH after the server returns", |m| m.topic == DBIRTH)
+        .await;
+}
