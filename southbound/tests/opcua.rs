@@ -318,3 +318,70 @@ async fn a_restarted_server_is_offline_then_online_and_each_change_arrives_once(
     let expected: Vec<Option<Value>> = (1..=5).map(|v| Some(Value::Int32(v))).collect();
     assert_eq!(values, expected);
 }
+
+/// A TCP relay to `target` that can stop passing bytes while keeping every connection open,
+/// as a pulled cable or a hung server does.
+async fn relay(target: std::net::SocketAddr) -> (u16, tokio::sync::watch::Sender<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (frozen_tx, frozen) = tokio::sync::watch::channel(false);
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pump(cr, sw, frozen.clone()));
+            tokio::spawn(pump(sr, cw, frozen.clone()));
+        }
+    });
+    (port, frozen_tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_falls_silent_is_offline_then_online_again() {
+    let pki = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sim = start_sim(listener, Duration::from_millis(100), pki.path()).await;
+    let (port, frozen) = relay(addr).await;
+    let mut device = device(port);
+    if let DriverConfig::OpcUa { timeout_ms, .. } = &mut device.driver {
+        *timeout_ms = 1000;
+    }
+    let tags = tags(sim.namespace());
+    let mut driver = Driver::start(&device, &tags);
+    driver.until_status(true).await;
+
+    // No byte passes, no connection closes: the keep-alives notice.
+    frozen.send_replace(true);
+    let down = driver.until_status(false).await;
+    assert!(down.iter().any(|s| s.quality == Quality::Stale));
+
+    frozen.send_replace(false);
+    let birth = driver.until_status(true).await;
+    assert!(
+        birth
+            .iter()
+            .any(|s| s.tag.index() == 0 && s.quality == Quality::Good)
+    );
+    drop(sim);
+}

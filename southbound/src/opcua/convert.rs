@@ -50,8 +50,10 @@ pub fn to_value(datatype: DataType, variant: &Variant) -> Result<Value, String> 
         Variant::Empty => return Err("the node has no value".to_owned()),
         other => {
             return Err(format!(
-                "the node holds a {:?}, which has no sparkedge data type",
-                other.type_id()
+                "the node holds a {:?}, which has no sparkedge data type; the tag is \
+                 {datatype} (read as OPC UA {})",
+                other.type_id(),
+                opcua_type(datatype).0
             ));
         }
     };
@@ -166,6 +168,8 @@ mod tests {
             err.contains("Int16") && err.contains("int32") && err.contains("Int32"),
             "{err}"
         );
+        let err = to_value(DataType::Float64, &Variant::from(DateTime::now())).unwrap_err();
+        assert!(err.contains("DateTime") && err.contains("Double"), "{err}");
         let err = to_value(DataType::Bool, &Variant::Empty).unwrap_err();
         assert!(err.contains("no value"), "{err}");
     }

@@ -15,8 +15,8 @@ use opcua::client::{
 };
 use opcua::crypto::SecurityPolicy;
 use opcua::types::{
-    AttributeId, DataValue, MessageSecurityMode, MonitoredItemCreateRequest, MonitoringMode,
-    MonitoringParameters, NodeId, ReadValueId, StatusCode, TimestampsToReturn, UserTokenPolicy,
+    AttributeId, DataValue, EndpointDescription, MessageSecurityMode, MonitoredItemCreateRequest,
+    MonitoringMode, MonitoringParameters, NodeId, ReadValueId, StatusCode, TimestampsToReturn,
     VariableId, Variant, WriteValue,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +31,9 @@ use crate::{DeviceId, DriverEvent, WriteCommand, now_ms};
 /// Monitored items per CreateMonitoredItems call when the server does not say
 /// (OperationLimits.MaxMonitoredItemsPerCall absent or 0): small enough for embedded servers.
 pub(crate) const DEFAULT_ITEMS_PER_CALL: usize = 100;
+
+/// How often at most an established session is checked for a silent server.
+const WATCHDOG_EVERY: Duration = Duration::from_secs(5);
 
 /// One OPC UA server and the tags read from it.
 #[derive(Clone, Debug)]
@@ -106,6 +109,8 @@ pub(crate) async fn run(
     let seed = now_ms() ^ (dev.device.0 as u64) << 32;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30), seed);
     let mut online = false;
+    // The reason of the last failed attempt: a new reason is worth a warning, a repeat not.
+    let mut last_failure = String::new();
     loop {
         match session(
             &mut client,
@@ -128,13 +133,19 @@ pub(crate) async fn run(
                         .map(|tag| sample(tag.id, None, Quality::Stale, t))
                         .collect();
                     if events.send(DriverEvent::Samples(stale)).await.is_err()
-                        || events.send(offline(dev.device, reason)).await.is_err()
+                        || events
+                            .send(offline(dev.device, reason.clone()))
+                            .await
+                            .is_err()
                     {
                         return;
                     }
+                } else if reason != last_failure {
+                    tracing::warn!(device = dev.device.0, endpoint = %dev.endpoint, "cannot connect: {reason}");
                 } else {
                     tracing::debug!(device = dev.device.0, endpoint = %dev.endpoint, "{reason}");
                 }
+                last_failure = reason;
             }
         }
         // Back off; writes meanwhile are answered at once rather than left waiting.
@@ -209,17 +220,15 @@ async fn session(
     online: &mut bool,
     backoff: &mut Backoff,
 ) -> End {
-    let endpoint = (
-        dev.endpoint.as_str(),
-        SecurityPolicy::None.to_str(),
-        MessageSecurityMode::None,
-        UserTokenPolicy::anonymous(),
-    );
-    let connect = client.connect_to_matching_endpoint(endpoint, IdentityToken::Anonymous);
-    let (session, event_loop) = match timeout(dev.timeout, connect).await {
+    let (session, event_loop) = match timeout(dev.timeout, endpoint(client, dev)).await {
         Err(_) => return End::Lost(format!("{}: no answer to GetEndpoints", dev.endpoint)),
-        Ok(Err(e)) => return End::Lost(format!("{}: {e}", dev.endpoint)),
-        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return End::Lost(e),
+        Ok(Ok(endpoint)) => {
+            match client.connect_to_endpoint_directly(endpoint, IdentityToken::Anonymous) {
+                Ok(s) => s,
+                Err(e) => return End::Lost(format!("{}: {e}", dev.endpoint)),
+            }
+        }
     };
     let (lost_tx, mut lost) = oneshot::channel();
     let _event_loop = AbortOnDrop(tokio::spawn(drive(event_loop.enter(), lost_tx)));
@@ -289,10 +298,37 @@ async fn session(
     backoff.reset();
     tracing::info!(device = dev.device.0, endpoint = %dev.endpoint, "OPC UA session up");
 
+    // A server that stops answering without closing the connection (cable pulled, process
+    // hung) never ends the session by itself: ask it something now and then, and give up on
+    // it after two unanswered questions.
+    let mut watchdog = tokio::time::interval(WATCHDOG_EVERY.min(dev.timeout.max(dev.period)));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    watchdog.reset();
+    let mut unanswered = 0;
     loop {
         tokio::select! {
             biased;
             r = &mut lost => return lost_reason(r),
+            _ = watchdog.tick() => {
+                let state = ReadValueId {
+                    node_id: VariableId::Server_ServerStatus_State.into(),
+                    attribute_id: AttributeId::Value as u32,
+                    ..Default::default()
+                };
+                let state = [state];
+                let asked = session.read(&state, TimestampsToReturn::Neither, 0.0);
+                match timeout(dev.timeout, asked).await {
+                    Ok(Ok(_)) => unanswered = 0,
+                    Ok(Err(e)) => {
+                        unanswered += 1;
+                        tracing::debug!(device = dev.device.0, "watchdog read failed: {e}");
+                    }
+                    Err(_) => unanswered += 1,
+                }
+                if unanswered >= 2 {
+                    return End::Lost("the server stopped answering".into());
+                }
+            }
             w = writes.recv() => match w {
                 Some(w) => {
                     let result = write(&session, dev, &subscribed.nodes, &w).await;
@@ -329,6 +365,33 @@ async fn session(
             }
         }
     }
+}
+
+/// The server's endpoint with security policy None, at the address the user gave.
+async fn endpoint(client: &Client, dev: &OpcUaDevice) -> Result<EndpointDescription, String> {
+    let endpoints = client
+        .get_server_endpoints_from_url(dev.endpoint.as_str())
+        .await
+        .map_err(|e| format!("{}: GetEndpoints failed: {e}", dev.endpoint))?;
+    let none = |e: &EndpointDescription| {
+        e.security_mode == MessageSecurityMode::None
+            && SecurityPolicy::from_uri(e.security_policy_uri.as_ref()) == SecurityPolicy::None
+    };
+    let mut endpoint = endpoints.iter().find(|e| none(e)).cloned().ok_or_else(|| {
+        let offered: Vec<String> = endpoints
+            .iter()
+            .map(|e| format!("{} {:?}", e.security_policy_uri, e.security_mode))
+            .collect();
+        format!(
+            "{}: the server offers no endpoint with security policy None; it offers: {}",
+            dev.endpoint,
+            offered.join(", ")
+        )
+    })?;
+    // A server often announces a host or port it is not reached at (NAT, port forwarding,
+    // containers, a relay): always connect where the configuration says.
+    endpoint.endpoint_url = dev.endpoint.as_str().into();
+    Ok(endpoint)
 }
 
 /// Resolves the tags' NodeIds, creates the subscription and its monitored items in batches
