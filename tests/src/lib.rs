@@ -446,3 +446,49 @@ pub fn now_ms() -> u64 {
         .expect("clock after 1970")
         .as_millis() as u64
 }
+
+/// A child process (a simulated PLC or server) killed and reaped when dropped.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// Spawns `command` with its stdout discarded; `what` names it if it cannot start.
+    pub fn spawn(command: &mut Command, what: &str) -> KillOnDrop {
+        KillOnDrop(
+            command
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {what}: {e}")),
+        )
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Writes the model file `toml` into `data_dir` and imports it with `sparkedge import`.
+pub fn import_model(data_dir: &Path, toml: &str) {
+    let path = data_dir.join("model.toml");
+    std::fs::write(&path, toml).expect("write model file");
+    sparkedge(data_dir, &["import", path.to_str().expect("UTF-8 path")]);
+}
+
+/// A Sparkplug Primary Host Application `host_id` on the broker at `port`: its Will is the
+/// offline STATE; it subscribes to `filter`, then announces itself online, which is what
+/// lets an edge node configured with this host publish its births.
+pub async fn primary_host(port: u16, host_id: &str, filter: &str) -> Observer {
+    let topic = format!("spBv1.0/STATE/{host_id}");
+    let state = |online: bool| format!(r#"{{"online":{online},"timestamp":{}}}"#, now_ms());
+    let will = LastWill::new(topic.as_str(), state(false), QoS::AtLeastOnce, true);
+    let mut host = Observer::connect(port, host_id, Some(will)).await;
+    host.subscribe(filter).await;
+    host.client
+        .publish(topic, QoS::AtLeastOnce, true, state(true))
+        .await
+        .expect("publish STATE");
+    host
+}

@@ -2,14 +2,17 @@
 //! Sparkplug Primary Host would: values decoded by type and byte order, a DCMD landing in
 //! the right registers, and a PLC that goes away and comes back (DDEATH, then DBIRTH).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use prost::Message as _;
-use rumqttc::{LastWill, QoS};
+use rumqttc::QoS;
 use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
-use system_tests::{Appliance, Message, Observer, free_port, now_ms, sparkedge, sparkedge_binary};
+use system_tests::{
+    Appliance, KillOnDrop, Message, free_port, import_model, now_ms, primary_host, sparkedge,
+    sparkedge_binary,
+};
 use tokio_modbus::client::Reader;
 
 const HOST_ID: &str = "scada";
@@ -82,25 +85,16 @@ writable = true
 }
 
 /// `sparkedge sim modbus` on `port`, killed when dropped.
-struct SimProcess(Child);
-
-impl SimProcess {
-    fn start(port: u16) -> SimProcess {
-        SimProcess(
-            Command::new(sparkedge_binary())
-                .args(["sim", "modbus", "--listen", &format!("127.0.0.1:{port}")])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start sparkedge sim modbus"),
-        )
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn start_sim(port: u16) -> KillOnDrop {
+    KillOnDrop::spawn(
+        Command::new(sparkedge_binary()).args([
+            "sim",
+            "modbus",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]),
+        "sparkedge sim modbus",
+    )
 }
 
 fn decode(m: &Message) -> Payload {
@@ -110,14 +104,9 @@ fn decode(m: &Message) -> Payload {
 #[tokio::test(flavor = "multi_thread")]
 async fn modbus_plc_to_sparkplug_and_back() {
     let plc_port = free_port();
-    let sim = SimProcess::start(plc_port);
+    let sim = start_sim(plc_port);
     let data = tempfile::tempdir().expect("temp dir");
-    let model_path = data.path().join("model.toml");
-    std::fs::write(&model_path, model(plc_port)).expect("write model");
-    sparkedge(
-        data.path(),
-        &["import", model_path.to_str().expect("UTF-8")],
-    );
+    import_model(data.path(), &model(plc_port));
     let exported = sparkedge(data.path(), &["export"]);
     assert!(
         exported.contains("address = \"hr:130\""),
@@ -125,14 +114,7 @@ async fn modbus_plc_to_sparkplug_and_back() {
     );
 
     let app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
-    let state = |online: bool| format!(r#"{{"online":{online},"timestamp":{}}}"#, now_ms());
-    let will = LastWill::new("spBv1.0/STATE/scada", state(false), QoS::AtLeastOnce, true);
-    let mut host = Observer::connect(app.mqtt_port, HOST_ID, Some(will)).await;
-    host.subscribe("spBv1.0/plant-c/#").await;
-    host.client
-        .publish("spBv1.0/STATE/scada", QoS::AtLeastOnce, true, state(true))
-        .await
-        .expect("publish STATE");
+    let mut host = primary_host(app.mqtt_port, HOST_ID, "spBv1.0/plant-c/#").await;
 
     // The device is born once it has been read, with decoded values.
     let dbirth = host.next_where("DBIRTH", |m| m.topic == DBIRTH).await;
@@ -224,7 +206,7 @@ async fn modbus_plc_to_sparkplug_and_back() {
     // The PLC goes away: DDEATH. It comes back: DBIRTH.
     drop(sim);
     host.next_where("DDEATH", |m| m.topic == DDEATH).await;
-    let _sim = SimProcess::start(plc_port);
+    let _sim = start_sim(plc_port);
     host.next_where("DBIRTH after the PLC returns", |m| m.topic == DBIRTH)
         .await;
 }

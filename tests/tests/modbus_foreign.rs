@@ -4,15 +4,17 @@
 //! Sparkplug host sees it in the DBIRTH, and a DCMD must land in pymodbus's registers.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use prost::Message as _;
-use rumqttc::{LastWill, QoS};
+use rumqttc::QoS;
 use sparkplug::MetricValue;
 use sparkplug::proto::payload::Metric as WireMetric;
 use sparkplug::proto::payload::metric::Value as Field;
-use system_tests::{Appliance, DEADLINE, Observer, free_port, now_ms, sparkedge};
+use system_tests::{
+    Appliance, DEADLINE, KillOnDrop, free_port, import_model, now_ms, primary_host,
+};
 use tokio_modbus::client::Reader;
 
 const HOST_ID: &str = "scada";
@@ -21,29 +23,17 @@ const DDATA: &str = "spBv1.0/plant-f/DDATA/edge-f/rig";
 const DCMD: &str = "spBv1.0/plant-f/DCMD/edge-f/rig";
 
 /// The pymodbus server process, killed when dropped.
-struct PyModbus(Child);
-
-impl PyModbus {
-    fn start(port: u16) -> PyModbus {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pymodbus_server.py");
-        // Debian's interpreter, where `apt-get install python3-pymodbus` puts the module
-        // (another python3 may come first on PATH).
-        let child = Command::new("/usr/bin/python3")
+fn start_pymodbus(port: u16) -> KillOnDrop {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pymodbus_server.py");
+    // Debian's interpreter, where `apt-get install python3-pymodbus` puts the module (another
+    // python3 may come first on PATH).
+    KillOnDrop::spawn(
+        Command::new("/usr/bin/python3")
             .arg(script)
             .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/bin/python3 (apt-get install python3-pymodbus)");
-        PyModbus(child)
-    }
-}
-
-impl Drop for PyModbus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+            .stderr(Stdio::null()),
+        "/usr/bin/python3 (apt-get install python3-pymodbus)",
+    )
 }
 
 fn model(port: u16) -> String {
@@ -119,7 +109,7 @@ const TAGS: [(&str, &str, &str, &str); 17] = [
 #[tokio::test(flavor = "multi_thread")]
 async fn values_from_pymodbus_decode_exactly_and_writes_land() {
     let plc_port = free_port();
-    let _plc = PyModbus::start(plc_port);
+    let _plc = start_pymodbus(plc_port);
     let addr = format!("127.0.0.1:{plc_port}").parse().expect("address");
     // pymodbus starts in its own time: wait until it answers a read.
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -137,21 +127,9 @@ async fn values_from_pymodbus_decode_exactly_and_writes_land() {
     };
 
     let data = tempfile::tempdir().expect("temp dir");
-    let model_path = data.path().join("model.toml");
-    std::fs::write(&model_path, model(plc_port)).expect("write model");
-    sparkedge(
-        data.path(),
-        &["import", model_path.to_str().expect("UTF-8")],
-    );
+    import_model(data.path(), &model(plc_port));
     let app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
-    let state = |online: bool| format!(r#"{{"online":{online},"timestamp":{}}}"#, now_ms());
-    let will = LastWill::new("spBv1.0/STATE/scada", state(false), QoS::AtLeastOnce, true);
-    let mut host = Observer::connect(app.mqtt_port, HOST_ID, Some(will)).await;
-    host.subscribe("spBv1.0/plant-f/#").await;
-    host.client
-        .publish("spBv1.0/STATE/scada", QoS::AtLeastOnce, true, state(true))
-        .await
-        .expect("publish STATE");
+    let mut host = primary_host(app.mqtt_port, HOST_ID, "spBv1.0/plant-f/#").await;
 
     let dbirth = host.next_where("DBIRTH", |m| m.topic == DBIRTH).await;
     let birth = sparkplug::Payload::decode(&dbirth.payload).expect("DBIRTH decodes");

@@ -12,7 +12,8 @@ use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
 use system_tests::{
-    Appliance, DEADLINE, Message, Observer, free_port, now_ms, sparkedge, sparkedge_binary,
+    Appliance, DEADLINE, KillOnDrop, Message, Observer, free_port, import_model, now_ms,
+    sparkedge_binary,
 };
 
 /// A pseudo-terminal pair joined by socat, as `a` and `b`; socat is killed on drop.
@@ -52,16 +53,6 @@ impl Drop for PtyPair {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -109,7 +100,7 @@ fn metric(p: &Payload, name: &str) -> Metric {
 #[tokio::test(flavor = "multi_thread")]
 async fn rtu_units_on_one_line_to_sparkplug_and_uns() {
     let pty = PtyPair::new();
-    let _sim = Process(
+    let _sim = KillOnDrop::spawn(
         Command::new(sparkedge_binary())
             .args([
                 "sim",
@@ -119,18 +110,11 @@ async fn rtu_units_on_one_line_to_sparkplug_and_uns() {
             ])
             .arg("--rtu")
             .arg(&pty.b)
-            .args(["--units", "1,2", "--baud", "115200"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start sparkedge sim modbus --rtu"),
+            .args(["--units", "1,2", "--baud", "115200"]),
+        "sparkedge sim modbus --rtu",
     );
     let data = tempfile::tempdir().expect("temp dir");
-    let model_path = data.path().join("model.toml");
-    std::fs::write(&model_path, model(&pty.a)).expect("write model");
-    sparkedge(
-        data.path(),
-        &["import", model_path.to_str().expect("UTF-8")],
-    );
+    import_model(data.path(), &model(&pty.a));
 
     // Births wait for the Primary Host, so the host sees them whenever it subscribes.
     let app = Appliance::start(data.path(), &["--primary-host-id", "scada"]);

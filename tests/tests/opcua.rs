@@ -2,14 +2,16 @@
 //! observed as a Sparkplug Primary Host would: typed values in the DBIRTH, a DCMD written to
 //! the server, and a server that goes away and comes back (DDEATH, then DBIRTH).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use prost::Message as _;
-use rumqttc::{LastWill, QoS};
+use rumqttc::QoS;
 use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
-use system_tests::{Appliance, Message, Observer, free_port, now_ms, sparkedge, sparkedge_binary};
+use system_tests::{
+    Appliance, KillOnDrop, Message, free_port, import_model, now_ms, primary_host, sparkedge_binary,
+};
 
 const HOST_ID: &str = "scada";
 const DBIRTH: &str = "spBv1.0/plant-o/DBIRTH/edge-o/mixer";
@@ -59,26 +61,13 @@ writable = {writable}
 }
 
 /// `sparkedge sim opcua` on `port`, killed when dropped.
-struct SimProcess(Child);
-
-impl SimProcess {
-    fn start(port: u16) -> SimProcess {
-        SimProcess(
-            Command::new(sparkedge_binary())
-                .args(["sim", "opcua", "--listen", &format!("127.0.0.1:{port}")])
-                .args(["--tick-ms", "200"])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start sparkedge sim opcua"),
-        )
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn start_sim(port: u16) -> KillOnDrop {
+    KillOnDrop::spawn(
+        Command::new(sparkedge_binary())
+            .args(["sim", "opcua", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--tick-ms", "200"]),
+        "sparkedge sim opcua",
+    )
 }
 
 fn decode(m: &Message) -> Payload {
@@ -88,24 +77,12 @@ fn decode(m: &Message) -> Payload {
 #[tokio::test(flavor = "multi_thread")]
 async fn opcua_server_to_sparkplug_and_back() {
     let port = free_port();
-    let sim = SimProcess::start(port);
+    let sim = start_sim(port);
     let data = tempfile::tempdir().expect("temp dir");
-    let model_path = data.path().join("model.toml");
-    std::fs::write(&model_path, model(port)).expect("write model");
-    sparkedge(
-        data.path(),
-        &["import", model_path.to_str().expect("UTF-8")],
-    );
+    import_model(data.path(), &model(port));
 
     let app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
-    let state = |online: bool| format!(r#"{{"online":{online},"timestamp":{}}}"#, now_ms());
-    let will = LastWill::new("spBv1.0/STATE/scada", state(false), QoS::AtLeastOnce, true);
-    let mut host = Observer::connect(app.mqtt_port, HOST_ID, Some(will)).await;
-    host.subscribe("spBv1.0/plant-o/#").await;
-    host.client
-        .publish("spBv1.0/STATE/scada", QoS::AtLeastOnce, true, state(true))
-        .await
-        .expect("publish STATE");
+    let mut host = primary_host(app.mqtt_port, HOST_ID, "spBv1.0/plant-o/#").await;
 
     // The device is born with a value of the right Sparkplug type for every tag.
     let birth = decode(&host.next_where("DBIRTH", |m| m.topic == DBIRTH).await);
@@ -162,7 +139,7 @@ async fn opcua_server_to_sparkplug_and_back() {
     // The server goes away: DDEATH. It comes back: DBIRTH.
     drop(sim);
     host.next_where("DDEATH", |m| m.topic == DDEATH).await;
-    let _sim = SimProcess::start(port);
+    let _sim = start_sim(port);
     host.next_where("DBIRTH after the server returns", |m| m.topic == DBIRTH)
         .await;
 }

@@ -2,7 +2,7 @@
 //! TCP by a Sparkplug Primary Host Application and by a UNS subscriber.
 
 use prost::Message as _;
-use rumqttc::{LastWill, QoS};
+use rumqttc::QoS;
 use sparkplug::proto::Payload;
 use sparkplug::proto::payload::metric::Value as Field;
 use system_tests::{Appliance, Message, Observer, now_ms};
@@ -41,28 +41,10 @@ fn bd_seq(p: &Payload) -> i64 {
     }
 }
 
-/// Connects a Primary Host named HOST_ID, subscribes to the edge node's group and announces
-/// itself online, which is what lets the node publish its births.
+/// A Primary Host named HOST_ID, subscribed to the edge node's group and online, which is
+/// what lets the node publish its births.
 async fn primary_host(port: u16) -> Observer {
-    let state = |online: bool| format!(r#"{{"online":{online},"timestamp":{}}}"#, now_ms());
-    let will = LastWill::new(
-        format!("spBv1.0/STATE/{HOST_ID}"),
-        state(false),
-        QoS::AtLeastOnce,
-        true,
-    );
-    let mut host = Observer::connect(port, HOST_ID, Some(will)).await;
-    host.subscribe("spBv1.0/plant-a/#").await;
-    host.client
-        .publish(
-            format!("spBv1.0/STATE/{HOST_ID}"),
-            QoS::AtLeastOnce,
-            true,
-            state(true),
-        )
-        .await
-        .expect("publish STATE");
-    host
+    system_tests::primary_host(port, HOST_ID, "spBv1.0/plant-a/#").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
