@@ -255,10 +255,10 @@ async fn write_loop(
                 encode(&item, &mut out);
                 // Written in chunks, so the buffer stays near WRITE_CHUNK however much a
                 // client has queued.
-                if out.len() >= WRITE_CHUNK && writer.write_all(&out).await.is_err() {
-                    return;
-                }
                 if out.len() >= WRITE_CHUNK {
+                    if writer.write_all(&out).await.is_err() {
+                        return;
+                    }
                     out.clear();
                 }
             }
