@@ -492,3 +492,10 @@ pub async fn primary_host(port: u16, host_id: &str, filter: &str) -> Observer {
         .expect("publish STATE");
     host
 }
+
+/// A received message's payload as the Sparkplug B protobuf, failing the test if it is not one.
+pub fn decode(m: &Message) -> sparkplug::proto::Payload {
+    use prost::Message as _;
+    sparkplug::proto::Payload::decode(m.payload.as_slice())
+        .unwrap_or_else(|e| panic!("{} is not a Sparkplug B payload: {e}", m.topic))
+}

@@ -12,7 +12,7 @@ use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
 use system_tests::{
-    Appliance, DEADLINE, KillOnDrop, Message, Observer, free_port, import_model, now_ms,
+    Appliance, DEADLINE, KillOnDrop, Observer, decode, free_port, import_model, now_ms,
     sparkedge_binary,
 };
 
@@ -83,10 +83,6 @@ fn model(path: &Path) -> String {
     }
     text += &tag("meter2", "meter2_setpoint", "int16", "hr:0", true);
     text
-}
-
-fn decode(m: &Message) -> Payload {
-    Payload::decode(m.payload.as_slice()).unwrap_or_else(|e| panic!("{}: {e}", m.topic))
 }
 
 fn metric(p: &Payload, name: &str) -> Metric {

@@ -6,7 +6,7 @@ use rumqttc::{LastWill, QoS};
 use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
-use system_tests::{Appliance, Message, Mosquitto, Observer, free_port, now_ms, sparkedge};
+use system_tests::{Appliance, Message, Mosquitto, Observer, decode, free_port, now_ms, sparkedge};
 
 const MODEL: &str = r#"
 [namespace]
@@ -46,10 +46,6 @@ const DBIRTH: &str = "spBv1.0/plant-b/DBIRTH/edge-7/sim";
 const DDATA: &str = "spBv1.0/plant-b/DDATA/edge-7/sim";
 const DCMD: &str = "spBv1.0/plant-b/DCMD/edge-7/sim";
 const SETPOINT: &str = "utilities/boiler/burner/setpoint";
-
-fn decode(m: &Message) -> Payload {
-    Payload::decode(m.payload.as_slice()).unwrap_or_else(|e| panic!("{}: {e}", m.topic))
-}
 
 fn bd_seq(m: &Message) -> u64 {
     let p = decode(m);

@@ -10,7 +10,7 @@ use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
 use system_tests::{
-    Appliance, KillOnDrop, Message, free_port, import_model, now_ms, primary_host, sparkedge_binary,
+    Appliance, KillOnDrop, decode, free_port, import_model, now_ms, primary_host, sparkedge_binary,
 };
 
 const HOST_ID: &str = "scada";
@@ -68,10 +68,6 @@ fn start_sim(port: u16) -> KillOnDrop {
             .args(["--tick-ms", "200"]),
         "sparkedge sim opcua",
     )
-}
-
-fn decode(m: &Message) -> Payload {
-    Payload::decode(m.payload.as_slice()).unwrap_or_else(|e| panic!("{}: {e}", m.topic))
 }
 
 #[tokio::test(flavor = "multi_thread")]

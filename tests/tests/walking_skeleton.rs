@@ -5,7 +5,7 @@ use prost::Message as _;
 use rumqttc::QoS;
 use sparkplug::proto::Payload;
 use sparkplug::proto::payload::metric::Value as Field;
-use system_tests::{Appliance, Message, Observer, now_ms};
+use system_tests::{Appliance, Observer, decode, now_ms};
 
 const HOST_ID: &str = "test-host";
 const NODE: &str = "spBv1.0/plant-a/NBIRTH/sparkedge";
@@ -22,11 +22,6 @@ const UNS_TAGS: [(&str, &str); 6] = [
     ("state", "string"),
     ("setpoint", "float32"),
 ];
-
-fn decode(m: &Message) -> Payload {
-    Payload::decode(m.payload.as_slice())
-        .unwrap_or_else(|e| panic!("{} is not a Sparkplug B payload: {e}", m.topic))
-}
 
 fn bd_seq(p: &Payload) -> i64 {
     let m = p
