@@ -360,25 +360,35 @@ address = "nsu=urn:boiler;s=Pressure"
         let model = from_toml(text).unwrap();
         assert_eq!(
             model.devices[0].driver,
-            crate::DriverConfig::OpcUa {
-                endpoint: "opc.tcp://10.0.0.7:4840".into(),
-                security_policy: crate::OpcUaSecurityPolicy::None,
-                identity: crate::OpcUaIdentity::Anonymous,
-                period_ms: 1000,
-                sampling_interval_ms: None,
-                timeout_ms: 5000,
-            }
+            crate::DriverConfig::opc_ua("opc.tcp://10.0.0.7:4840")
         );
         assert_eq!(from_toml(&to_toml(&model)).unwrap(), model);
-        // Policies other than none are not there yet; the error lists what is.
-        let err = from_toml(&text.replace(
+        // Every setting round-trips, and a misspelt policy is refused with the ones there are.
+        let secure = text.replace(
             "endpoint =",
-            "security_policy = \"basic256sha256\"\nendpoint =",
-        ))
-        .unwrap_err()
-        .to_string();
+            "security_policy = \"aes256-sha256-rsapss\"\nsecurity_mode = \"sign\"\n\
+             identity = \"username\"\nusername = \"op\"\npassword = \"pw\"\n\
+             acquisition = \"poll\"\nqueue_size = 5\nendpoint =",
+        );
+        let model = from_toml(&secure).unwrap();
+        assert!(matches!(
+            &model.devices[0].driver,
+            crate::DriverConfig::OpcUa {
+                security_policy: crate::OpcUaSecurityPolicy::Aes256Sha256RsaPss,
+                security_mode: Some(crate::OpcUaSecurityMode::Sign),
+                identity: crate::OpcUaIdentity::Username,
+                acquisition: crate::OpcUaAcquisition::Poll,
+                queue_size: 5,
+                ..
+            }
+        ));
+        assert_eq!(from_toml(&to_toml(&model)).unwrap(), model);
+        let err =
+            from_toml(&text.replace("endpoint =", "security_policy = \"basic256\"\nendpoint ="))
+                .unwrap_err()
+                .to_string();
         assert!(
-            err.contains("basic256sha256") && err.contains("none"),
+            err.contains("basic256") && err.contains("basic256sha256") && err.contains("none"),
             "{err}"
         );
     }

@@ -24,8 +24,9 @@ pub mod value;
 
 pub use modbus::{ByteOrder, ModbusAddress, RegisterKind};
 pub use model::{
-    Acquisition, Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace, OpcUaIdentity,
-    OpcUaSecurityPolicy, Parity, ScanClass, SimSignal, SparkplugIds, Tag,
+    Acquisition, Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace,
+    OpcUaAcquisition, OpcUaIdentity, OpcUaSecurityMode, OpcUaSecurityPolicy, Parity, ScanClass,
+    SimSignal, SparkplugIds, Tag,
 };
 pub use naming::{TagNames, tag_names};
 pub use opcua::NodeAddress;

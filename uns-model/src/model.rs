@@ -182,36 +182,116 @@ pub enum DriverConfig {
         #[serde(default = "modbus_max_gap_default")]
         max_gap: u16,
     },
-    /// An OPC UA server, read by subscription. Tags are addressed by NodeId (see
-    /// [`crate::opcua`]). This slice connects with security policy `none` and an anonymous
-    /// identity; `security_policy` and `identity` are where signing, encryption, user names
-    /// and certificates will be chosen.
+    /// An OPC UA server. Tags are addressed by NodeId (see [`crate::opcua`]) and read by
+    /// subscription, or by polled reads for tags of a scan class (and every tag when
+    /// `acquisition = "poll"`).
     OpcUa {
-        /// `opc.tcp://host:port[/path]`, as the server announces it.
+        /// `opc.tcp://host:port[/path]`. The appliance always connects to this address, even
+        /// when the server announces another one (NAT, containers).
         endpoint: String,
         #[serde(default)]
         security_policy: OpcUaSecurityPolicy,
+        /// `sign-and-encrypt` when absent and the policy is not `none`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        security_mode: Option<OpcUaSecurityMode>,
         #[serde(default)]
         identity: OpcUaIdentity,
-        /// Publishing interval of the subscription, in milliseconds.
+        /// With `identity = "username"`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        /// With `identity = "username"`. Kept in the store and in exports like every other
+        /// setting: protect both as the credentials they contain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        /// With `identity = "certificate"`: the user certificate (DER or PEM) and its private
+        /// key (PEM), as paths on the appliance.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_certificate: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_private_key: Option<String>,
+        /// `subscription` (the default): the server reports changes; tags with a scan class
+        /// are still polled at its period. `poll`: every tag is read at its period, for
+        /// servers whose subscriptions cannot be relied on.
+        #[serde(default, skip_serializing_if = "OpcUaAcquisition::is_default")]
+        acquisition: OpcUaAcquisition,
+        /// Publishing interval of the subscription (and poll period), in milliseconds.
         #[serde(default = "sim_period_default")]
         period_ms: u32,
         /// How often the server samples each node, in milliseconds; the period when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sampling_interval_ms: Option<u32>,
+        /// Changes the server keeps per item between two publishes; 1 keeps only the
+        /// latest, which is what a last-value sink needs.
+        #[serde(default = "opcua_queue_size_default")]
+        queue_size: u32,
         /// How long one request (connect, read, write, subscribe) may take.
         #[serde(default = "opcua_timeout_default")]
         timeout_ms: u32,
     },
 }
 
-/// OPC UA security policy of the connection.
+/// OPC UA security policy of the connection (OPC UA Part 7 profiles).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum OpcUaSecurityPolicy {
     /// No signing, no encryption: for a trusted network or a first connection test.
     #[default]
     None,
+    #[serde(rename = "basic256sha256")]
+    Basic256Sha256,
+    #[serde(rename = "aes128-sha256-rsaoaep")]
+    Aes128Sha256RsaOaep,
+    #[serde(rename = "aes256-sha256-rsapss")]
+    Aes256Sha256RsaPss,
+}
+
+impl OpcUaSecurityPolicy {
+    pub const ALL: [OpcUaSecurityPolicy; 4] = [
+        OpcUaSecurityPolicy::None,
+        OpcUaSecurityPolicy::Basic256Sha256,
+        OpcUaSecurityPolicy::Aes128Sha256RsaOaep,
+        OpcUaSecurityPolicy::Aes256Sha256RsaPss,
+    ];
+
+    /// The name in the model (`basic256sha256`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpcUaSecurityPolicy::None => "none",
+            OpcUaSecurityPolicy::Basic256Sha256 => "basic256sha256",
+            OpcUaSecurityPolicy::Aes128Sha256RsaOaep => "aes128-sha256-rsaoaep",
+            OpcUaSecurityPolicy::Aes256Sha256RsaPss => "aes256-sha256-rsapss",
+        }
+    }
+}
+
+/// What OPC UA security does to each message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpcUaSecurityMode {
+    None,
+    Sign,
+    SignAndEncrypt,
+}
+
+impl OpcUaSecurityMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpcUaSecurityMode::None => "none",
+            OpcUaSecurityMode::Sign => "sign",
+            OpcUaSecurityMode::SignAndEncrypt => "sign-and-encrypt",
+        }
+    }
+
+    /// The mode a device uses: the one configured, else what its policy implies.
+    pub fn effective(
+        mode: Option<OpcUaSecurityMode>,
+        policy: OpcUaSecurityPolicy,
+    ) -> OpcUaSecurityMode {
+        mode.unwrap_or(match policy {
+            OpcUaSecurityPolicy::None => OpcUaSecurityMode::None,
+            _ => OpcUaSecurityMode::SignAndEncrypt,
+        })
+    }
 }
 
 /// Who the appliance says it is to an OPC UA server.
@@ -220,6 +300,39 @@ pub enum OpcUaSecurityPolicy {
 pub enum OpcUaIdentity {
     #[default]
     Anonymous,
+    /// `username` and `password`.
+    Username,
+    /// An X.509 user certificate: `user_certificate` and `user_private_key`.
+    Certificate,
+}
+
+impl OpcUaIdentity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpcUaIdentity::Anonymous => "anonymous",
+            OpcUaIdentity::Username => "username",
+            OpcUaIdentity::Certificate => "certificate",
+        }
+    }
+}
+
+/// How an OPC UA device's tags without a scan class are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpcUaAcquisition {
+    #[default]
+    Subscription,
+    Poll,
+}
+
+impl OpcUaAcquisition {
+    fn is_default(&self) -> bool {
+        *self == OpcUaAcquisition::Subscription
+    }
+}
+
+fn opcua_queue_size_default() -> u32 {
+    1
 }
 
 fn opcua_timeout_default() -> u32 {
@@ -237,6 +350,26 @@ pub struct ModbusPolling {
 }
 
 impl DriverConfig {
+    /// An OPC UA device at `endpoint` with every other setting at its default: security
+    /// policy none, anonymous, subscription at 1 s.
+    pub fn opc_ua(endpoint: impl Into<String>) -> DriverConfig {
+        DriverConfig::OpcUa {
+            endpoint: endpoint.into(),
+            security_policy: OpcUaSecurityPolicy::None,
+            security_mode: None,
+            identity: OpcUaIdentity::Anonymous,
+            username: None,
+            password: None,
+            user_certificate: None,
+            user_private_key: None,
+            acquisition: OpcUaAcquisition::Subscription,
+            period_ms: sim_period_default(),
+            sampling_interval_ms: None,
+            queue_size: opcua_queue_size_default(),
+            timeout_ms: opcua_timeout_default(),
+        }
+    }
+
     /// How often the device is read, in milliseconds.
     pub fn period_ms(&self) -> u32 {
         match self {

@@ -10,7 +10,9 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 
 use crate::modbus::{ByteOrder, ModbusAddress};
-use crate::model::{DriverConfig, Model, SimSignal, Tag};
+use crate::model::{
+    DriverConfig, Model, OpcUaIdentity, OpcUaSecurityMode, OpcUaSecurityPolicy, SimSignal, Tag,
+};
 use crate::value::DataType;
 
 /// One problem in a model.
@@ -187,14 +189,8 @@ impl Model {
             if let Some(m) = device.driver.modbus() {
                 modbus_device(&mut c, d, &device.driver, m, &self.devices[..d]);
             }
-            if let DriverConfig::OpcUa {
-                endpoint,
-                timeout_ms,
-                sampling_interval_ms,
-                ..
-            } = &device.driver
-            {
-                opcua_device(&mut c, d, endpoint, *timeout_ms, *sampling_interval_ms);
+            if matches!(device.driver, DriverConfig::OpcUa { .. }) {
+                opcua_device(&mut c, d, &device.driver);
             }
             let period_ms = device.driver.period_ms();
             if !PERIOD_MS.contains(&period_ms) {
@@ -311,13 +307,25 @@ impl Model {
     }
 }
 
-fn opcua_device(
-    c: &mut Checker,
-    d: usize,
-    endpoint: &str,
-    timeout_ms: u32,
-    sampling_interval_ms: Option<u32>,
-) {
+fn opcua_device(c: &mut Checker, d: usize, driver: &DriverConfig) {
+    let DriverConfig::OpcUa {
+        endpoint,
+        security_policy,
+        security_mode,
+        identity,
+        username,
+        password,
+        user_certificate,
+        user_private_key,
+        sampling_interval_ms,
+        queue_size,
+        timeout_ms,
+        ..
+    } = driver
+    else {
+        return;
+    };
+    let (timeout_ms, sampling_interval_ms) = (*timeout_ms, *sampling_interval_ms);
     let f = |field: &str| format!("device[{d}].{field}");
     let host = endpoint
         .strip_prefix("opc.tcp://")
@@ -350,6 +358,70 @@ fn opcua_device(
             PERIOD_MS.end()
         );
         c.push(f("sampling_interval_ms"), &ms.to_string(), reason);
+    }
+    if !(1..=1000).contains(queue_size) {
+        c.push(
+            f("queue_size"),
+            &queue_size.to_string(),
+            "must be between 1 and 1000",
+        );
+    }
+    // Policy none means no certificates; any other policy signs at least.
+    let none = *security_policy == OpcUaSecurityPolicy::None;
+    match security_mode {
+        Some(OpcUaSecurityMode::None) if !none => c.push(
+            f("security_mode"),
+            "none",
+            format!(
+                "security_policy {:?} needs sign or sign-and-encrypt; for no security set \
+                 security_policy = \"none\"",
+                security_policy.as_str()
+            ),
+        ),
+        Some(mode @ (OpcUaSecurityMode::Sign | OpcUaSecurityMode::SignAndEncrypt)) if none => c
+            .push(
+                f("security_mode"),
+                mode.as_str(),
+                "needs a security policy other than none (basic256sha256, \
+                 aes128-sha256-rsaoaep, aes256-sha256-rsapss)",
+            ),
+        _ => {}
+    }
+    // Each identity needs its own settings and no other's, so a leftover password is not
+    // mistaken for one in use.
+    let settings = [
+        ("username", username, OpcUaIdentity::Username),
+        ("password", password, OpcUaIdentity::Username),
+        (
+            "user_certificate",
+            user_certificate,
+            OpcUaIdentity::Certificate,
+        ),
+        (
+            "user_private_key",
+            user_private_key,
+            OpcUaIdentity::Certificate,
+        ),
+    ];
+    for (name, value, needed_by) in settings {
+        match value {
+            None if *identity == needed_by => c.push(
+                f(name),
+                "",
+                format!("is required with identity = {:?}", needed_by.as_str()),
+            ),
+            Some(v) if *identity != needed_by => c.push(
+                f(name),
+                if name == "password" { "(hidden)" } else { v },
+                format!(
+                    "is only used with identity = {:?}; this device's identity is {:?}",
+                    needed_by.as_str(),
+                    identity.as_str()
+                ),
+            ),
+            Some(v) if v.is_empty() => c.push(f(name), "", "must not be empty"),
+            _ => {}
+        }
     }
 }
 
@@ -1021,14 +1093,10 @@ mod tests {
 
     fn opcua_model(address: &str) -> Model {
         let mut m = demo_model();
-        m.devices[0].driver = DriverConfig::OpcUa {
-            endpoint: "opc.tcp://10.0.0.7:4840/plc".into(),
-            security_policy: Default::default(),
-            identity: Default::default(),
-            period_ms: 500,
-            sampling_interval_ms: None,
-            timeout_ms: 5000,
-        };
+        m.devices[0].driver = DriverConfig::opc_ua("opc.tcp://10.0.0.7:4840/plc");
+        if let DriverConfig::OpcUa { period_ms, .. } = &mut m.devices[0].driver {
+            *period_ms = 500;
+        }
         m.tags.truncate(1);
         m.tags[0].address = address.into();
         m
@@ -1090,6 +1158,87 @@ mod tests {
             fields,
             ["device[0].timeout_ms", "device[0].sampling_interval_ms"]
         );
+    }
+
+    #[test]
+    fn opcua_security_and_identity_settings_must_agree() {
+        let with = |edit: &dyn Fn(&mut DriverConfig)| {
+            let mut m = opcua_model("i=85");
+            edit(&mut m.devices[0].driver);
+            m
+        };
+        let secure = with(&|d| {
+            if let DriverConfig::OpcUa {
+                security_policy, ..
+            } = d
+            {
+                *security_policy = OpcUaSecurityPolicy::Basic256Sha256;
+            }
+        });
+        secure.validate().unwrap();
+        let mut m = secure.clone();
+        if let DriverConfig::OpcUa { security_mode, .. } = &mut m.devices[0].driver {
+            *security_mode = Some(OpcUaSecurityMode::None);
+        }
+        assert_error(
+            &m,
+            "device[0].security_mode",
+            "none",
+            "needs sign or sign-and-encrypt",
+        );
+        let m = with(&|d| {
+            if let DriverConfig::OpcUa { security_mode, .. } = d {
+                *security_mode = Some(OpcUaSecurityMode::Sign);
+            }
+        });
+        assert_error(
+            &m,
+            "device[0].security_mode",
+            "sign",
+            "needs a security policy other than none",
+        );
+        // A user name without its password; a password without its identity is named but
+        // never shown.
+        let m = with(&|d| {
+            if let DriverConfig::OpcUa {
+                identity, username, ..
+            } = d
+            {
+                *identity = OpcUaIdentity::Username;
+                *username = Some("operator".into());
+            }
+        });
+        assert_error(
+            &m,
+            "device[0].password",
+            "",
+            "is required with identity = \"username\"",
+        );
+        let m = with(&|d| {
+            if let DriverConfig::OpcUa { password, .. } = d {
+                *password = Some("secret".into());
+            }
+        });
+        assert_error(
+            &m,
+            "device[0].password",
+            "(hidden)",
+            "only used with identity = \"username\"; this device's identity is \"anonymous\"",
+        );
+        let m = with(&|d| {
+            if let DriverConfig::OpcUa {
+                identity,
+                user_certificate,
+                user_private_key,
+                ..
+            } = d
+            {
+                *identity = OpcUaIdentity::Certificate;
+                *user_certificate = Some("/etc/sparkedge/op.der".into());
+                *user_private_key = Some("/etc/sparkedge/op.pem".into());
+            }
+        });
+        m.validate().unwrap();
     }
 
     #[test]
