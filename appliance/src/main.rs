@@ -6,6 +6,7 @@
 
 mod config;
 mod hub;
+mod opcua_cli;
 mod sim;
 mod sparkplug_node;
 mod uns;
@@ -72,6 +73,11 @@ enum Command {
         #[arg(long, default_value = "sparkedge-data")]
         data_dir: PathBuf,
     },
+    /// OPC UA certificates: the appliance's own, and the servers' it trusts or refused.
+    Opcua {
+        #[command(subcommand)]
+        command: opcua_cli::Command,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +142,7 @@ fn main() -> ExitCode {
         } => sim::opcua(args),
         Command::Import { file, data_dir } => import(&file, &data_dir),
         Command::Export { file, data_dir } => export(file.as_deref(), &data_dir),
+        Command::Opcua { command } => opcua_cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -323,8 +330,9 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
             )
         })
         .collect();
+    let pki = opcua_cli::pki_for(&model, &data_dir);
     // Devices sharing a serial line or RTU gateway share one driver task.
-    let drivers = southbound::spawn_model(&model, event_tx.clone());
+    let drivers = southbound::spawn_model(&model, pki.as_ref(), event_tx.clone());
     drop(event_tx);
 
     let live = Arc::new(web::LiveValues::new(model.tags.len()));

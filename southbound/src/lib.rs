@@ -70,6 +70,15 @@ impl DriverHandle {
     }
 }
 
+/// What drivers share beyond their own device and tags.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Context<'a> {
+    /// The model's scan classes, by which tags choose their poll period.
+    pub scan_classes: &'a [ScanClass],
+    /// The appliance's OPC UA certificates; without them only security policy none works.
+    pub opcua_pki: Option<&'a opcua::pki::Pki>,
+}
+
 /// Starts the driver for `device` with its `tags`, sending events to `events`. The driver
 /// keeps only what it needs of each tag, so a large model is not copied into every driver.
 ///
@@ -79,16 +88,16 @@ pub fn spawn(
     id: DeviceId,
     device: &Device,
     tags: &[(TagId, &Tag)],
-    scan_classes: &[ScanClass],
+    context: &Context<'_>,
     events: mpsc::Sender<DriverEvent>,
 ) -> DriverHandle {
     let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
-    let task = match modbus_unit(id, &device.driver, tags, scan_classes) {
+    let task = match modbus_unit(id, &device.driver, tags, context.scan_classes) {
         Some((transport, unit)) => {
             tokio::spawn(modbus::driver::run(transport, vec![unit], events, write_rx))
         }
         None if matches!(device.driver, DriverConfig::OpcUa { .. }) => {
-            let dev = opcua_device(id, &device.driver, tags);
+            let dev = opcua_device(id, &device.driver, tags, context);
             tokio::spawn(opcua::driver::run(dev, events, write_rx))
         }
         None => tokio::spawn(sim::run(
@@ -109,7 +118,15 @@ pub fn spawn(
 /// device, `None` for disabled ones. Modbus RTU devices on the same serial port, and those
 /// behind the same RTU-over-TCP gateway, share one line task, which serialises their
 /// requests.
-pub fn spawn_model(model: &Model, events: mpsc::Sender<DriverEvent>) -> Vec<Option<DriverHandle>> {
+pub fn spawn_model(
+    model: &Model,
+    opcua_pki: Option<&opcua::pki::Pki>,
+    events: mpsc::Sender<DriverEvent>,
+) -> Vec<Option<DriverHandle>> {
+    let context = Context {
+        scan_classes: &model.scan_classes,
+        opcua_pki,
+    };
     let mut handles: Vec<Option<DriverHandle>> = model.devices.iter().map(|_| None).collect();
     // Shared lines: transport, and the devices on it with their unit settings.
     let mut lines: Vec<(
@@ -138,7 +155,7 @@ pub fn spawn_model(model: &Model, events: mpsc::Sender<DriverEvent>) -> Vec<Opti
                 }
             }
             _ => {
-                let handle = spawn(id, device, &tags, &model.scan_classes, events.clone());
+                let handle = spawn(id, device, &tags, &context, events.clone());
                 handles[d] = Some(handle);
             }
         }
@@ -245,33 +262,47 @@ fn opcua_device(
     id: DeviceId,
     driver: &DriverConfig,
     tags: &[(TagId, &Tag)],
+    context: &Context<'_>,
 ) -> opcua::driver::OpcUaDevice {
-    let (endpoint, period_ms, sampling_ms, timeout_ms) = match driver {
+    let (period_ms, sampling_ms, queue_size, poll_all) = match driver {
         DriverConfig::OpcUa {
-            endpoint,
             period_ms,
             sampling_interval_ms,
-            timeout_ms,
+            queue_size,
+            acquisition,
             ..
         } => (
-            endpoint.clone(),
             *period_ms,
             sampling_interval_ms.unwrap_or(*period_ms),
-            *timeout_ms,
+            *queue_size,
+            *acquisition == uns_model::OpcUaAcquisition::Poll,
         ),
-        _ => (String::new(), 1000, 1000, 5000),
+        _ => (1000, 1000, 1, false),
     };
     let ms = |v: u32| Duration::from_millis(u64::from(v));
+    let connection = opcua::connect::Connection::from_model(driver, context.opcua_pki.cloned())
+        .expect("an OPC UA device");
     opcua::driver::OpcUaDevice {
         device: id,
-        endpoint,
+        connection,
         period: ms(period_ms),
         sampling_ms: f64::from(sampling_ms),
-        timeout: ms(timeout_ms),
+        queue_size,
         // The model was validated; a tag that still does not parse is skipped, not a panic.
         tags: tags
             .iter()
-            .filter_map(|(tag_id, t)| opcua::driver::OpcUaTag::from_model(*tag_id, t))
+            .filter_map(|(tag_id, t)| {
+                // A tag of a scan class is polled at its period; with `acquisition = "poll"`
+                // so is every other tag, at the device's period.
+                let class = t
+                    .scan_class()
+                    .and_then(|name| context.scan_classes.iter().find(|c| c.name == name));
+                let poll = match class {
+                    Some(c) => Some(ms(c.period_ms)),
+                    None => poll_all.then(|| ms(period_ms)),
+                };
+                opcua::driver::OpcUaTag::from_model(*tag_id, t, poll)
+            })
             .collect(),
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! Built on async-opcua (lib name `opcua`), whose crypto is pure Rust.
 
+pub mod connect;
 pub mod convert;
 pub(crate) mod driver;
+pub mod pki;
 pub mod sim_server;

@@ -164,7 +164,7 @@ struct Drivers {
 impl Drivers {
     fn start(model: &Model) -> Drivers {
         let (tx, events) = mpsc::channel(256);
-        let handles = southbound::spawn_model(model, tx);
+        let handles = southbound::spawn_model(model, None, tx);
         Drivers { events, handles }
     }
 

@@ -76,7 +76,16 @@ impl Driver {
             .enumerate()
             .map(|(i, t)| (TagId(i as u32), t))
             .collect();
-        let handle = southbound::spawn(DeviceId(0), device, &tags, classes, tx);
+        let handle = southbound::spawn(
+            DeviceId(0),
+            device,
+            &tags,
+            &southbound::Context {
+                scan_classes: classes,
+                opcua_pki: None,
+            },
+            tx,
+        );
         Driver { events, handle }
     }
 

@@ -26,15 +26,27 @@ fn device(port: u16) -> Device {
     Device {
         name: "plc".into(),
         enabled: true,
-        driver: DriverConfig::OpcUa {
-            endpoint: format!("opc.tcp://127.0.0.1:{port}/"),
-            security_policy: Default::default(),
-            identity: Default::default(),
-            period_ms: 50,
-            sampling_interval_ms: None,
-            timeout_ms: 2000,
-        },
+        driver: with_opcua(
+            DriverConfig::opc_ua(format!("opc.tcp://127.0.0.1:{port}/")),
+            |period_ms, timeout_ms| {
+                *period_ms = 50;
+                *timeout_ms = 2000;
+            },
+        ),
     }
+}
+
+/// `driver` with its period and timeout edited.
+fn with_opcua(mut driver: DriverConfig, edit: impl FnOnce(&mut u32, &mut u32)) -> DriverConfig {
+    if let DriverConfig::OpcUa {
+        period_ms,
+        timeout_ms,
+        ..
+    } = &mut driver
+    {
+        edit(period_ms, timeout_ms);
+    }
+    driver
 }
 
 /// Changing.<Type> by namespace URI, Writable.<Type> by index, then special cases.
@@ -76,7 +88,7 @@ impl Driver {
             .enumerate()
             .map(|(i, t)| (TagId(i as u32), t))
             .collect();
-        let handle = southbound::spawn(DeviceId(0), device, &tags, &[], tx);
+        let handle = southbound::spawn(DeviceId(0), device, &tags, &Default::default(), tx);
         Driver { events, handle }
     }
 

@@ -1,5 +1,5 @@
-//! The OPC UA driver of one server: one session, one subscription with a monitored item per
-//! tag, writes through the same session.
+//! The OPC UA driver of one server: one session; one subscription with a monitored item per
+//! subscribed tag; polled reads for tags of a scan class; writes through the same session.
 //!
 //! The driver owns reconnection rather than leaving it to the client library: on a lost
 //! session it reports the device offline (every tag stale), drops the session with its
@@ -10,20 +10,18 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use opcua::client::{
-    Client, ClientBuilder, DataChangeCallback, IdentityToken, Session, SessionPollResult,
-};
-use opcua::crypto::SecurityPolicy;
+use opcua::client::{DataChangeCallback, Session, SessionPollResult};
 use opcua::types::{
-    AttributeId, DataValue, EndpointDescription, MessageSecurityMode, MonitoredItemCreateRequest,
-    MonitoringMode, MonitoringParameters, NodeId, ReadValueId, StatusCode, TimestampsToReturn,
-    VariableId, Variant, WriteValue,
+    AttributeId, DataChangeFilter, DataChangeTrigger, DataValue, DeadbandType, ExtensionObject,
+    MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId, ReadValueId,
+    StatusCode, TimestampsToReturn, VariableId, Variant, WriteValue,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout};
 use uns_model::opcua::NodeAddress;
 use uns_model::{DataType, Quality, TagId, TagSample, Value};
 
+use super::connect::Connection;
 use super::convert;
 use crate::modbus::backoff::Backoff;
 use crate::{DeviceId, DriverEvent, WriteCommand, now_ms};
@@ -35,17 +33,20 @@ pub(crate) const DEFAULT_ITEMS_PER_CALL: usize = 100;
 /// How often at most an established session is checked for a silent server.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(5);
 
+/// Nodes per Read request when the server does not say (OperationLimits.MaxNodesPerRead).
+const DEFAULT_NODES_PER_READ: usize = 500;
+
 /// One OPC UA server and the tags read from it.
 #[derive(Clone, Debug)]
 pub(crate) struct OpcUaDevice {
     pub device: DeviceId,
-    pub endpoint: String,
+    pub connection: Connection,
     /// Publishing interval of the subscription.
     pub period: Duration,
     /// Sampling interval asked for each item, in milliseconds.
     pub sampling_ms: f64,
-    /// Limit for each request and for the session to come up.
-    pub timeout: Duration,
+    /// Values the server queues per item between publishes.
+    pub queue_size: u32,
     /// In tag id order.
     pub tags: Vec<OpcUaTag>,
 }
@@ -56,15 +57,35 @@ pub(crate) struct OpcUaTag {
     pub node: NodeAddress,
     pub datatype: DataType,
     pub writable: bool,
+    /// Read by polling at this period; `None`: by subscription.
+    pub poll: Option<Duration>,
+    /// The data-change deadband asked of the server, so unchanged values are not even sent.
+    /// The hub applies the tag's deadband again: a server may ignore the filter.
+    pub deadband: Option<(DeadbandType, f64)>,
 }
 
 impl OpcUaTag {
-    pub(crate) fn from_model(id: TagId, tag: &uns_model::Tag) -> Option<OpcUaTag> {
+    pub(crate) fn from_model(
+        id: TagId,
+        tag: &uns_model::Tag,
+        poll: Option<Duration>,
+    ) -> Option<OpcUaTag> {
+        let acquisition = tag.acquisition.as_deref();
+        let deadband = match (
+            acquisition.and_then(|a| a.deadband),
+            acquisition.and_then(|a| a.deadband_percent),
+        ) {
+            (Some(d), _) => Some((DeadbandType::Absolute, d)),
+            (None, Some(p)) => Some((DeadbandType::Percent, p)),
+            (None, None) => None,
+        };
         Some(OpcUaTag {
             id,
             node: tag.address.parse().ok()?,
             datatype: tag.datatype,
             writable: tag.writable,
+            poll,
+            deadband,
         })
     }
 }
@@ -95,10 +116,10 @@ pub(crate) async fn run(
     events: mpsc::Sender<DriverEvent>,
     mut writes: mpsc::Receiver<WriteCommand>,
 ) {
-    let mut client = match client(&dev) {
+    let mut client = match dev.connection.client() {
         Ok(c) => c,
         Err(e) => {
-            // Only a bad configuration of the library itself gets here; say so and idle.
+            // A configuration the library refuses, or a missing certificate: say so and idle.
             let _ = events.send(offline(dev.device, e)).await;
             while let Some(w) = writes.recv().await {
                 refuse(w, "the OPC UA client could not be set up");
@@ -141,9 +162,17 @@ pub(crate) async fn run(
                         return;
                     }
                 } else if reason != last_failure {
-                    tracing::warn!(device = dev.device.0, endpoint = %dev.endpoint, "cannot connect: {reason}");
+                    // A new reason why the device cannot be reached: the hub logs it and
+                    // the UI shows it (an untrusted certificate, a wrong password…).
+                    if events
+                        .send(offline(dev.device, reason.clone()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 } else {
-                    tracing::debug!(device = dev.device.0, endpoint = %dev.endpoint, "{reason}");
+                    tracing::debug!(device = dev.device.0, endpoint = %dev.connection.endpoint, "{reason}");
                 }
                 last_failure = reason;
             }
@@ -160,26 +189,6 @@ pub(crate) async fn run(
             }
         }
     }
-}
-
-fn client(dev: &OpcUaDevice) -> Result<Client, String> {
-    ClientBuilder::new()
-        .application_name("sparkedge")
-        .application_uri("urn:sparkedge")
-        .product_uri("urn:sparkedge")
-        // Security policy None needs no certificate; the library still wants a PKI folder.
-        // It moves to the data directory when certificates come.
-        .pki_dir(std::env::temp_dir().join("sparkedge-opcua-pki"))
-        .create_sample_keypair(false)
-        .trust_server_certs(false)
-        // Reconnects are ours (see the module comment): the library never retries, and
-        // never recreates subscriptions on its own.
-        .session_retry_limit(0)
-        .recreate_subscriptions(false)
-        .request_timeout(dev.timeout)
-        .session_timeout(60_000)
-        .client()
-        .map_err(|errors| format!("OPC UA client configuration: {}", errors.join("; ")))
 }
 
 /// Drives the session's event loop (its stream of events); tells `lost` why it ended.
@@ -209,31 +218,40 @@ struct Subscribed {
     expected: Vec<bool>,
     /// Samples for tags that could not be monitored (bad quality).
     failed: Vec<TagSample>,
+    /// Nodes per Read request the server accepts.
+    per_read: usize,
+}
+
+/// Tags read together at one period.
+struct PollGroup {
+    period: Duration,
+    next: Instant,
+    /// Tag indexes whose node resolved.
+    tags: Vec<usize>,
 }
 
 /// One session, from connecting to its loss. Sets `online` once the device is born.
 async fn session(
-    client: &mut Client,
+    client: &mut opcua::client::Client,
     dev: &OpcUaDevice,
     events: &mpsc::Sender<DriverEvent>,
     writes: &mut mpsc::Receiver<WriteCommand>,
     online: &mut bool,
     backoff: &mut Backoff,
 ) -> End {
-    let (session, event_loop) = match timeout(dev.timeout, endpoint(client, dev)).await {
-        Err(_) => return End::Lost(format!("{}: no answer to GetEndpoints", dev.endpoint)),
-        Ok(Err(e)) => return End::Lost(e),
-        Ok(Ok(endpoint)) => {
-            match client.connect_to_endpoint_directly(endpoint, IdentityToken::Anonymous) {
-                Ok(s) => s,
-                Err(e) => return End::Lost(format!("{}: {e}", dev.endpoint)),
-            }
-        }
+    let timeout_each = dev.connection.timeout;
+    let (session, event_loop) = match dev.connection.session(client).await {
+        Ok(s) => s,
+        Err(e) => return End::Lost(e),
     };
     let (lost_tx, mut lost) = oneshot::channel();
-    let _event_loop = AbortOnDrop(tokio::spawn(drive(event_loop.enter(), lost_tx)));
-    let lost_reason =
-        |r: Result<String, _>| End::Lost(r.unwrap_or_else(|_| "session ended".into()));
+    let _event_loop = AbortOnDrop(tokio::spawn(drive(event_loop, lost_tx)));
+    let lost_reason = |r: Result<String, _>| {
+        End::Lost(
+            dev.connection
+                .explain(r.unwrap_or_else(|_| "session ended".into())),
+        )
+    };
 
     let (notes_tx, mut notes) = mpsc::unbounded_channel::<Notification>();
     let setup = async {
@@ -245,19 +263,45 @@ async fn session(
     // Setup makes a handful of requests, each limited by the request timeout.
     let subscribed = tokio::select! {
         r = &mut lost => return lost_reason(r),
-        r = timeout(dev.timeout * 4, setup) => match r {
+        r = timeout(timeout_each * 4, setup) => match r {
             Err(_) => return End::Lost("setting up the subscription took too long".into()),
             Ok(Err(e)) => return End::Lost(e),
             Ok(Ok(s)) => s,
         },
     };
 
+    // Polled tags, grouped by period; their first read is part of the birth.
+    let mut groups: Vec<PollGroup> = Vec::new();
+    for (k, tag) in dev.tags.iter().enumerate() {
+        let (Some(period), Some(_)) = (tag.poll, &subscribed.nodes[k]) else {
+            continue;
+        };
+        match groups.iter_mut().find(|g| g.period == period) {
+            Some(g) => g.tags.push(k),
+            None => groups.push(PollGroup {
+                period,
+                next: Instant::now(),
+                tags: vec![k],
+            }),
+        }
+    }
+    let mut pending = subscribed.failed.clone();
+    for group in &mut groups {
+        tokio::select! {
+            r = &mut lost => return lost_reason(r),
+            samples = poll(&session, dev, &subscribed, &group.tags) => match samples {
+                Ok(samples) => pending.extend(samples),
+                Err(e) => return End::Lost(e),
+            },
+        }
+        group.next = Instant::now() + group.period;
+    }
+
     // Birth: every created item's first value (or what the deadline leaves), then online.
     // The server sends each item's current value in the first publish after creation.
-    let mut pending = subscribed.failed.clone();
     let mut missing = subscribed.expected.iter().filter(|e| **e).count();
     let mut seen = vec![false; dev.tags.len()];
-    let deadline = Instant::now() + dev.timeout.max(dev.period * 3);
+    let deadline = Instant::now() + timeout_each.max(dev.period * 3);
     let mut batch = Vec::new();
     while missing > 0 {
         tokio::select! {
@@ -296,16 +340,17 @@ async fn session(
     }
     *online = true;
     backoff.reset();
-    tracing::info!(device = dev.device.0, endpoint = %dev.endpoint, "OPC UA session up");
+    tracing::info!(device = dev.device.0, endpoint = %dev.connection.endpoint, "OPC UA session up");
 
     // A server that stops answering without closing the connection (cable pulled, process
     // hung) never ends the session by itself: ask it something now and then, and give up on
     // it after two unanswered questions.
-    let mut watchdog = tokio::time::interval(WATCHDOG_EVERY.min(dev.timeout.max(dev.period)));
+    let mut watchdog = tokio::time::interval(WATCHDOG_EVERY.min(timeout_each.max(dev.period)));
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     watchdog.reset();
     let mut unanswered = 0;
     loop {
+        let next_poll = groups.iter().map(|g| g.next).min();
         tokio::select! {
             biased;
             r = &mut lost => return lost_reason(r),
@@ -317,7 +362,7 @@ async fn session(
                 };
                 let state = [state];
                 let asked = session.read(&state, TimestampsToReturn::Neither, 0.0);
-                match timeout(dev.timeout, asked).await {
+                match timeout(timeout_each, asked).await {
                     Ok(Ok(_)) => unanswered = 0,
                     Ok(Err(e)) => {
                         unanswered += 1;
@@ -347,7 +392,7 @@ async fn session(
                 }
                 None => {
                     // Free the server's session now rather than at its timeout.
-                    let _ = timeout(dev.timeout, session.disconnect()).await;
+                    let _ = timeout(timeout_each, session.disconnect()).await;
                     return End::HubGone;
                 }
             },
@@ -363,44 +408,27 @@ async fn session(
                     return End::HubGone;
                 }
             }
+            _ = sleep_until(next_poll.unwrap_or_else(Instant::now)), if next_poll.is_some() => {
+                let now = Instant::now();
+                for group in groups.iter_mut().filter(|g| g.next <= now) {
+                    // A late poll is not made up for: the next one is a period from now.
+                    group.next = (group.next + group.period).max(now);
+                    match poll(&session, dev, &subscribed, &group.tags).await {
+                        Ok(samples) => {
+                            if events.send(DriverEvent::Samples(samples)).await.is_err() {
+                                return End::HubGone;
+                            }
+                        }
+                        Err(e) => return End::Lost(e),
+                    }
+                }
+            }
         }
     }
 }
 
-/// The server's endpoint with security policy None, at the address the user gave.
-async fn endpoint(client: &Client, dev: &OpcUaDevice) -> Result<EndpointDescription, String> {
-    let endpoints = client
-        .get_server_endpoints_from_url(dev.endpoint.as_str())
-        .await
-        .map_err(|e| format!("{}: GetEndpoints failed: {e}", dev.endpoint))?;
-    let none = |e: &EndpointDescription| {
-        e.security_mode == MessageSecurityMode::None
-            && SecurityPolicy::from_uri(e.security_policy_uri.as_ref()) == SecurityPolicy::None
-    };
-    let mut endpoint = endpoints.iter().find(|e| none(e)).cloned().ok_or_else(|| {
-        let offered: Vec<String> = endpoints
-            .iter()
-            .map(|e| format!("{} {:?}", e.security_policy_uri, e.security_mode))
-            .collect();
-        format!(
-            "{}: the server offers no endpoint with security policy None; it offers: {}",
-            dev.endpoint,
-            offered.join(", ")
-        )
-    })?;
-    // A server often announces a host or port it is not reached at (NAT, port forwarding,
-    // containers, a relay): always connect where the configuration says.
-    endpoint.endpoint_url = dev.endpoint.as_str().into();
-    Ok(endpoint)
-}
-
-/// Resolves the tags' NodeIds, creates the subscription and its monitored items in batches
-/// the server accepts.
-async fn subscribe(
-    session: &Session,
-    dev: &OpcUaDevice,
-    notes: mpsc::UnboundedSender<Notification>,
-) -> Result<Subscribed, String> {
+/// Reads the server's namespace table and the operation limits the driver obeys.
+async fn server_info(session: &Session) -> Result<(Vec<String>, usize, usize), String> {
     let read = |id: VariableId| ReadValueId {
         node_id: id.into(),
         attribute_id: AttributeId::Value as u32,
@@ -413,6 +441,7 @@ async fn subscribe(
                 read(
                     VariableId::Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
                 ),
+                read(VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerRead),
             ],
             TimestampsToReturn::Neither,
             0.0,
@@ -430,11 +459,26 @@ async fn subscribe(
             .collect(),
         _ => Vec::new(),
     };
-    let per_call = match server.get(1).and_then(|dv| dv.value.as_ref()) {
+    // 0 or absent means the server sets no limit; ours then keeps requests moderate.
+    let limit = |k: usize, default: usize| match server.get(k).and_then(|dv| dv.value.as_ref()) {
         Some(Variant::UInt32(n)) if *n > 0 => *n as usize,
-        _ => DEFAULT_ITEMS_PER_CALL,
+        _ => default,
     };
+    Ok((
+        namespaces,
+        limit(1, DEFAULT_ITEMS_PER_CALL),
+        limit(2, DEFAULT_NODES_PER_READ),
+    ))
+}
 
+/// Resolves the tags' NodeIds, creates the subscription and its monitored items in batches
+/// the server accepts.
+async fn subscribe(
+    session: &Session,
+    dev: &OpcUaDevice,
+    notes: mpsc::UnboundedSender<Notification>,
+) -> Result<Subscribed, String> {
+    let (namespaces, per_call, per_read) = server_info(session).await?;
     let t = now_ms();
     let mut failed = Vec::new();
     let nodes: Vec<Option<NodeId>> = dev
@@ -449,6 +493,18 @@ async fn subscribe(
             }
         })
         .collect();
+    let mut expected = vec![false; dev.tags.len()];
+    let subscribed: Vec<usize> = (0..dev.tags.len())
+        .filter(|k| dev.tags[*k].poll.is_none() && nodes[*k].is_some())
+        .collect();
+    if subscribed.is_empty() {
+        return Ok(Subscribed {
+            nodes,
+            expected,
+            failed,
+            per_read,
+        });
+    }
 
     let callback = DataChangeCallback::new(move |dv, item| {
         // The receiver is gone only when the session is being dropped.
@@ -462,48 +518,59 @@ async fn subscribe(
         .await
         .map_err(|e| format!("cannot create the subscription: {e}"))?;
 
-    let requests: Vec<(usize, MonitoredItemCreateRequest)> = nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(k, node)| {
-            let node = node.clone()?;
-            Some((
-                k,
-                MonitoredItemCreateRequest {
-                    item_to_monitor: ReadValueId {
-                        node_id: node,
-                        attribute_id: AttributeId::Value as u32,
-                        ..Default::default()
-                    },
-                    monitoring_mode: MonitoringMode::Reporting,
-                    requested_parameters: MonitoringParameters {
-                        client_handle: k as u32 + 1,
-                        sampling_interval: dev.sampling_ms,
-                        queue_size: 1,
-                        discard_oldest: true,
-                        ..Default::default()
-                    },
-                },
-            ))
-        })
-        .collect();
-    let mut expected = vec![false; dev.tags.len()];
-    for chunk in requests.chunks(per_call) {
-        let results = session
-            .create_monitored_items(
-                subscription,
-                TimestampsToReturn::Both,
-                chunk.iter().map(|(_, r)| r.clone()).collect(),
-            )
-            .await
-            .map_err(|e| format!("cannot create monitored items: {e}"))?;
-        for ((k, _), result) in chunk.iter().zip(results.iter()) {
-            if result.result.status_code.is_good() {
-                expected[*k] = true;
-            } else {
+    let request = |k: usize, with_filter: bool| {
+        let tag = &dev.tags[k];
+        let filter = match tag.deadband {
+            Some((kind, value)) if with_filter => ExtensionObject::from_message(DataChangeFilter {
+                trigger: DataChangeTrigger::StatusValue,
+                deadband_type: kind as u32,
+                deadband_value: value,
+            }),
+            _ => ExtensionObject::null(),
+        };
+        MonitoredItemCreateRequest {
+            item_to_monitor: ReadValueId {
+                node_id: nodes[k].clone().unwrap_or_default(),
+                attribute_id: AttributeId::Value as u32,
+                ..Default::default()
+            },
+            monitoring_mode: MonitoringMode::Reporting,
+            requested_parameters: MonitoringParameters {
+                client_handle: k as u32 + 1,
+                sampling_interval: dev.sampling_ms,
+                filter,
+                queue_size: dev.queue_size,
+                discard_oldest: true,
+            },
+        }
+    };
+    // Items whose deadband the server refused are created again without it: the hub's
+    // deadband still applies, the server just sends a little more.
+    let mut unfiltered = Vec::new();
+    for (pass, tags) in [(true, subscribed), (false, Vec::new())] {
+        let tags = if pass {
+            tags
+        } else {
+            std::mem::take(&mut unfiltered)
+        };
+        for chunk in tags.chunks(per_call) {
+            let requests = chunk.iter().map(|k| request(*k, pass)).collect();
+            let results = session
+                .create_monitored_items(subscription, TimestampsToReturn::Both, requests)
+                .await
+                .map_err(|e| format!("cannot create monitored items: {e}"))?;
+            for (k, result) in chunk.iter().zip(results.iter()) {
+                let code = result.result.status_code;
                 let tag = &dev.tags[*k];
-                tracing::warn!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "cannot monitor: {}", result.result.status_code);
-                failed.push(sample(tag.id, None, Quality::Bad, t));
+                if code.is_good() {
+                    expected[*k] = true;
+                } else if pass && tag.deadband.is_some() && is_filter_refusal(code) {
+                    tracing::info!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "the server does not take the deadband ({code}); it is applied here only");
+                    unfiltered.push(*k);
+                } else {
+                    tracing::warn!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "cannot monitor: {code}");
+                    failed.push(sample(tag.id, None, Quality::Bad, t));
+                }
             }
         }
     }
@@ -517,7 +584,51 @@ async fn subscribe(
         nodes,
         expected,
         failed,
+        per_read,
     })
+}
+
+fn is_filter_refusal(code: StatusCode) -> bool {
+    matches!(
+        code,
+        StatusCode::BadFilterNotAllowed
+            | StatusCode::BadMonitoredItemFilterUnsupported
+            | StatusCode::BadMonitoredItemFilterInvalid
+            | StatusCode::BadDeadbandFilterInvalid
+    )
+}
+
+/// Reads the values of `tags` (indexes into the device's tags, all resolved) in requests
+/// of at most the server's MaxNodesPerRead. A request that gets no answer ends the session;
+/// a node the server cannot read is a bad sample.
+async fn poll(
+    session: &Session,
+    dev: &OpcUaDevice,
+    subscribed: &Subscribed,
+    tags: &[usize],
+) -> Result<Vec<TagSample>, String> {
+    let mut samples = Vec::with_capacity(tags.len());
+    for chunk in tags.chunks(subscribed.per_read.max(1)) {
+        let reads: Vec<ReadValueId> = chunk
+            .iter()
+            .map(|k| ReadValueId {
+                node_id: subscribed.nodes[*k].clone().unwrap_or_default(),
+                attribute_id: AttributeId::Value as u32,
+                ..Default::default()
+            })
+            .collect();
+        let values = timeout(
+            dev.connection.timeout,
+            session.read(&reads, TimestampsToReturn::Both, 0.0),
+        )
+        .await
+        .map_err(|_| "a polled read got no answer".to_owned())?
+        .map_err(|e| format!("a polled read failed: {e}"))?;
+        for (k, dv) in chunk.iter().zip(values) {
+            samples.extend(to_sample(dev, *k as u32 + 1, dv));
+        }
+    }
+    Ok(samples)
 }
 
 /// A notification as a sample of its tag: the source time when the server gives one.
