@@ -109,8 +109,9 @@ pub struct BrowsedNode {
 pub struct Children {
     /// In the server's order; a node referenced twice is listed once.
     pub nodes: Vec<BrowsedNode>,
-    /// The node has more children than [`BrowseOptions::limit`]; they were left on the
-    /// server (its continuation point released).
+    /// Browsing stopped at [`BrowseOptions::limit`] with children left on the server (its
+    /// continuation point released). A server may hold a continuation point that turns out
+    /// to lead nowhere, so a node with exactly `limit` children can be reported truncated.
     pub truncated: bool,
 }
 
