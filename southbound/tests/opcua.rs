@@ -18,6 +18,7 @@ async fn start_sim(listener: TcpListener, tick: Duration, pki: &std::path::Path)
         // Lower than the number of tags, so the driver must create its items in batches.
         max_monitored_items_per_call: 5,
         pki_dir: pki.to_owned(),
+        ..SimConfig::default()
     };
     SimServer::start(listener, config).await.unwrap()
 }

@@ -24,10 +24,46 @@ pub fn node_id(address: &NodeAddress, namespaces: &[String]) -> Result<NodeId, S
     let identifier = match &address.identifier {
         Id::Numeric(n) => Identifier::Numeric(*n),
         Id::String(s) => Identifier::String(UAString::from(s.as_str())),
-        Id::Guid(g) => Identifier::Guid(Guid::from_bytes(*g)),
+        Id::Guid(g) => Identifier::Guid(Guid::from_bytes(guid_byte_order(*g))),
         Id::Opaque(b) => Identifier::ByteString(ByteString::from(b.clone())),
     };
     Ok(NodeId::new(ns, identifier))
+}
+
+/// The model's address of `id`, the inverse of [`node_id`]. A node outside namespace 0 is
+/// addressed by its namespace URI when `namespaces` (the server's namespace array) names
+/// one: a URI stays valid when the server's configuration renumbers its namespaces, an index
+/// may not. Namespace 0 is the OPC UA standard's own and never moves.
+pub fn node_address(id: &NodeId, namespaces: &[String]) -> NodeAddress {
+    let uri = namespaces
+        .get(usize::from(id.namespace))
+        // The address notation ends the URI at the first `;`, so such a URI cannot be
+        // written; the index still addresses the node.
+        .filter(|uri| id.namespace != 0 && !uri.is_empty() && !uri.contains(';'));
+    let namespace = match uri {
+        Some(uri) => Namespace::Uri(uri.clone()),
+        None => Namespace::Index(id.namespace),
+    };
+    let identifier = match &id.identifier {
+        Identifier::Numeric(n) => Id::Numeric(*n),
+        Identifier::String(s) => Id::String(s.as_ref().to_owned()),
+        Identifier::Guid(g) => Id::Guid(guid_byte_order(g.to_bytes())),
+        Identifier::ByteString(b) => Id::Opaque(b.as_ref().to_vec()),
+    };
+    NodeAddress {
+        namespace,
+        identifier,
+    }
+}
+
+/// Swaps a GUID between the order it is written in (the model's) and the order OPC UA
+/// encodes it in, which async-opcua's `Guid` bytes use: the first three fields
+/// little-endian (Part 6, the binary encoding of Guid). The swap is its own inverse.
+fn guid_byte_order(mut bytes: [u8; 16]) -> [u8; 16] {
+    bytes[0..4].reverse();
+    bytes[4..6].reverse();
+    bytes[6..8].reverse();
+    bytes
 }
 
 /// The value of a tag of `datatype` from what the server sent. The server's type must be
@@ -205,6 +241,55 @@ mod tests {
         assert!(
             err.contains("urn:c") && err.contains("urn:a, urn:b"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn node_ids_print_back_as_the_address_they_came_from() {
+        let ns = vec![
+            "http://opcfoundation.org/UA/".to_owned(),
+            "urn:a".to_owned(),
+            "urn:b".to_owned(),
+            // Not writable in the notation: such a node keeps its index.
+            "urn:odd;uri".to_owned(),
+        ];
+        for (address, index) in [
+            ("i=85", "i=85"),
+            ("nsu=urn:b;i=7", "ns=2;i=7"),
+            (
+                "nsu=urn:a;s=Line 3.Filler;Temp=1",
+                "ns=1;s=Line 3.Filler;Temp=1",
+            ),
+            (
+                "nsu=urn:a;g=09087e75-8e5e-499b-954f-f2a9603db28a",
+                "ns=1;g=09087e75-8e5e-499b-954f-f2a9603db28a",
+            ),
+            ("nsu=urn:b;b=AAEC/w==", "ns=2;b=AAEC/w=="),
+            ("ns=3;s=X", "ns=3;s=X"),
+            // An index the namespace array does not have stays an index.
+            ("ns=9;i=1", "ns=9;i=1"),
+        ] {
+            let parsed: NodeAddress = address.parse().unwrap();
+            let id = node_id(&parsed, &ns).unwrap();
+            // With the namespace array the URI form comes back, without it the index form;
+            // both resolve to the same node.
+            assert_eq!(node_address(&id, &ns).to_string(), address);
+            let by_index = node_address(&id, &[]);
+            assert_eq!(by_index.to_string(), index);
+            assert_eq!(node_id(&by_index, &[]), Ok(id));
+        }
+    }
+
+    #[test]
+    fn guids_keep_their_written_form() {
+        // The text form on both sides: the model's and the one OPC UA tools show.
+        let a: NodeAddress = "ns=1;g=09087e75-8e5e-499b-954f-f2a9603db28a"
+            .parse()
+            .unwrap();
+        let id = node_id(&a, &[]).unwrap();
+        assert_eq!(
+            id.to_string(),
+            "ns=1;g=09087e75-8e5e-499b-954f-f2a9603db28a"
         );
     }
 

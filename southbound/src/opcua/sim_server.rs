@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opcua::server::address_space::{AccessLevel, Variable};
+use opcua::server::address_space::{AccessLevel, NodeBase, Variable};
 use opcua::server::diagnostics::NamespaceMetadata;
 use opcua::server::node_manager::memory::{SimpleNodeManager, simple_node_manager};
 use opcua::server::{ServerBuilder, ServerHandle};
@@ -36,6 +36,10 @@ pub struct SimConfig {
     pub tick: Duration,
     /// The server's MaxMonitoredItemsPerCall operation limit (a low one tests batching).
     pub max_monitored_items_per_call: usize,
+    /// The server's MaxNodesPerRead operation limit (a low one tests batched reads).
+    pub max_nodes_per_read: usize,
+    /// Browse continuation points the server keeps per session (a low one shows leaks).
+    pub max_browse_continuation_points: usize,
     /// Where the server keeps its PKI folders (it creates them).
     pub pki_dir: PathBuf,
 }
@@ -45,6 +49,9 @@ impl Default for SimConfig {
         SimConfig {
             tick: Duration::from_secs(1),
             max_monitored_items_per_call: 1000,
+            max_nodes_per_read: opcua::server::constants::MAX_NODES_PER_READ,
+            max_browse_continuation_points:
+                opcua::server::constants::MAX_BROWSE_CONTINUATION_POINTS,
             pki_dir: std::env::temp_dir().join("sparkedge-sim-opcua-pki"),
         }
     }
@@ -107,6 +114,8 @@ impl SimServer {
             .limits_mut()
             .operational
             .max_monitored_items_per_call = config.max_monitored_items_per_call;
+        builder.limits_mut().operational.max_nodes_per_read = config.max_nodes_per_read;
+        builder.limits_mut().max_browse_continuation_points = config.max_browse_continuation_points;
         let (server, handle) = builder.build()?;
         let manager = handle
             .node_managers()
@@ -168,6 +177,11 @@ fn build_address_space(manager: &SimpleNodeManager, ns: u16) {
                 let name = node_name(folder, dt);
                 let id = NodeId::new(ns, name.as_str());
                 let mut v = Variable::new(&id, opcua_type(dt).0, opcua_type(dt).0, value_at(dt, 0));
+                let what = match folder {
+                    "Writable" => "holds what is written to it",
+                    _ => "changes every tick",
+                };
+                v.set_description(format!("{}, {what}", opcua_type(dt).0).into());
                 if folder == "Writable" {
                     v.set_access_level(AccessLevel::CURRENT_READ | AccessLevel::CURRENT_WRITE);
                     v.set_user_access_level(AccessLevel::CURRENT_READ | AccessLevel::CURRENT_WRITE);
