@@ -252,7 +252,6 @@ impl Connection {
             "BadCertificateUntrusted",
             "BadCertificateInvalid",
             "BadCertificateUriInvalid",
-            "BadSecurityPolicyRejected",
         ];
         let Some(pki) = &self.pki else {
             return reason;

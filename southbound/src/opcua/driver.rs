@@ -427,28 +427,24 @@ async fn session(
     }
 }
 
-/// Reads the server's namespace table and the operation limits the driver obeys.
+/// Reads the server's namespace table and the operation limits the driver obeys. One node
+/// per request: a server's MaxNodesPerRead may be lower than the three asked here.
 async fn server_info(session: &Session) -> Result<(Vec<String>, usize, usize), String> {
-    let read = |id: VariableId| ReadValueId {
-        node_id: id.into(),
-        attribute_id: AttributeId::Value as u32,
-        ..Default::default()
+    let read = |id: VariableId| async move {
+        let node = [ReadValueId {
+            node_id: id.into(),
+            attribute_id: AttributeId::Value as u32,
+            ..Default::default()
+        }];
+        session
+            .read(&node, TimestampsToReturn::Neither, 0.0)
+            .await
+            .map(|values| values.into_iter().next().and_then(|dv| dv.value))
     };
-    let server = session
-        .read(
-            &[
-                read(VariableId::Server_NamespaceArray),
-                read(
-                    VariableId::Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
-                ),
-                read(VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerRead),
-            ],
-            TimestampsToReturn::Neither,
-            0.0,
-        )
+    let namespaces: Vec<String> = match read(VariableId::Server_NamespaceArray)
         .await
-        .map_err(|e| format!("cannot read the server's namespaces and limits: {e}"))?;
-    let namespaces: Vec<String> = match server.first().and_then(|dv| dv.value.as_ref()) {
+        .map_err(|e| format!("cannot read the server's namespace table: {e}"))?
+    {
         Some(Variant::Array(a)) => a
             .values
             .iter()
@@ -460,15 +456,19 @@ async fn server_info(session: &Session) -> Result<(Vec<String>, usize, usize), S
         _ => Vec::new(),
     };
     // 0 or absent means the server sets no limit; ours then keeps requests moderate.
-    let limit = |k: usize, default: usize| match server.get(k).and_then(|dv| dv.value.as_ref()) {
-        Some(Variant::UInt32(n)) if *n > 0 => *n as usize,
+    let limit = |value: Result<Option<Variant>, _>, default: usize| match value {
+        Ok(Some(Variant::UInt32(n))) if n > 0 => n as usize,
         _ => default,
     };
-    Ok((
-        namespaces,
-        limit(1, DEFAULT_ITEMS_PER_CALL),
-        limit(2, DEFAULT_NODES_PER_READ),
-    ))
+    let per_call = limit(
+        read(VariableId::Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall).await,
+        DEFAULT_ITEMS_PER_CALL,
+    );
+    let per_read = limit(
+        read(VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerRead).await,
+        DEFAULT_NODES_PER_READ,
+    );
+    Ok((namespaces, per_call, per_read))
 }
 
 /// Resolves the tags' NodeIds, creates the subscription and its monitored items in batches

@@ -42,6 +42,21 @@ pub struct SimConfig {
     pub max_browse_continuation_points: usize,
     /// Where the server keeps its PKI folders (it creates them).
     pub pki_dir: PathBuf,
+    /// Secure endpoints and user accounts besides the anonymous policy-None endpoint.
+    pub security: Option<SimSecurity>,
+}
+
+/// The simulator's security: its own certificate (created in the PKI folder), endpoints for
+/// Basic256Sha256, Aes128-Sha256-RsaOaep and Aes256-Sha256-RsaPss with Sign and with
+/// SignAndEncrypt, and users. A client's certificate is trusted only once it is in
+/// `<pki_dir>/trusted/` (the server puts refused ones in `rejected/`).
+#[derive(Clone, Debug, Default)]
+pub struct SimSecurity {
+    /// A user name and password accepted on every secure endpoint.
+    pub user: Option<(String, String)>,
+    /// A user certificate (DER) accepted as an X.509 identity on every secure endpoint.
+    /// With neither, the secure endpoints are anonymous.
+    pub user_certificate: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -53,6 +68,7 @@ impl Default for SimConfig {
             max_browse_continuation_points:
                 opcua::server::constants::MAX_BROWSE_CONTINUATION_POINTS,
             pki_dir: std::env::temp_dir().join("sparkedge-sim-opcua-pki"),
+            security: None,
         }
     }
 }
@@ -102,7 +118,8 @@ impl SimServer {
             .port(addr.port())
             .discovery_urls(vec![url])
             .pki_dir(&config.pki_dir)
-            .create_sample_keypair(false)
+            .create_sample_keypair(config.security.is_some())
+            .trust_client_certs(false)
             .with_node_manager(simple_node_manager(
                 NamespaceMetadata {
                     namespace_uri: NAMESPACE_URI.to_owned(),
@@ -110,6 +127,9 @@ impl SimServer {
                 },
                 "sparkedge-sim",
             ));
+        if let Some(security) = &config.security {
+            builder = secure(builder, security);
+        }
         builder
             .limits_mut()
             .operational
@@ -162,6 +182,37 @@ impl SimServer {
             )
             .map_err(|e| format!("cannot set {name}: {e}"))
     }
+}
+
+fn secure(mut builder: ServerBuilder, security: &SimSecurity) -> ServerBuilder {
+    use opcua::server::{ANONYMOUS_USER_TOKEN_ID, ServerEndpoint, ServerUserToken};
+    let mut tokens = Vec::new();
+    if let Some((user, password)) = &security.user {
+        builder = builder.add_user_token("user", ServerUserToken::user_pass(user, password));
+        tokens.push("user".to_owned());
+    }
+    if let Some(cert) = &security.user_certificate {
+        builder = builder.add_user_token("x509", ServerUserToken::x509("x509", cert));
+        tokens.push("x509".to_owned());
+    }
+    // With users configured, the secure endpoints take only them, so a client's identity
+    // really is checked; without, they are anonymous.
+    if tokens.is_empty() {
+        tokens.push(ANONYMOUS_USER_TOKEN_ID.to_owned());
+    }
+    use opcua::crypto::SecurityPolicy as P;
+    use opcua::types::MessageSecurityMode as M;
+    for policy in [
+        P::Basic256Sha256,
+        P::Aes128Sha256RsaOaep,
+        P::Aes256Sha256RsaPss,
+    ] {
+        for mode in [M::Sign, M::SignAndEncrypt] {
+            let id = format!("{policy}-{mode:?}");
+            builder = builder.add_endpoint(id, ServerEndpoint::new("/", policy, mode, &tokens));
+        }
+    }
+    builder
 }
 
 fn build_address_space(manager: &SimpleNodeManager, ns: u16) {

@@ -1,0 +1,159 @@
+//! OPC UA acquisition choices against the simulated server over TCP on 127.0.0.1: tags of
+//! a scan class are read by polling, in reads the server's MaxNodesPerRead allows, next to
+//! subscribed tags; a deadband is asked of the server as a data-change filter.
+
+use std::time::Duration;
+
+use southbound::opcua::sim_server::{SimConfig, SimServer};
+use southbound::{Context, DeviceId, DriverEvent};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+use uns_model::{DataType, Device, DriverConfig, Quality, ScanClass, Tag, TagId, TagSample, Value};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn start_sim(pki: &std::path::Path) -> (SimServer, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = SimConfig {
+        tick: Duration::from_millis(50),
+        // Fewer than the polled tags: the driver must split its reads.
+        max_nodes_per_read: 2,
+        pki_dir: pki.to_owned(),
+        ..SimConfig::default()
+    };
+    (SimServer::start(listener, config).await.unwrap(), port)
+}
+
+fn device(port: u16) -> Device {
+    let mut driver = DriverConfig::opc_ua(format!("opc.tcp://127.0.0.1:{port}/"));
+    if let DriverConfig::OpcUa {
+        period_ms,
+        timeout_ms,
+        ..
+    } = &mut driver
+    {
+        *period_ms = 100;
+        *timeout_ms = 2000;
+    }
+    Device {
+        name: "plc".into(),
+        enabled: true,
+        driver,
+    }
+}
+
+fn tag(name: &str, datatype: DataType, node: &str) -> Tag {
+    Tag::new(
+        "plc",
+        "a/l",
+        name,
+        datatype,
+        format!("nsu=urn:sparkedge:sim;s={node}"),
+    )
+}
+
+/// Collects samples until `done` holds for what was collected so far.
+async fn collect(
+    events: &mut mpsc::Receiver<DriverEvent>,
+    mut done: impl FnMut(&[TagSample]) -> bool,
+) -> Vec<TagSample> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut samples = Vec::new();
+    while !done(&samples) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, events.recv()).await {
+            Err(_) => panic!("not done within {DEADLINE:?}; got {samples:?}"),
+            Ok(None) => panic!("the driver stopped"),
+            Ok(Some(DriverEvent::Samples(s))) => samples.extend(s),
+            Ok(Some(DriverEvent::DeviceStatus { online: true, .. })) => {}
+            Ok(Some(other)) => panic!("unexpected {other:?}"),
+        }
+    }
+    samples
+}
+
+fn of(samples: &[TagSample], tag: u32) -> Vec<Value> {
+    samples
+        .iter()
+        .filter(|s| s.tag.0 == tag && s.quality == Quality::Good)
+        .filter_map(|s| s.value.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_class_tags_are_polled_in_batches_beside_subscribed_ones() {
+    let pki = tempfile::tempdir().unwrap();
+    let (_sim, port) = start_sim(pki.path()).await;
+    let classes = [ScanClass {
+        name: "fast".into(),
+        period_ms: 100,
+    }];
+    // Five polled tags (three reads of at most two nodes), two subscribed.
+    let mut tags = Vec::new();
+    for (name, datatype, node) in [
+        ("w_i32", DataType::Int32, "Writable.Int32"),
+        ("w_f64", DataType::Float64, "Writable.Double"),
+        ("w_str", DataType::String, "Writable.String"),
+        ("w_bool", DataType::Bool, "Writable.Boolean"),
+        ("c_u16", DataType::UInt16, "Changing.UInt16"),
+    ] {
+        let mut t = tag(name, datatype, node);
+        t.acquisition_mut().scan_class = Some("fast".into());
+        tags.push(t);
+    }
+    tags.push(tag("sub_unchanging", DataType::Int64, "Writable.Int64"));
+    tags.push(tag("sub_changing", DataType::Int32, "Changing.Int32"));
+
+    let (tx, mut events) = mpsc::channel(256);
+    let ids: Vec<(TagId, &Tag)> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (TagId(i as u32), t))
+        .collect();
+    let context = Context {
+        scan_classes: &classes,
+        opcua_pki: None,
+    };
+    let _driver = southbound::spawn(DeviceId(0), &device(port), &ids, &context, tx);
+
+    // A polled tag is read every period whether or not it changed: an unchanged value keeps
+    // arriving, which a subscription would send once. Every polled tag is read.
+    let samples = collect(&mut events, |s| of(s, 0).len() >= 4 && of(s, 6).len() >= 4).await;
+    for k in 0..5 {
+        assert!(
+            !of(&samples, k).is_empty(),
+            "tag {k} never read: {samples:?}"
+        );
+    }
+    let polled = of(&samples, 0);
+    assert!(polled.iter().all(|v| *v == polled[0]), "{polled:?}");
+    // The unchanging subscribed tag reported its value once, at the birth.
+    assert_eq!(of(&samples, 5).len(), 1, "{samples:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadband_is_applied_by_the_server() {
+    let pki = tempfile::tempdir().unwrap();
+    let (_sim, port) = start_sim(pki.path()).await;
+    // Changing.Float goes up by 0.5 every tick; with a deadband of 1.2 the server reports
+    // only every third step or so, never two values closer than the deadband.
+    let mut t = tag("level", DataType::Float32, "Changing.Float");
+    t.acquisition_mut().deadband = Some(1.2);
+    let tags = [t];
+    let (tx, mut events) = mpsc::channel(256);
+    let ids = [(TagId(0), &tags[0])];
+    let _driver = southbound::spawn(DeviceId(0), &device(port), &ids, &Context::default(), tx);
+    let samples = collect(&mut events, |s| of(s, 0).len() >= 6).await;
+    let values: Vec<f32> = of(&samples, 0)
+        .into_iter()
+        .map(|v| match v {
+            Value::Float32(f) => f,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    for pair in values.windows(2) {
+        assert!(pair[1] - pair[0] > 1.2, "{values:?}");
+    }
+}
