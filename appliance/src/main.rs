@@ -97,11 +97,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            // OPC UA runs with security policy None so far, where the library's complaints
-            // about a missing application certificate (at start and on every secure channel)
-            // are expected; hide them until the appliance has a certificate of its own.
+            // async-opcua logs at WARN and ERROR what is normal here (a client configured
+            // without named endpoints; certificate checks we make ourselves first and
+            // report with the fix): its word would contradict ours.
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,opcua_crypto::certificate_store=off,opcua_core::comms::secure_channel=off"
+                "info,opcua_crypto::certificate_store=off,opcua_core::comms::secure_channel=off,\
+                 opcua_client::config=error"
                     .into()
             }),
         )

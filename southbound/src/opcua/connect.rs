@@ -244,6 +244,47 @@ impl Connection {
         })
     }
 
+    /// Connects and waits until the session is up: for one-off work (browsing, a tag
+    /// picker), not for drivers, which watch their session themselves. The session ends
+    /// when the returned value is dropped.
+    pub async fn connect(&self) -> Result<Connected, String> {
+        let mut client = self.client()?;
+        let (session, events) = self.session(&mut client).await?;
+        let (failed_tx, failed) = tokio::sync::oneshot::channel();
+        let event_loop = tokio::spawn(async move {
+            use futures_util::StreamExt;
+            tokio::pin!(events);
+            let mut failed_tx = Some(failed_tx);
+            while let Some(event) = events.next().await {
+                let reason = match event {
+                    Err(code) => code.to_string(),
+                    Ok(SessionPollResult::ConnectionLost(code)) => code.to_string(),
+                    Ok(_) => continue,
+                };
+                if let Some(tx) = failed_tx.take() {
+                    let _ = tx.send(reason);
+                }
+                break;
+            }
+        });
+        let connected = Connected {
+            session,
+            event_loop,
+        };
+        let up = tokio::time::timeout(self.timeout, connected.session.wait_for_connection());
+        tokio::select! {
+            reason = failed => {
+                let reason = reason.unwrap_or_else(|_| "the session ended".into());
+                Err(self.explain(format!("{}: cannot connect: {reason}", self.endpoint)))
+            }
+            up = up => match up {
+                Ok(true) => Ok(connected),
+                Ok(false) => Err(format!("{}: the session did not come up", self.endpoint)),
+                Err(_) => Err(format!("{}: no session within {:?}", self.endpoint, self.timeout)),
+            },
+        }
+    }
+
     /// Says what a failed connection means when security is the likely cause: most often
     /// the server does not trust our certificate yet.
     pub fn explain(&self, reason: String) -> String {
@@ -268,6 +309,24 @@ impl Connection {
             ),
             Err(_) => reason,
         }
+    }
+}
+
+/// A session opened by [`Connection::connect`]; dropping it closes the connection.
+pub struct Connected {
+    pub session: Arc<Session>,
+    event_loop: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Connected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connected").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.event_loop.abort();
     }
 }
 
