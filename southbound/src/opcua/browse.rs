@@ -413,7 +413,8 @@ impl Requests<'_> {
                 AttributeId::Value,
             ),
         ];
-        let values = self.read(&reads, reads.len()).await?;
+        // One node per request: the limit is not known yet, and may be 1.
+        let values = self.read(&reads, 1).await?;
         let namespaces = match value(&values[0]) {
             Some(Variant::Array(a)) => a
                 .values
