@@ -15,7 +15,7 @@
 //! instead of 10 (`--devices 1 --uns`: the UNS path at 10,000 tags/s); `--period-ms N` polls
 //! every N ms instead of 1000.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,47 +25,11 @@ use rumqttc::QoS;
 use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
+use system_tests::bench::{Terminate, core_percent, cpu_ticks, proc_status as status, report};
 use system_tests::{Observer, free_port, now_ms, sparkedge, sparkedge_binary};
 use tokio_modbus::client::{Reader, Writer};
 
 const TAGS: usize = 10_000;
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        // SIGTERM first, so the appliance ends its session cleanly (and a heap profiler
-        // wrapped around it writes its report); SIGKILL if it is not gone within 10 s.
-        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-}
-
-fn status(pid: u32, key: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("read /proc status")
-        .lines()
-        .find(|l| l.starts_with(key))
-        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
 
 #[tokio::main]
 async fn main() {
@@ -85,10 +49,10 @@ async fn main() {
         .map_or(1000, |n| n.parse().expect("--period-ms N"));
     let binary = sparkedge_binary();
     let ports: Vec<u16> = (0..devices).map(|_| free_port()).collect();
-    let _sims: Vec<Kill> = ports
+    let _sims: Vec<Terminate> = ports
         .iter()
         .map(|p| {
-            Kill(
+            Terminate(
                 Command::new(&binary)
                     .args(["sim", "modbus", "--listen", &format!("127.0.0.1:{p}")])
                     .stdout(Stdio::null())
@@ -145,7 +109,7 @@ async fn main() {
         ),
     )
     .expect("write config");
-    let app = Kill(
+    let app = Terminate(
         Command::new(&binary)
             .args(["run", "--config", config.to_str().expect("UTF-8")])
             .env("RUST_LOG", "warn")
@@ -239,8 +203,7 @@ async fn main() {
         metrics.load(Ordering::Relaxed),
     );
     let u1 = uns_messages.load(Ordering::Relaxed);
-    let ticks = rustix::param::clock_ticks_per_second() as f64;
-    let core = (cpu1 - cpu0) as f64 / ticks / elapsed.as_secs_f64() * 100.0;
+    let core = core_percent(cpu1 - cpu0, elapsed);
     println!(
         "over {:.1} s: CPU {core:.1} % of one core, DDATA metrics received {:.0}/s, UNS messages received {:.0}/s, VmHWM {}, VmRSS {}",
         elapsed.as_secs_f64(),
@@ -334,16 +297,4 @@ async fn main() {
     if let Some(task) = uns_task {
         task.abort();
     }
-}
-
-fn report(what: &str, latencies: &mut [Duration]) {
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!(
-        "{what} over {} samples: p50 {:?}, p99 {:?}, max {:?}",
-        latencies.len(),
-        pct(0.50),
-        pct(0.99),
-        latencies[latencies.len() - 1]
-    );
 }

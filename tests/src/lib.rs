@@ -4,6 +4,8 @@
 //!
 //! Every wait has a deadline; nothing sleeps to synchronise.
 
+pub mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
