@@ -29,7 +29,7 @@ pub(crate) fn sim_tags(tags: &[(TagId, &Tag)]) -> Vec<SimTag> {
                 id: *id,
                 datatype: tag.datatype,
                 signal,
-                memory: numeric(tag.datatype, 0.0),
+                memory: Value::zero(tag.datatype),
             })
         })
         .collect()
@@ -136,7 +136,8 @@ fn signal_value(tag: &SimTag, tick: u64, t_ms: u64) -> Value {
     }
 }
 
-/// `x` as a value of `datatype` (rounded and saturated for integers).
+/// `x` as a value of `datatype` (rounded and saturated for integers); validation gives only
+/// numeric and bool types to the signals that use it, the rest start from zero.
 fn numeric(datatype: DataType, x: f64) -> Value {
     let r = x.round();
     match datatype {
@@ -151,7 +152,7 @@ fn numeric(datatype: DataType, x: f64) -> Value {
         DataType::UInt64 => Value::UInt64(r as u64),
         DataType::Float32 => Value::Float32(x as f32),
         DataType::Float64 => Value::Float64(x),
-        DataType::String => Value::String(String::new()),
+        other => Value::zero(other),
     }
 }
 
@@ -164,7 +165,7 @@ mod tests {
             id: TagId(0),
             datatype,
             signal,
-            memory: numeric(datatype, 0.0),
+            memory: Value::zero(datatype),
         }
     }
 

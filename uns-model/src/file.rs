@@ -24,6 +24,8 @@ const HEADER: &str = "\
 #              (endpoint = \"opc.tcp://host:4840\"; tag addresses are NodeIds like ns=2;s=Temp).
 # [[tag]]      one value: device, location (\"area/line\" or \"area/line/cell\"), name,
 #              datatype, address (driver syntax), optional unit, description, writable;
+#              datatype: bool, int8..int64, uint8..uint64, float32, float64, string,
+#              datetime, or an array of one of them from OPC UA: \"float32[]\"…;
 #              numeric tags: eng_low/eng_high, deadband or deadband_percent; Modbus tags:
 #              byte_order, length, raw_type with gain/offset or raw_low/raw_high (onto
 #              eng_low/eng_high), scan_class.
@@ -494,5 +496,49 @@ scan_class = "fast"
         let out = to_toml(&model);
         assert!(out.contains("[[scan_class]]"), "{out}");
         assert_eq!(from_toml(&out).unwrap(), model);
+    }
+
+    #[test]
+    fn datetime_and_array_tags_round_trip_and_bad_types_list_the_allowed() {
+        let text = r#"
+[namespace]
+enterprise = "acme"
+site = "plant-a"
+[[area]]
+name = "utilities"
+[[area.line]]
+name = "boiler"
+[[device]]
+name = "plc"
+driver = "opc-ua"
+endpoint = "opc.tcp://10.0.0.7:4840"
+[[tag]]
+device = "plc"
+location = "utilities/boiler"
+name = "serviced"
+datatype = "datetime"
+address = "ns=2;s=Boiler.Serviced"
+[[tag]]
+device = "plc"
+location = "utilities/boiler"
+name = "profile"
+datatype = "float32[]"
+address = "ns=2;s=Boiler.Profile"
+writable = true
+"#;
+        let model = from_toml(text).unwrap();
+        let types: Vec<DataType> = model.tags.iter().map(|t| t.datatype).collect();
+        assert_eq!(types, [DataType::DateTime, DataType::Float32Array]);
+        let out = to_toml(&model);
+        assert!(out.contains("datatype = \"float32[]\""), "{out}");
+        assert_eq!(from_toml(&out).unwrap(), model);
+
+        let bad = text.replacen("\"float32[]\"", "\"float32[4]\"", 1);
+        let errors = from_toml(&bad).unwrap_err().0;
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].value.as_str()),
+            ("tag[1].datatype", "float32[4]")
+        );
+        assert!(errors[0].reason.contains("`datetime[]`"), "{}", errors[0]);
     }
 }

@@ -33,4 +33,4 @@ pub use opcua::NodeAddress;
 pub use scaling::{Conversion, Scaling};
 pub use store::{Store, StoreError};
 pub use validate::{ModelError, ModelErrors};
-pub use value::{DataType, Quality, TagId, TagSample, Value};
+pub use value::{Array, DataType, Quality, TagId, TagSample, Value};

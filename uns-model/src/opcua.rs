@@ -195,10 +195,11 @@ fn encode_base64(bytes: &[u8]) -> String {
 }
 
 /// The OPC UA built-in type a tag of `datatype` is read and written as (Part 6, 5.1.2),
-/// with its numeric id. Every one of our types has one; OPC UA's DateTime, ByteString and
-/// structured types have no counterpart in our model yet.
+/// with its numeric id. For an array type it is the type of the elements: the node holds a
+/// one-dimensional array (ValueRank 1) of them. Every one of our types has one; OPC UA's
+/// ByteString, Guid and structured types have no counterpart in our model yet.
 pub fn opcua_type(datatype: DataType) -> (&'static str, u32) {
-    match datatype {
+    match datatype.element() {
         DataType::Bool => ("Boolean", 1),
         DataType::Int8 => ("SByte", 2),
         DataType::UInt8 => ("Byte", 3),
@@ -211,18 +212,33 @@ pub fn opcua_type(datatype: DataType) -> (&'static str, u32) {
         DataType::Float32 => ("Float", 10),
         DataType::Float64 => ("Double", 11),
         DataType::String => ("String", 12),
+        // `element()` is always a scalar, so the rest is datetime.
+        _ => ("DateTime", 13),
     }
 }
 
-/// Our data type for an OPC UA built-in type name, or an error naming what is supported.
+/// How OPC UA writes the type in messages: `Float`, or `Float[]` for an array of Float.
+pub fn opcua_type_name(datatype: DataType) -> String {
+    let name = opcua_type(datatype).0;
+    if datatype.is_array() {
+        format!("{name}[]")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// Our scalar data type for an OPC UA built-in type name, or an error naming what is
+/// supported. A node holding a one-dimensional array of it (ValueRank 1) is a tag of
+/// [`DataType::array`] of the result.
 pub fn datatype_for_opcua(name: &str) -> Result<DataType, String> {
-    DataType::ALL
+    DataType::SCALARS
         .into_iter()
         .find(|&dt| opcua_type(dt).0 == name)
         .ok_or_else(|| {
-            let names: Vec<&str> = DataType::ALL.iter().map(|&d| opcua_type(d).0).collect();
+            let names: Vec<&str> = DataType::SCALARS.iter().map(|&d| opcua_type(d).0).collect();
             format!(
-                "OPC UA type {name:?} has no sparkedge data type; supported: {}",
+                "OPC UA type {name:?} has no sparkedge data type; supported: {} (and \
+                 one-dimensional arrays of each)",
                 names.join(", ")
             )
         })
@@ -313,13 +329,24 @@ mod tests {
 
     #[test]
     fn every_data_type_has_an_opcua_type_and_back() {
-        for dt in DataType::ALL {
+        for dt in DataType::SCALARS {
             let (name, id) = opcua_type(dt);
             assert_eq!(datatype_for_opcua(name), Ok(dt));
-            assert!((1..=12).contains(&id));
+            assert!((1..=13).contains(&id));
+            let array = dt.array().unwrap();
+            assert_eq!(
+                opcua_type(array),
+                (name, id),
+                "arrays are of their element type"
+            );
+            assert_eq!(opcua_type_name(array), format!("{name}[]"));
         }
         assert_eq!(opcua_type(DataType::Float32), ("Float", 10));
-        let err = datatype_for_opcua("DateTime").unwrap_err();
-        assert!(err.contains("\"DateTime\"") && err.contains("Boolean, SByte"));
+        assert_eq!(opcua_type(DataType::DateTime), ("DateTime", 13));
+        let err = datatype_for_opcua("Guid").unwrap_err();
+        assert!(
+            err.contains("\"Guid\"") && err.contains("Boolean, SByte") && err.contains("DateTime"),
+            "{err}"
+        );
     }
 }

@@ -36,7 +36,8 @@ impl Scaling {
     }
 }
 
-/// The smallest and largest value of a numeric type, as f64 (`None` for bool and string).
+/// The smallest and largest value of a numeric type, as f64 (`None` for bool, string,
+/// datetime and arrays).
 pub fn numeric_range(datatype: DataType) -> Option<(f64, f64)> {
     Some(match datatype {
         DataType::Int8 => (i8::MIN.into(), i8::MAX.into()),
@@ -49,12 +50,13 @@ pub fn numeric_range(datatype: DataType) -> Option<(f64, f64)> {
         DataType::UInt64 => (0.0, u64::MAX as f64),
         DataType::Float32 => (f64::from(f32::MIN), f64::from(f32::MAX)),
         DataType::Float64 => (f64::MIN, f64::MAX),
-        DataType::Bool | DataType::String => return None,
+        _ => return None,
     })
 }
 
 impl Value {
-    /// A numeric value as f64 (64-bit integers beyond 2^53 round); `None` for bool and string.
+    /// A numeric value as f64 (64-bit integers beyond 2^53 round); `None` for bool, string,
+    /// datetime and arrays.
     pub fn as_f64(&self) -> Option<f64> {
         Some(match self {
             Value::Int8(v) => f64::from(*v),
@@ -67,7 +69,9 @@ impl Value {
             Value::UInt64(v) => *v as f64,
             Value::Float32(v) => f64::from(*v),
             Value::Float64(v) => *v,
-            Value::Bool(_) | Value::String(_) => return None,
+            Value::Bool(_) | Value::String(_) | Value::DateTime(_) | Value::Array(_) => {
+                return None;
+            }
         })
     }
 
@@ -98,7 +102,7 @@ impl Value {
             DataType::UInt64 => Value::UInt64(v as u64),
             DataType::Float32 => Value::Float32(v as f32),
             DataType::Float64 => Value::Float64(v),
-            DataType::Bool | DataType::String => return None,
+            _ => return None,
         })
     }
 }

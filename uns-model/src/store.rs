@@ -570,6 +570,17 @@ mod tests {
             DataType::Float64,
             "ramp",
         ));
+        // Types without a fixed-width register: the store keeps every type by its name.
+        for (name, datatype) in [
+            ("serviced", DataType::DateTime),
+            ("recipe", DataType::StringArray),
+            ("profile", DataType::Float32Array),
+        ] {
+            m.tags.push(Tag {
+                writable: true,
+                ..Tag::new("z-plc", "utilities/boiler", name, datatype, "memory")
+            });
+        }
         m.scan_classes = vec![
             ScanClass {
                 name: "fast".into(),

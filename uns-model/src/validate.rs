@@ -665,23 +665,33 @@ fn tag_numbers(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
         n.gain.is_some() || n.offset.is_some() || n.raw_low.is_some() || n.raw_high.is_some();
     let ranged = n.eng_low.is_some() || n.eng_high.is_some();
     if !numeric {
-        for (field, set) in [
-            ("raw_type", n.raw_type.is_some()),
-            ("gain", n.gain.is_some()),
-            ("offset", n.offset.is_some()),
-            ("raw_low", n.raw_low.is_some()),
-            ("raw_high", n.raw_high.is_some()),
-            ("eng_low", n.eng_low.is_some()),
-            ("eng_high", n.eng_high.is_some()),
-            ("deadband", n.deadband.is_some()),
-            ("deadband_percent", n.deadband_percent.is_some()),
+        let number = |v: Option<f64>| v.map(show);
+        for (field, value) in [
+            ("raw_type", n.raw_type.map(|t| t.as_str().to_owned())),
+            ("gain", number(n.gain)),
+            ("offset", number(n.offset)),
+            ("raw_low", number(n.raw_low)),
+            ("raw_high", number(n.raw_high)),
+            ("eng_low", number(n.eng_low)),
+            ("eng_high", number(n.eng_high)),
+            ("deadband", number(n.deadband)),
+            ("deadband_percent", number(n.deadband_percent)),
         ] {
-            if set {
+            if let Some(value) = value {
+                // Arrays, datetimes, strings and bools are reported on every change: there
+                // is no distance between two of them for a deadband to measure.
                 let reason = format!(
-                    "only numeric tags (integer and float types) have this setting, not {}",
-                    tag.datatype
+                    "only integer and float tags have this setting, not {}; a {} tag is \
+                     reported whenever it changes{}",
+                    tag.datatype,
+                    tag.datatype,
+                    if tag.datatype.is_array() {
+                        " (any element)"
+                    } else {
+                        ""
+                    }
                 );
-                bad(field, "(set)".to_owned(), &reason);
+                bad(field, value, &reason);
             }
         }
         return;
@@ -802,6 +812,11 @@ fn modbus_tag(c: &mut Checker, f: &dyn Fn(&str) -> String, tag: &Tag) {
         Ok(a) => a,
         Err(reason) => return c.push(f("address"), &tag.address, reason),
     };
+    if tag.datatype.is_array() || tag.datatype == DataType::DateTime {
+        let reason = "arrays and datetime are read from OPC UA devices only; a Modbus tag is \
+                      bool, an integer or float type, or string";
+        return c.push(f("datatype"), tag.datatype.as_str(), reason);
+    }
     let one_bit = address.kind.is_bit() || address.bit.is_some();
     if one_bit && tag.datatype != DataType::Bool {
         let reason = format!("{} is a single bit, so the datatype must be bool", address);
@@ -1088,6 +1103,71 @@ mod tests {
             "tag[2].datatype",
             "float32",
             "toggle supports only: bool",
+        );
+    }
+
+    #[test]
+    fn arrays_and_datetimes_have_no_deadband_or_scaling() {
+        for datatype in [
+            DataType::Float32Array,
+            DataType::DateTime,
+            DataType::StringArray,
+        ] {
+            let mut m = opcua_model("ns=2;s=A");
+            m.tags[0].datatype = datatype;
+            m.validate().unwrap();
+            m.tags[0].acquisition_mut().deadband = Some(0.5);
+            assert_error(&m, "tag[0].deadband", "0.5", "only integer and float tags");
+        }
+        let mut m = opcua_model("ns=2;s=A");
+        m.tags[0].datatype = DataType::Int32Array;
+        m.tags[0].acquisition_mut().eng_low = Some(0.0);
+        let e = only_error(&m);
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("tag[0].eng_low", "0")
+        );
+        assert!(
+            e.reason.contains("not int32[]") && e.reason.contains("any element"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn modbus_refuses_arrays_and_datetimes() {
+        for datatype in [
+            DataType::DateTime,
+            DataType::UInt16Array,
+            DataType::BoolArray,
+        ] {
+            assert_error(
+                &modbus_model(modbus_tag("hr:0", datatype)),
+                "tag[0].datatype",
+                datatype.as_str(),
+                "arrays and datetime are read from OPC UA devices only",
+            );
+        }
+    }
+
+    #[test]
+    fn the_simulator_holds_arrays_and_datetimes_in_memory_only() {
+        let mut m = demo_model();
+        m.tags.truncate(1);
+        m.tags[0].address = "memory".into();
+        for datatype in [
+            DataType::DateTime,
+            DataType::Float64Array,
+            DataType::StringArray,
+        ] {
+            m.tags[0].datatype = datatype;
+            m.validate().unwrap();
+        }
+        m.tags[0].address = "sine".into();
+        assert_error(
+            &m,
+            "tag[0].datatype",
+            "string[]",
+            "supports only: float32, float64",
         );
     }
 
@@ -1612,8 +1692,8 @@ mod tests {
         assert_error(
             &modbus_model(t),
             "tag[0].deadband",
-            "(set)",
-            "only numeric tags",
+            "1",
+            "only integer and float tags have this setting, not bool",
         );
         // The register type decides the register count: an int16 fits hr:65535.
         let mut t = modbus_tag("hr:65535", DataType::Float64);
