@@ -196,8 +196,8 @@ async fn walk(
                 "{}{}{} {}",
                 v.datatype
                     .map_or_else(|| format!("({})", v.opcua_type), |d| d.to_string()),
-                // Value rank 0 or more: an array (Part 3, 5.6.2).
-                if v.value_rank.is_some_and(|r| r >= 0) {
+                // Value rank 0 or more: an array (Part 3, 5.6.2); a tag type says so itself.
+                if v.datatype.is_none() && v.value_rank.is_some_and(|r| r >= 0) {
                     "[]"
                 } else {
                     ""

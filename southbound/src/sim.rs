@@ -199,6 +199,18 @@ mod tests {
         assert_eq!(sample.value, Some(Value::Float32(4.5)));
         assert_eq!(signal_value(&tags[0], 9, 0), Value::Float32(4.5));
         assert!(apply_write(&mut tags, &write(Value::Int32(1))).is_err());
+        // Memory holds arrays and datetimes too, starting from empty and the epoch.
+        let mut tags = vec![tag(SimSignal::Memory, DataType::StringArray)];
+        assert_eq!(
+            signal_value(&tags[0], 0, 0),
+            Value::zero(DataType::StringArray)
+        );
+        let recipe: Value = uns_model::Array::String(vec!["a".into(), "b".into()]).into();
+        apply_write(&mut tags, &write(recipe.clone())).unwrap();
+        assert_eq!(signal_value(&tags[0], 1, 0), recipe);
+        let mut tags = vec![tag(SimSignal::Memory, DataType::DateTime)];
+        assert_eq!(signal_value(&tags[0], 0, 0), Value::DateTime(0));
+        assert!(apply_write(&mut tags, &write(Value::UInt64(5))).is_err());
         tags[0].signal = SimSignal::Sine;
         let err = apply_write(&mut tags, &write(Value::Float32(1.0))).unwrap_err();
         assert!(err.contains("read-only"), "{err}");

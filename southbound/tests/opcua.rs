@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use southbound::opcua::sim_server::{NAMESPACE_URI, SimConfig, SimServer, node_name};
+use southbound::opcua::sim_server::{NAMESPACE_URI, SimConfig, SimServer, bulk_name, node_name};
 use southbound::{DeviceId, DriverEvent, WriteCommand};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout};
-use uns_model::{DataType, Device, DriverConfig, Quality, Tag, TagId, TagSample, Value};
+use uns_model::{Array, DataType, Device, DriverConfig, Quality, Tag, TagId, TagSample, Value};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -50,6 +50,11 @@ fn with_opcua(mut driver: DriverConfig, edit: impl FnOnce(&mut u32, &mut u32)) -
     driver
 }
 
+/// `float32[]` as a tag name: `float32_array`.
+fn name_of(dt: DataType) -> String {
+    dt.as_str().replace("[]", "_array")
+}
+
 /// Changing.<Type> by namespace URI, Writable.<Type> by index, then special cases.
 fn tags(ns: u16) -> Vec<Tag> {
     let mut tags = Vec::new();
@@ -58,7 +63,7 @@ fn tags(ns: u16) -> Vec<Tag> {
         tags.push(Tag::new(
             "plc",
             "a/l",
-            format!("changing_{dt}"),
+            format!("changing_{}", name_of(dt)),
             dt,
             address,
         ));
@@ -67,7 +72,13 @@ fn tags(ns: u16) -> Vec<Tag> {
         let address = format!("ns={ns};s={}", node_name("Writable", dt));
         tags.push(Tag {
             writable: true,
-            ..Tag::new("plc", "a/l", format!("writable_{dt}"), dt, address)
+            ..Tag::new(
+                "plc",
+                "a/l",
+                format!("writable_{}", name_of(dt)),
+                dt,
+                address,
+            )
         });
     }
     tags
@@ -165,6 +176,20 @@ fn sample_value(dt: DataType) -> Value {
         DataType::Float32 => Value::Float32(21.5),
         DataType::Float64 => Value::Float64(-0.125),
         DataType::String => Value::String("läuft".into()),
+        DataType::DateTime => Value::DateTime(1_772_346_600_123),
+        // Three elements where the server starts with four: the length may change too.
+        array => {
+            let element = array.element();
+            let mut a = Array::with_capacity(array, 3);
+            for v in [
+                sample_value(element),
+                Value::zero(element),
+                sample_value(element),
+            ] {
+                a.push(v).unwrap();
+            }
+            a.into()
+        }
     }
 }
 
@@ -258,6 +283,71 @@ async fn every_type_arrives_changes_and_writes_land() {
         .await
         .unwrap_err();
     assert!(err.contains("int32") && err.contains("bool"), "{err}");
+    // An array of the wrong element type is refused as a whole.
+    let float32_array = DataType::ALL.len()
+        + DataType::ALL
+            .iter()
+            .position(|d| *d == DataType::Float32Array)
+            .unwrap();
+    let err = driver
+        .write(float32_array, Array::Float64(vec![1.0]).into())
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("float64[]") && err.contains("float32[]"),
+        "{err}"
+    );
+    drop(sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_variables_change_every_tick() {
+    let pki = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = SimConfig {
+        tick: Duration::from_millis(100),
+        pki_dir: pki.path().to_owned(),
+        bulk: 200,
+        ..SimConfig::default()
+    };
+    let sim = SimServer::start(listener, config).await.unwrap();
+    let tags: Vec<Tag> = [0, 199]
+        .into_iter()
+        .map(|k| {
+            let address = format!("ns={};s={}", sim.namespace(), bulk_name(k));
+            Tag::new(
+                "plc",
+                "a/l",
+                format!("bulk_{k}"),
+                DataType::Float64,
+                address,
+            )
+        })
+        .collect();
+    let mut driver = Driver::start(&device(port), &tags);
+    let birth = driver.until_status(true).await;
+    let mut last: Vec<Option<Value>> = (0..2)
+        .map(|k| {
+            birth
+                .iter()
+                .find(|s| s.tag.index() == k)
+                .and_then(|s| s.value.clone())
+        })
+        .collect();
+    assert!(last.iter().all(Option::is_some), "{birth:?}");
+    // Both the first and the last bulk variable move on from their birth value.
+    let mut moved = [false; 2];
+    driver
+        .until(|s| {
+            let k = s.tag.index();
+            if s.value.is_some() && s.value != last[k] {
+                moved[k] = true;
+                last[k] = None;
+            }
+            moved.iter().all(|m| *m)
+        })
+        .await;
     drop(sim);
 }
 

@@ -162,13 +162,16 @@ async fn from_the_objects_folder_down_to_variables_with_their_attributes() {
         assert_eq!(folder.kind, NodeKind::Folder);
         let (variables, _) = browse(&c.session, &folder.address, &all).await;
         assert!(!variables.truncated);
-        // Other types may be added to the simulator; every scalar type of ours is there.
+        // Other types may be added to the simulator; every type of ours is there, arrays
+        // as <Type>Array.
         assert!(variables.nodes.len() >= DataType::ALL.len());
         for dt in DataType::ALL {
             let type_name = opcua_type(dt).0;
-            let v = child(&variables, type_name);
-            assert_eq!(v.kind, NodeKind::Variable, "{type_name}");
-            assert_eq!(v.display_name, type_name);
+            let node = node_name(name, dt);
+            let display_name = node.trim_start_matches(name).trim_start_matches('.');
+            let v = child(&variables, display_name);
+            assert_eq!(v.kind, NodeKind::Variable, "{display_name}");
+            assert_eq!(v.display_name, display_name);
             assert_eq!(
                 v.address.to_string(),
                 format!("nsu={NAMESPACE_URI};s={}", node_name(name, dt))
@@ -177,7 +180,8 @@ async fn from_the_objects_folder_down_to_variables_with_their_attributes() {
             let info = v.variable.as_ref().unwrap();
             assert_eq!(info.opcua_type, type_name);
             assert_eq!(info.datatype, Some(dt));
-            assert_eq!(info.value_rank, Some(-1), "{type_name}");
+            let rank = if dt.is_array() { 1 } else { -1 };
+            assert_eq!(info.value_rank, Some(rank), "{display_name}");
             assert!(info.readable, "{type_name}");
             assert_eq!(info.writable, name == "Writable", "{}", v.address);
             let description = v.description.as_deref().unwrap_or_default();
@@ -207,13 +211,17 @@ async fn from_the_objects_folder_down_to_variables_with_their_attributes() {
     let (status_children, _) = browse(&c.session, &status.address, &all).await;
     let start = child(&status_children, "StartTime");
     assert_eq!(start.variable.as_ref().unwrap().opcua_type, "UtcTime");
-    assert_eq!(start.variable.as_ref().unwrap().datatype, None);
+    // A subtype of DateTime, sent as one.
+    assert_eq!(
+        start.variable.as_ref().unwrap().datatype,
+        Some(DataType::DateTime)
+    );
     let namespaces = child(&server_children, "NamespaceArray");
     let info = namespaces.variable.as_ref().unwrap();
     assert_eq!(info.opcua_type, "String");
-    // An array: no scalar tag of ours can read it.
+    // A one-dimensional array: a string[] tag reads it.
     assert_eq!(info.value_rank, Some(1));
-    assert_eq!(info.datatype, None);
+    assert_eq!(info.datatype, Some(DataType::StringArray));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,13 +18,15 @@
 pub use uns_model::ByteOrder as Order;
 use uns_model::{DataType, Value};
 
-/// How many registers a value of `datatype` occupies (`string_len` characters for strings).
+/// How many registers a value of `datatype` occupies (`string_len` characters for strings);
+/// 0 for the types Modbus tags cannot have (datetime and arrays, refused by validation).
 pub fn register_count(datatype: DataType, string_len: usize) -> usize {
     match datatype {
         DataType::Bool | DataType::Int8 | DataType::UInt8 | DataType::Int16 | DataType::UInt16 => 1,
         DataType::Int32 | DataType::UInt32 | DataType::Float32 => 2,
         DataType::Int64 | DataType::UInt64 | DataType::Float64 => 4,
         DataType::String => string_len.div_ceil(2),
+        _ => 0,
     }
 }
 
@@ -81,6 +83,8 @@ pub enum CodecError {
     Type { datatype: DataType, value: DataType },
     #[error("{len} characters do not fit a string of {max}")]
     TooLong { len: usize, max: usize },
+    #[error("{0} has no register encoding; arrays and datetime are read from OPC UA only")]
+    Unsupported(DataType),
 }
 
 /// Registers → value. `string_len` is the string tag's length in characters; `string_order`
@@ -91,6 +95,9 @@ pub fn decode(
     order: Order,
     string_len: usize,
 ) -> Result<Value, CodecError> {
+    if register_count(datatype, string_len) == 0 && datatype != DataType::String {
+        return Err(CodecError::Unsupported(datatype));
+    }
     let needed = register_count(datatype, string_len);
     if registers.len() != needed {
         return Err(CodecError::Length {
@@ -133,7 +140,8 @@ pub fn decode(
         DataType::Int64 => Value::Int64(i64::from_be_bytes(w8())),
         DataType::UInt64 => Value::UInt64(u64::from_be_bytes(w8())),
         DataType::Float64 => Value::Float64(f64::from_be_bytes(w8())),
-        DataType::String => unreachable!("handled above"),
+        // Strings are handled above, datetime and arrays refused.
+        other => return Err(CodecError::Unsupported(other)),
     })
 }
 
@@ -187,6 +195,7 @@ pub fn encode(
                 },
             ));
         }
+        Value::DateTime(_) | Value::Array(_) => return Err(CodecError::Unsupported(datatype)),
     };
     Ok(from_bytes(&bytes, order))
 }
@@ -336,6 +345,18 @@ mod tests {
             byte_swap,
             word_swap,
         })
+    }
+
+    #[test]
+    fn datetime_and_arrays_have_no_registers() {
+        let order = Order::ABCD;
+        for t in [DataType::DateTime, DataType::UInt16Array] {
+            assert_eq!(register_count(t, 0), 0);
+            assert_eq!(decode(&[1], t, order, 0), Err(CodecError::Unsupported(t)));
+            let err = encode(&Value::zero(t), t, order, 0).unwrap_err();
+            assert_eq!(err, CodecError::Unsupported(t));
+            assert!(err.to_string().contains("OPC UA only"), "{err}");
+        }
     }
 
     fn any_value() -> impl Strategy<Value = Value> {

@@ -72,8 +72,9 @@ pub struct VariableInfo {
     /// The name of the node's DataType (`Int32`, `DateTime`, a vendor's structure…).
     pub opcua_type: String,
     /// The model's data type a tag on this node reads as, when there is one: the node is
-    /// a scalar (or does not say) of one of the built-in types [`opcua_type`] maps, or of a
-    /// standard subtype sent as one (Duration is a Double on the wire).
+    /// a scalar (or does not say) or a one-dimensional array (ValueRank 1) of one of the
+    /// built-in types [`opcua_type`] maps, or of a standard subtype sent as one (Duration is
+    /// a Double on the wire).
     pub datatype: Option<DataType>,
     /// -1 scalar, 0 one or more dimensions, n > 0 n dimensions, -2/-3 either (Part 3, 5.6.2).
     pub value_rank: Option<i32>,
@@ -604,15 +605,18 @@ fn builtin(t: &NodeId) -> Option<DataType> {
         290 => 11,      // Duration: Double
         288 | 289 => 7, // IntegerId, Counter: UInt32
         295 => 12,      // LocaleId: String
+        294 => 13,      // UtcTime: DateTime
         n => n,
     };
-    DataType::ALL.into_iter().find(|&dt| opcua_type(dt).1 == n)
+    DataType::SCALARS
+        .into_iter()
+        .find(|&dt| opcua_type(dt).1 == n)
 }
 
 /// The name of the built-in type `n` (ns=0;i=`n`) the model maps.
 fn builtin_name(t: &NodeId) -> Option<&'static str> {
     match t.identifier {
-        Identifier::Numeric(n) if t.namespace == 0 => DataType::ALL
+        Identifier::Numeric(n) if t.namespace == 0 => DataType::SCALARS
             .into_iter()
             .find(|&dt| opcua_type(dt).1 == n)
             .map(|dt| opcua_type(dt).0),
@@ -644,7 +648,12 @@ fn child(
         _ => NodeKind::Object,
     };
     let variable = (kind == NodeKind::Variable).then(|| {
-        let scalar = matches!(a.value_rank, None | Some(-1));
+        // Rank 0, -2 and -3 leave the shape open; only a definite one names a tag type.
+        let shape = |dt: DataType| match a.value_rank {
+            None | Some(-1) => Some(dt),
+            Some(1) => dt.array(),
+            Some(_) => None,
+        };
         let opcua_type = match &a.data_type {
             None => "unknown".to_owned(),
             Some(t) => builtin_name(t)
@@ -660,7 +669,7 @@ fn child(
             .unwrap_or(CURRENT_READ);
         VariableInfo {
             opcua_type,
-            datatype: a.data_type.as_ref().and_then(builtin).filter(|_| scalar),
+            datatype: a.data_type.as_ref().and_then(builtin).and_then(shape),
             value_rank: a.value_rank,
             array_dimensions: a.array_dimensions,
             readable: access & CURRENT_READ != 0,
@@ -689,15 +698,16 @@ mod tests {
 
     #[test]
     fn builtin_types_and_their_standard_subtypes_map_to_the_model() {
-        for dt in DataType::ALL {
+        for dt in DataType::SCALARS {
             let id = NodeId::new(0, opcua_type(dt).1);
             assert_eq!(builtin(&id), Some(dt));
             assert_eq!(builtin_name(&id), Some(opcua_type(dt).0));
         }
         assert_eq!(builtin(&NodeId::new(0, 290u32)), Some(DataType::Float64));
         assert_eq!(builtin(&NodeId::new(0, 295u32)), Some(DataType::String));
-        // DateTime has no model type; a vendor's type with a small number is not built in.
-        assert_eq!(builtin(&NodeId::new(0, 13u32)), None);
+        assert_eq!(builtin(&NodeId::new(0, 294u32)), Some(DataType::DateTime));
+        assert_eq!(builtin(&NodeId::new(0, 13u32)), Some(DataType::DateTime));
+        // A vendor's type with a small number is not built in.
         assert_eq!(builtin(&NodeId::new(2, 6u32)), None);
         assert_eq!(builtin_name(&NodeId::new(0, 290u32)), None);
     }

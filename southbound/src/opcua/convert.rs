@@ -1,9 +1,12 @@
 //! Between OPC UA and the model: NodeIds, values, status codes and timestamps. Pure
 //! functions; the driver and the simulator use them.
 
-use opcua::types::{ByteString, DateTime, Guid, Identifier, NodeId, StatusCode, UAString, Variant};
-use uns_model::opcua::{Identifier as Id, Namespace, NodeAddress, opcua_type};
-use uns_model::{DataType, Quality, Value};
+use opcua::types::{
+    ByteString, DateTime, Guid, Identifier, NodeId, StatusCode, UAString, Variant,
+    VariantScalarTypeId,
+};
+use uns_model::opcua::{Identifier as Id, Namespace, NodeAddress, opcua_type, opcua_type_name};
+use uns_model::{Array, DataType, Quality, Value};
 
 /// The OPC UA NodeId of `address`; a namespace URI is looked up in the server's namespace
 /// array (`Server.NamespaceArray`, index = namespace index).
@@ -67,10 +70,91 @@ fn guid_byte_order(mut bytes: [u8; 16]) -> [u8; 16] {
 }
 
 /// The value of a tag of `datatype` from what the server sent. The server's type must be
-/// the one the tag is read as ([`opcua_type`]): a silent conversion could lose range or
+/// the one the tag is read as ([`opcua_type`]), scalar for a scalar tag and a
+/// one-dimensional array for an array tag: a silent conversion could lose range or
 /// precision, so a mismatch is an error naming both types.
 pub fn to_value(datatype: DataType, variant: &Variant) -> Result<Value, String> {
-    let value = match variant {
+    let expected = || {
+        format!(
+            "the tag is {datatype} (read as OPC UA {})",
+            opcua_type_name(datatype)
+        )
+    };
+    match variant {
+        Variant::Empty => Err("the node has no value".to_owned()),
+        Variant::Array(array) if datatype.is_array() => to_array(datatype, array),
+        // OPC UA treats a ByteString and a one-dimensional Byte array as the same value
+        // (Part 4, 7.22), and servers send either for a Byte[] variable.
+        Variant::ByteString(bytes) if datatype == DataType::UInt8Array => {
+            Ok(Array::UInt8(bytes.value.clone().unwrap_or_default()).into())
+        }
+        Variant::Array(array) => Err(format!(
+            "the node holds an array ({:?}[]), {}; make the tag an array type",
+            array.value_type,
+            expected()
+        )),
+        scalar if datatype.is_array() => Err(format!(
+            "the node holds a single {}, not an array; {}",
+            variant_type_name(scalar),
+            expected()
+        )),
+        scalar => {
+            let value = scalar_value(scalar).ok_or_else(|| {
+                format!(
+                    "the node holds a {}, which has no sparkedge data type; {}",
+                    variant_type_name(scalar),
+                    expected()
+                )
+            })?;
+            if value.datatype() != datatype {
+                return Err(format!(
+                    "the node holds {}, {}",
+                    opcua_type_name(value.datatype()),
+                    expected()
+                ));
+            }
+            Ok(value)
+        }
+    }
+}
+
+/// A one-dimensional array of the tag's element type.
+fn to_array(datatype: DataType, array: &opcua::types::Array) -> Result<Value, String> {
+    if let Some(dims) = array.dimensions.as_ref().filter(|d| d.len() > 1) {
+        return Err(format!(
+            "the node holds a {}-dimensional {:?} array, the tag is {datatype} (a \
+             one-dimensional OPC UA {})",
+            dims.len(),
+            array.value_type,
+            opcua_type_name(datatype)
+        ));
+    }
+    let (element_name, element_id) = opcua_type(datatype);
+    if array.value_type as u32 != element_id {
+        return Err(format!(
+            "the node holds {:?}[], the tag is {datatype} (read as OPC UA {element_name}[])",
+            array.value_type
+        ));
+    }
+    let mut out = Array::with_capacity(datatype, array.values.len());
+    for (i, element) in array.values.iter().enumerate() {
+        // A well-formed array has only elements of its type; check rather than trust.
+        let value = scalar_value(element)
+            .filter(|v| v.datatype() == datatype.element())
+            .ok_or_else(|| {
+                format!(
+                    "element {i} of the {element_name}[] array is a {}",
+                    variant_type_name(element)
+                )
+            })?;
+        let _ = out.push(value);
+    }
+    Ok(out.into())
+}
+
+/// The value of a scalar variant of one of our types; `None` for any other.
+fn scalar_value(variant: &Variant) -> Option<Value> {
+    Some(match variant {
         Variant::Boolean(v) => Value::Bool(*v),
         Variant::SByte(v) => Value::Int8(*v),
         Variant::Byte(v) => Value::UInt8(*v),
@@ -82,28 +166,24 @@ pub fn to_value(datatype: DataType, variant: &Variant) -> Result<Value, String> 
         Variant::UInt64(v) => Value::UInt64(*v),
         Variant::Float(v) => Value::Float32(*v),
         Variant::Double(v) => Value::Float64(*v),
+        // A null string (length -1 on the wire) reads as empty: the tag has a value.
         Variant::String(s) => Value::String(s.as_ref().to_owned()),
-        Variant::Empty => return Err("the node has no value".to_owned()),
-        other => {
-            return Err(format!(
-                "the node holds a {:?}, which has no sparkedge data type; the tag is \
-                 {datatype} (read as OPC UA {})",
-                other.type_id(),
-                opcua_type(datatype).0
-            ));
-        }
-    };
-    if value.datatype() != datatype {
-        return Err(format!(
-            "the node holds {}, the tag is {datatype} (read as OPC UA {})",
-            opcua_type(value.datatype()).0,
-            opcua_type(datatype).0
-        ));
-    }
-    Ok(value)
+        Variant::DateTime(t) => Value::DateTime(datetime_ms(t)),
+        _ => return None,
+    })
 }
 
-/// The OPC UA value of `value`, of the built-in type [`opcua_type`] names.
+/// The OPC UA name of a variant's type (`Guid`, `Double[]`).
+fn variant_type_name(variant: &Variant) -> String {
+    match variant.type_id() {
+        opcua::types::VariantTypeId::Scalar(t) => format!("{t:?}"),
+        opcua::types::VariantTypeId::Array(t, _) => format!("{t:?}[]"),
+        opcua::types::VariantTypeId::Empty => "nothing".to_owned(),
+    }
+}
+
+/// The OPC UA value of `value`, of the built-in type [`opcua_type`] names; an array value
+/// becomes a one-dimensional array of it.
 pub fn to_variant(value: &Value) -> Variant {
     match value {
         Value::Bool(v) => Variant::Boolean(*v),
@@ -118,7 +198,37 @@ pub fn to_variant(value: &Value) -> Variant {
         Value::Float32(v) => Variant::Float(*v),
         Value::Float64(v) => Variant::Double(*v),
         Value::String(v) => Variant::String(UAString::from(v.as_str())),
+        Value::DateTime(ms) => Variant::DateTime(Box::new(opcua_datetime(*ms))),
+        Value::Array(array) => {
+            let element = array.datatype().element();
+            // Every scalar type of ours is one of OPC UA's built-in scalar types.
+            let value_type = VariantScalarTypeId::try_from(opcua_type(element).1)
+                .unwrap_or(VariantScalarTypeId::Boolean);
+            Variant::Array(Box::new(opcua::types::Array {
+                value_type,
+                values: array.iter().map(|v| to_variant(&v)).collect(),
+                dimensions: None,
+            }))
+        }
     }
+}
+
+/// Milliseconds since the Unix epoch of an OPC UA DateTime value. Our datetimes start at
+/// 1970, so earlier times (above all the null DateTime, 1601-01-01, which servers use for
+/// "never") read as the epoch, the usual "no time" of Unix systems.
+fn datetime_ms(t: &DateTime) -> u64 {
+    unix_ms(t).unwrap_or(0)
+}
+
+/// The OPC UA DateTime of `ms` milliseconds since the Unix epoch; times beyond OPC UA's
+/// range (about year 30800) saturate.
+fn opcua_datetime(ms: u64) -> DateTime {
+    let ticks = i64::try_from(ms)
+        .ok()
+        .and_then(|ms| ms.checked_mul(10_000))
+        .and_then(|t| t.checked_add(UNIX_EPOCH_TICKS))
+        .unwrap_or(i64::MAX);
+    DateTime::from(ticks)
 }
 
 /// The three severities of an OPC UA status code (Part 4, 7.39).
@@ -179,6 +289,15 @@ mod tests {
             DataType::Float32 => Value::Float32(1.5),
             DataType::Float64 => Value::Float64(-2.25),
             DataType::String => Value::String("Grüße".into()),
+            DataType::DateTime => Value::DateTime(1_772_346_600_123),
+            array => {
+                let mut a = Array::with_capacity(array, 3);
+                for v in [value_of(array.element()), Value::zero(array.element())] {
+                    a.push(v.clone()).unwrap();
+                    a.push(v).unwrap();
+                }
+                a.into()
+            }
         }
     }
 
@@ -187,14 +306,41 @@ mod tests {
         for dt in DataType::ALL {
             let v = value_of(dt);
             let variant = to_variant(&v);
-            // The variant is of the built-in type the tag maps to, by its numeric id.
+            // The variant is of the built-in type the tag maps to, by its numeric id, and
+            // an array exactly when the tag is one.
             assert_eq!(
                 variant.scalar_type_id().map(|t| t as u32),
                 Some(opcua_type(dt).1),
                 "{dt}"
             );
+            assert_eq!(variant.is_array(), dt.is_array(), "{dt}");
             assert_eq!(to_value(dt, &variant), Ok(v));
         }
+    }
+
+    #[test]
+    fn datetimes_are_unix_milliseconds_and_the_null_time_is_the_epoch() {
+        let t = to_variant(&Value::DateTime(1_795_300_012_345));
+        let Variant::DateTime(ua) = &t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(ua.ticks(), UNIX_EPOCH_TICKS + 1_795_300_012_345 * 10_000);
+        let null = Variant::DateTime(Box::new(DateTime::null()));
+        assert_eq!(to_value(DataType::DateTime, &null), Ok(Value::DateTime(0)));
+        // Out of OPC UA's range: saturates rather than overflowing.
+        assert!(matches!(
+            to_variant(&Value::DateTime(u64::MAX)),
+            Variant::DateTime(_)
+        ));
+    }
+
+    #[test]
+    fn a_byte_string_reads_as_a_byte_array() {
+        let bytes = Variant::ByteString(ByteString::from(vec![1u8, 2, 255]));
+        assert_eq!(
+            to_value(DataType::UInt8Array, &bytes),
+            Ok(Array::UInt8(vec![1, 2, 255]).into())
+        );
     }
 
     #[test]
@@ -208,6 +354,62 @@ mod tests {
         assert!(err.contains("DateTime") && err.contains("Double"), "{err}");
         let err = to_value(DataType::Bool, &Variant::Empty).unwrap_err();
         assert!(err.contains("no value"), "{err}");
+        let guid = Variant::Guid(Box::default());
+        let err = to_value(DataType::String, &guid).unwrap_err();
+        assert!(
+            err.contains("Guid") && err.contains("no sparkedge data type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn array_mismatches_name_both_types() {
+        let ints = to_variant(&Array::Int32(vec![1, 2]).into());
+        let err = to_value(DataType::Float32Array, &ints).unwrap_err();
+        assert!(
+            err.contains("Int32[]") && err.contains("float32[]") && err.contains("Float[]"),
+            "{err}"
+        );
+        let err = to_value(DataType::Int32, &ints).unwrap_err();
+        assert!(
+            err.contains("an array (Int32[])") && err.contains("the tag is int32"),
+            "{err}"
+        );
+        let err = to_value(DataType::Int32Array, &Variant::Int32(1)).unwrap_err();
+        assert!(
+            err.contains("single Int32, not an array") && err.contains("Int32[]"),
+            "{err}"
+        );
+        let matrix = opcua::types::Array::new_multi(
+            VariantScalarTypeId::Int32,
+            vec![Variant::Int32(1); 4],
+            vec![2u32, 2],
+        )
+        .unwrap();
+        let err = to_value(DataType::Int32Array, &Variant::Array(Box::new(matrix))).unwrap_err();
+        assert!(
+            err.contains("2-dimensional Int32 array") && err.contains("int32[]"),
+            "{err}"
+        );
+        // One dimension given explicitly is still a plain array.
+        let row = opcua::types::Array::new_multi(
+            VariantScalarTypeId::Int32,
+            vec![Variant::Int32(1); 2],
+            vec![2u32],
+        )
+        .unwrap();
+        assert_eq!(
+            to_value(DataType::Int32Array, &Variant::Array(Box::new(row))),
+            Ok(Array::Int32(vec![1, 1]).into())
+        );
+        // An array whose elements do not match its declared type is refused, not trusted.
+        let forged = Variant::Array(Box::new(opcua::types::Array {
+            value_type: VariantScalarTypeId::Int32,
+            values: vec![Variant::Int32(1), Variant::Int16(2)],
+            dimensions: None,
+        }));
+        let err = to_value(DataType::Int32Array, &forged).unwrap_err();
+        assert!(err.contains("element 1") && err.contains("Int16"), "{err}");
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! A simulated OPC UA server (`sparkedge sim opcua`), on async-opcua's server: one variable
-//! of every scalar type that changes on every tick, one writable variable of every type,
-//! in a small folder tree in namespace [`NAMESPACE_URI`]:
+//! of every type that changes on every tick, one writable variable of every type, and
+//! optionally many Doubles for load tests, in a small folder tree in namespace
+//! [`NAMESPACE_URI`]:
 //!
 //! ```text
 //! Objects/Sim/Changing/<Type>   ns=<n>;s=Changing.<Type>   read-only, changes every tick
 //! Objects/Sim/Writable/<Type>   ns=<n>;s=Writable.<Type>   holds what is written to it
+//! Objects/Sim/Bulk/<k>          ns=<n>;s=Bulk.<k>          Double, k = 0..bulk, changes every tick
 //! ```
 //!
 //! `<Type>` is the OPC UA type name: Boolean, SByte, Byte, Int16, UInt16, Int32, UInt32,
-//! Int64, UInt64, Float, Double, String. Address them namespace-independently as
+//! Int64, UInt64, Float, Double, String, DateTime, and for a one-dimensional array of one of
+//! them (four elements, each changing every tick) the name followed by `Array`
+//! (`FloatArray`). Address them namespace-independently as
 //! `nsu=urn:sparkedge:sim;s=Changing.Float`.
 
 use std::path::PathBuf;
@@ -21,8 +25,8 @@ use opcua::server::node_manager::memory::{SimpleNodeManager, simple_node_manager
 use opcua::server::{ServerBuilder, ServerHandle};
 use opcua::types::{DataValue, DateTime, NodeId, ObjectId, StatusCode, Variant};
 use tokio::net::TcpListener;
-use uns_model::DataType;
-use uns_model::opcua::opcua_type;
+use uns_model::opcua::{opcua_type, opcua_type_name};
+use uns_model::{Array, DataType, Value};
 
 use super::convert::to_variant;
 
@@ -44,6 +48,9 @@ pub struct SimConfig {
     pub pki_dir: PathBuf,
     /// Secure endpoints and user accounts besides the anonymous policy-None endpoint.
     pub security: Option<SimSecurity>,
+    /// How many `Bulk.<k>` Doubles to serve (0: no Bulk folder), all changing every tick:
+    /// a load for benchmarks of many monitored items.
+    pub bulk: usize,
 }
 
 /// The simulator's security: its own certificate (created in the PKI folder), endpoints for
@@ -69,6 +76,7 @@ impl Default for SimConfig {
                 opcua::server::constants::MAX_BROWSE_CONTINUATION_POINTS,
             pki_dir: std::env::temp_dir().join("sparkedge-sim-opcua-pki"),
             security: None,
+            bulk: 0,
         }
     }
 }
@@ -98,9 +106,16 @@ impl Drop for SimServer {
     }
 }
 
-/// The name of the simulator's variable of `datatype` in `folder` (`Changing`, `Writable`).
+/// The name of the simulator's variable of `datatype` in `folder` (`Changing`, `Writable`):
+/// `Changing.Float`, `Changing.FloatArray`.
 pub fn node_name(folder: &str, datatype: DataType) -> String {
-    format!("{folder}.{}", opcua_type(datatype).0)
+    let suffix = if datatype.is_array() { "Array" } else { "" };
+    format!("{folder}.{}{suffix}", opcua_type(datatype).0)
+}
+
+/// The name of the `k`th bulk variable: `Bulk.0`, `Bulk.1`, …
+pub fn bulk_name(k: usize) -> String {
+    format!("Bulk.{k}")
 }
 
 impl SimServer {
@@ -144,7 +159,7 @@ impl SimServer {
         let namespace = handle
             .get_namespace_index(NAMESPACE_URI)
             .ok_or("the simulator's namespace is missing")?;
-        build_address_space(&manager, namespace);
+        build_address_space(&manager, namespace, config.bulk);
         let server = tokio::spawn(async move {
             if let Err(e) = server.run_with(listener).await {
                 tracing::warn!("simulated OPC UA server stopped: {e}");
@@ -155,6 +170,7 @@ impl SimServer {
             handle.clone(),
             namespace,
             config.tick,
+            config.bulk,
         ));
         Ok(SimServer {
             handle,
@@ -171,7 +187,7 @@ impl SimServer {
     }
 
     /// Sets a variable (`Writable.Int32`…) as a PLC program would, notifying subscribers.
-    pub fn set(&self, name: &str, value: &uns_model::Value) -> Result<(), String> {
+    pub fn set(&self, name: &str, value: &Value) -> Result<(), String> {
         let id = NodeId::new(self.namespace, name);
         self.manager
             .set_value(
@@ -215,7 +231,7 @@ fn secure(mut builder: ServerBuilder, security: &SimSecurity) -> ServerBuilder {
     builder
 }
 
-fn build_address_space(manager: &SimpleNodeManager, ns: u16) {
+fn build_address_space(manager: &SimpleNodeManager, ns: u16, bulk: usize) {
     let mut space = manager.address_space().write();
     let sim = NodeId::new(ns, "Sim");
     space.add_folder(&sim, "Sim", "Sim", &ObjectId::ObjectsFolder.into());
@@ -227,12 +243,14 @@ fn build_address_space(manager: &SimpleNodeManager, ns: u16) {
             .map(|dt| {
                 let name = node_name(folder, dt);
                 let id = NodeId::new(ns, name.as_str());
-                let mut v = Variable::new(&id, opcua_type(dt).0, opcua_type(dt).0, value_at(dt, 0));
+                let browse_name = name.trim_start_matches(folder).trim_start_matches('.');
+                // The node's DataType, ValueRank and ArrayDimensions follow from the value.
+                let mut v = Variable::new(&id, browse_name, browse_name, value_at(dt, 0));
                 let what = match folder {
                     "Writable" => "holds what is written to it",
                     _ => "changes every tick",
                 };
-                v.set_description(format!("{}, {what}", opcua_type(dt).0).into());
+                v.set_description(format!("{}, {what}", opcua_type_name(dt)).into());
                 if folder == "Writable" {
                     v.set_access_level(AccessLevel::CURRENT_READ | AccessLevel::CURRENT_WRITE);
                     v.set_user_access_level(AccessLevel::CURRENT_READ | AccessLevel::CURRENT_WRITE);
@@ -242,53 +260,102 @@ fn build_address_space(manager: &SimpleNodeManager, ns: u16) {
             .collect();
         space.add_variables(variables, &folder_id);
     }
+    if bulk > 0 {
+        let folder_id = NodeId::new(ns, "Bulk");
+        space.add_folder(&folder_id, "Bulk", "Bulk", &sim);
+        let variables = (0..bulk)
+            .map(|k| {
+                let id = NodeId::new(ns, bulk_name(k));
+                Variable::new(&id, k.to_string(), k.to_string(), bulk_value(k, 0))
+            })
+            .collect();
+        space.add_variables(variables, &folder_id);
+    }
 }
 
-/// Changes every `Changing.*` variable once per tick.
-async fn tick(manager: Arc<SimpleNodeManager>, handle: ServerHandle, ns: u16, period: Duration) {
+/// Changes every `Changing.*` and `Bulk.*` variable once per tick, in one `set_values` call
+/// (one address-space lock and one round of subscription notifications).
+async fn tick(
+    manager: Arc<SimpleNodeManager>,
+    handle: ServerHandle,
+    ns: u16,
+    period: Duration,
+    bulk: usize,
+) {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let ids: Vec<(NodeId, DataType)> = DataType::ALL
+    let changing: Vec<(NodeId, DataType)> = DataType::ALL
         .into_iter()
         .map(|dt| (NodeId::new(ns, node_name("Changing", dt).as_str()), dt))
         .collect();
+    let bulk: Vec<NodeId> = (0..bulk).map(|k| NodeId::new(ns, bulk_name(k))).collect();
     let mut n: u64 = 0;
     loop {
         interval.tick().await;
         n += 1;
         let now = DateTime::now();
-        let values = ids.iter().map(|(id, dt)| {
-            let mut dv = DataValue::new_at(value_at(*dt, n), now);
+        let good = |variant| {
+            let mut dv = DataValue::new_at(variant, now);
             dv.status = Some(StatusCode::Good);
-            (id, None, dv)
-        });
+            dv
+        };
+        let values = changing
+            .iter()
+            .map(|(id, dt)| (id, None, good(value_at(*dt, n))))
+            .chain(
+                bulk.iter()
+                    .enumerate()
+                    .map(|(k, id)| (id, None, good(bulk_value(k, n)))),
+            );
         if let Err(e) = manager.set_values(handle.subscriptions(), values) {
             tracing::warn!("simulated OPC UA server: {e}");
         }
     }
 }
 
+/// Bulk variable `k` at tick `n`: different on every tick and from its neighbours.
+fn bulk_value(k: usize, n: u64) -> Variant {
+    Variant::Double(n as f64 + k as f64 / 100_000.0)
+}
+
+/// Elements of each changing array.
+const ARRAY_LEN: u64 = 4;
+
 /// The value of a changing variable of `datatype` at tick `n`: different on every tick
-/// (booleans alternate).
+/// (booleans alternate). Element `i` of an array is the scalar value at tick `n + i`, so
+/// every element changes on every tick.
 fn value_at(datatype: DataType, n: u64) -> Variant {
-    use uns_model::Value as V;
-    let value = match datatype {
-        DataType::Bool => V::Bool(n % 2 == 1),
+    to_variant(&sim_value(datatype, n))
+}
+
+fn sim_value(datatype: DataType, n: u64) -> Value {
+    match datatype {
+        DataType::Bool => Value::Bool(n % 2 == 1),
         // Each counts through a range that crosses zero where it can, so signs are exercised;
         // the arithmetic is done in i64, where none of it can overflow.
-        DataType::Int8 => V::Int8(((n % 200) as i64 - 100) as i8),
-        DataType::UInt8 => V::UInt8((n % 250) as u8),
-        DataType::Int16 => V::Int16(((n % 30_000) as i64 - 1000) as i16),
-        DataType::UInt16 => V::UInt16((n % 60_000) as u16),
-        DataType::Int32 => V::Int32(((n % 2_000_000) as i64 - 100_000) as i32),
-        DataType::UInt32 => V::UInt32((n % 4_000_000_000) as u32),
-        DataType::Int64 => V::Int64((n % (1 << 60)) as i64 - 1_000_000_000_000),
-        DataType::UInt64 => V::UInt64((n % (1 << 60)) + 1_000_000_000_000),
-        DataType::Float32 => V::Float32(n as f32 * 0.5),
-        DataType::Float64 => V::Float64((n as f64 / 10.0).sin() * 100.0),
-        DataType::String => V::String(format!("state {}", n % 100)),
-    };
-    to_variant(&value)
+        DataType::Int8 => Value::Int8(((n % 200) as i64 - 100) as i8),
+        DataType::UInt8 => Value::UInt8((n % 250) as u8),
+        DataType::Int16 => Value::Int16(((n % 30_000) as i64 - 1000) as i16),
+        DataType::UInt16 => Value::UInt16((n % 60_000) as u16),
+        DataType::Int32 => Value::Int32(((n % 2_000_000) as i64 - 100_000) as i32),
+        DataType::UInt32 => Value::UInt32((n % 4_000_000_000) as u32),
+        DataType::Int64 => Value::Int64((n % (1 << 60)) as i64 - 1_000_000_000_000),
+        DataType::UInt64 => Value::UInt64((n % (1 << 60)) + 1_000_000_000_000),
+        DataType::Float32 => Value::Float32(n as f32 * 0.5),
+        DataType::Float64 => Value::Float64((n as f64 / 10.0).sin() * 100.0),
+        DataType::String => Value::String(format!("state {}", n % 100)),
+        // One second a tick from 2026-01-01T00:00:00Z, wrapping after about 30 years.
+        DataType::DateTime => Value::DateTime(1_767_225_600_000 + n % (1 << 30) * 1000),
+        array => {
+            let element = array.element();
+            let mut values = Array::with_capacity(array, ARRAY_LEN as usize);
+            for i in 0..ARRAY_LEN {
+                // Of the element type by construction, which push accepts.
+                let _ = values.push(sim_value(element, n.wrapping_add(i)));
+            }
+            values.into()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +370,18 @@ mod tests {
             assert_ne!(a, b, "{dt}");
             assert_eq!(to_value(dt, &a).map(|v| v.datatype()), Ok(dt));
         }
+        // Every element of an array changes on every tick.
+        for dt in DataType::SCALARS {
+            let array = dt.array().unwrap();
+            let (Value::Array(a), Value::Array(b)) = (sim_value(array, 7), sim_value(array, 8))
+            else {
+                panic!("{array} is not an array value");
+            };
+            assert_eq!(a.len(), ARRAY_LEN as usize);
+            assert!(a.iter().zip(b.iter()).all(|(x, y)| x != y), "{array}");
+        }
+        assert_ne!(bulk_value(3, 1), bulk_value(3, 2));
+        assert_ne!(bulk_value(3, 1), bulk_value(4, 1));
         // No overflow however long the server runs (overflow panics in debug builds).
         for n in (0..1000).chain([u64::MAX - 1, u64::MAX, 1 << 63, u64::from(u32::MAX) + 7]) {
             for dt in DataType::ALL {
