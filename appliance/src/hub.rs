@@ -96,7 +96,9 @@ impl Mailbox {
 
 /// Whether `new` is worth reporting after `reported`, for a tag with `deadband` (engineering
 /// units, 0 = any change). A quality change always is: a value coming back good after bad
-/// or stale is news even if it did not move.
+/// or stale is news even if it did not move. Only numeric scalars have a distance for the
+/// deadband to measure; an array, a datetime or a string is reported on any change (an
+/// array when any element or its length changed).
 fn reportable(reported: &TagSample, new: &TagSample, deadband: f64) -> bool {
     if reported.quality != new.quality {
         return true;
@@ -179,7 +181,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uns_model::{Quality, TagId, Value};
+    use uns_model::{Array, Quality, TagId, Value};
 
     fn sample(tag: u32, v: i32) -> TagSample {
         TagSample {
@@ -222,6 +224,28 @@ mod tests {
             ..good(0.0)
         };
         assert!(reportable(&text("a"), &text("b"), 5.0));
+    }
+
+    #[test]
+    fn an_array_changes_when_any_element_does_and_a_datetime_on_any_change() {
+        let good = |value: Value| TagSample {
+            value: Some(value),
+            ..at(Quality::Good, 0.0)
+        };
+        let floats = |v: &[f32]| good(Array::Float32(v.to_vec()).into());
+        let a = floats(&[1.0, 2.0, 3.0]);
+        assert!(!reportable(&a, &floats(&[1.0, 2.0, 3.0]), 0.0));
+        assert!(
+            reportable(&a, &floats(&[1.0, 2.0, 3.5]), 0.0),
+            "last element"
+        );
+        assert!(reportable(&a, &floats(&[1.0, 2.0]), 0.0), "shorter");
+        // Validation refuses a deadband on arrays; were one given, it still could not hide
+        // a change.
+        assert!(reportable(&a, &floats(&[1.1, 2.0, 3.0]), 5.0));
+        let t = |ms| good(Value::DateTime(ms));
+        assert!(reportable(&t(1000), &t(1001), 5.0));
+        assert!(!reportable(&t(1000), &t(1000), 0.0));
     }
 
     #[tokio::test]

@@ -138,6 +138,10 @@ pub struct OpcUaArgs {
     /// How often the changing variables change, in milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     tick_ms: u64,
+    /// Also serve this many Double variables ns=<n>;s=Bulk.0 … Bulk.<N-1> in Objects/Sim/Bulk,
+    /// all changing every tick: a load for benchmarks.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    bulk: u64,
 }
 
 /// Runs the simulated OPC UA server until SIGINT or SIGTERM.
@@ -152,6 +156,8 @@ pub fn opcua(sim: OpcUaArgs) -> Result<(), String> {
         let bound = listener.local_addr().unwrap_or(listen);
         let config = SimConfig {
             tick: Duration::from_millis(sim.tick_ms),
+            // At most a million, checked by clap: fits usize on any target we build for.
+            bulk: usize::try_from(sim.bulk).unwrap_or(usize::MAX),
             ..SimConfig::default()
         };
         let server = SimServer::start(listener, config)
@@ -162,6 +168,15 @@ pub fn opcua(sim: OpcUaArgs) -> Result<(), String> {
              {NAMESPACE_URI} = ns={}); Ctrl-C to stop",
             server.namespace()
         );
+        if sim.bulk > 0 {
+            println!(
+                "bulk: {} Doubles ns={ns};s=Bulk.0 … ns={ns};s=Bulk.{}, changing every {} ms",
+                sim.bulk,
+                sim.bulk - 1,
+                sim.tick_ms,
+                ns = server.namespace()
+            );
+        }
         let mut signals = Signals::new().map_err(|e| format!("cannot handle signals: {e}"))?;
         signals.recv().await;
         drop(server);

@@ -14,7 +14,7 @@ use sparkplug::{
     SessionConfig,
 };
 use tokio::sync::{mpsc, watch};
-use uns_model::{Model, Quality, Store, TagId, Value};
+use uns_model::{Array, Model, Quality, Store, TagId, Value};
 
 use crate::config::ServerAddr;
 use crate::hub::{Delivery, Mailbox};
@@ -155,6 +155,20 @@ pub fn sparkplug_type(t: uns_model::DataType) -> DataType {
         U::Float32 => DataType::Float,
         U::Float64 => DataType::Double,
         U::String => DataType::String,
+        U::DateTime => DataType::DateTime,
+        U::BoolArray => DataType::BooleanArray,
+        U::Int8Array => DataType::Int8Array,
+        U::Int16Array => DataType::Int16Array,
+        U::Int32Array => DataType::Int32Array,
+        U::Int64Array => DataType::Int64Array,
+        U::UInt8Array => DataType::UInt8Array,
+        U::UInt16Array => DataType::UInt16Array,
+        U::UInt32Array => DataType::UInt32Array,
+        U::UInt64Array => DataType::UInt64Array,
+        U::Float32Array => DataType::FloatArray,
+        U::Float64Array => DataType::DoubleArray,
+        U::StringArray => DataType::StringArray,
+        U::DateTimeArray => DataType::DateTimeArray,
     }
 }
 
@@ -172,6 +186,35 @@ fn metric_value(v: &Value) -> MetricValue {
         Value::Float32(v) => MetricValue::Float(*v),
         Value::Float64(v) => MetricValue::Double(*v),
         Value::String(v) => MetricValue::String(v.clone()),
+        Value::DateTime(v) => MetricValue::DateTime(*v),
+        Value::Array(a) => match &**a {
+            Array::Bool(v) => MetricValue::BooleanArray(v.clone()),
+            Array::Int8(v) => MetricValue::Int8Array(v.clone()),
+            Array::Int16(v) => MetricValue::Int16Array(v.clone()),
+            Array::Int32(v) => MetricValue::Int32Array(v.clone()),
+            Array::Int64(v) => MetricValue::Int64Array(v.clone()),
+            Array::UInt8(v) => MetricValue::UInt8Array(v.clone()),
+            Array::UInt16(v) => MetricValue::UInt16Array(v.clone()),
+            Array::UInt32(v) => MetricValue::UInt32Array(v.clone()),
+            Array::UInt64(v) => MetricValue::UInt64Array(v.clone()),
+            Array::Float32(v) => MetricValue::FloatArray(v.clone()),
+            Array::Float64(v) => MetricValue::DoubleArray(v.clone()),
+            // A StringArray element ends at NUL on the wire, so a NUL inside one would split
+            // it and shift every later element; U+FFFD keeps count and positions (the UNS
+            // carries the exact text).
+            Array::String(v) => MetricValue::StringArray(
+                v.iter()
+                    .map(|s| {
+                        if s.contains('\0') {
+                            s.replace('\0', "\u{FFFD}")
+                        } else {
+                            s.clone()
+                        }
+                    })
+                    .collect(),
+            ),
+            Array::DateTime(v) => MetricValue::DateTimeArray(v.clone()),
+        },
     }
 }
 
@@ -191,6 +234,20 @@ fn tag_value(v: MetricValue) -> Option<Value> {
         MetricValue::Float(v) => Value::Float32(v),
         MetricValue::Double(v) => Value::Float64(v),
         MetricValue::String(v) => Value::String(v),
+        MetricValue::DateTime(v) => Value::DateTime(v),
+        MetricValue::BooleanArray(v) => Array::Bool(v).into(),
+        MetricValue::Int8Array(v) => Array::Int8(v).into(),
+        MetricValue::Int16Array(v) => Array::Int16(v).into(),
+        MetricValue::Int32Array(v) => Array::Int32(v).into(),
+        MetricValue::Int64Array(v) => Array::Int64(v).into(),
+        MetricValue::UInt8Array(v) => Array::UInt8(v).into(),
+        MetricValue::UInt16Array(v) => Array::UInt16(v).into(),
+        MetricValue::UInt32Array(v) => Array::UInt32(v).into(),
+        MetricValue::UInt64Array(v) => Array::UInt64(v).into(),
+        MetricValue::FloatArray(v) => Array::Float32(v).into(),
+        MetricValue::DoubleArray(v) => Array::Float64(v).into(),
+        MetricValue::StringArray(v) => Array::String(v).into(),
+        MetricValue::DateTimeArray(v) => Array::DateTime(v).into(),
         _ => return None,
     })
 }
@@ -574,6 +631,43 @@ mod tests {
         assert!(!connect_never_sent(
             &rumqttc::ConnectionError::NetworkTimeout
         ));
+    }
+
+    #[test]
+    fn every_tag_type_has_its_sparkplug_type_and_values_map_both_ways() {
+        for dt in uns_model::DataType::ALL {
+            let value = Value::zero(dt);
+            let metric = metric_value(&value);
+            assert_eq!(metric.datatype(), sparkplug_type(dt), "{dt}");
+            assert_eq!(sparkplug_type(dt).is_array(), dt.is_array(), "{dt}");
+            assert_eq!(tag_value(metric), Some(value), "{dt}");
+        }
+        assert_eq!(sparkplug_type(uns_model::DataType::DateTime).code(), 13);
+        assert_eq!(sparkplug_type(uns_model::DataType::BoolArray).code(), 32);
+        assert_eq!(
+            sparkplug_type(uns_model::DataType::DateTimeArray).code(),
+            34
+        );
+        let floats: Value = Array::Float32(vec![1.5, -2.0]).into();
+        assert_eq!(
+            metric_value(&floats),
+            MetricValue::FloatArray(vec![1.5, -2.0])
+        );
+        assert_eq!(
+            tag_value(MetricValue::DateTimeArray(vec![7])),
+            Some(Array::DateTime(vec![7]).into())
+        );
+    }
+
+    #[test]
+    fn a_nul_in_a_string_array_cannot_split_the_element() {
+        let v: Value = Array::String(vec!["a\0b".into(), "c".into()]).into();
+        let m = metric_value(&v);
+        assert_eq!(m.validate(), Ok(()));
+        assert_eq!(
+            m,
+            MetricValue::StringArray(vec!["a\u{FFFD}b".into(), "c".into()])
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::HOST;
-use uns_model::{Model, TagId, TagSample, Value, tag_names};
+use uns_model::{Array, Model, TagId, TagSample, Value, tag_names};
 
 use crate::{AppState, LiveValues};
 
@@ -145,7 +145,30 @@ fn value_text(sample: Option<&TagSample>) -> String {
     match sample.and_then(|s| s.value.as_ref()) {
         None => "—".to_owned(),
         Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_json().to_string(),
+        Some(Value::Array(a)) => array_text(a),
+        // A datetime's JSON is its RFC 3339 text, shown without quotes like a string.
+        Some(v) => match v.to_json() {
+            serde_json::Value::String(s) => s,
+            json => json.to_string(),
+        },
+    }
+}
+
+/// Elements of an array shown in the table; the rest is counted, so a row stays one line
+/// however long the array (the page's script formats live updates the same way).
+const SHOWN_ELEMENTS: usize = 4;
+
+/// `[1.5, 2, 3, 4, …] (100 items)`: the first elements as JSON, then the count.
+fn array_text(a: &Array) -> String {
+    let shown: Vec<String> = a
+        .iter()
+        .take(SHOWN_ELEMENTS)
+        .map(|v| v.to_json().to_string())
+        .collect();
+    if a.len() > SHOWN_ELEMENTS {
+        format!("[{}, …] ({} items)", shown.join(", "), a.len())
+    } else {
+        format!("[{}]", shown.join(", "))
     }
 }
 
@@ -175,6 +198,33 @@ fn mqtt_host_port<'a>(mqtt_address: &'a str, browser_host: Option<&'a str>) -> (
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_show_their_first_elements_and_count_and_datetimes_their_time() {
+        let text = |value: Value| {
+            value_text(Some(&TagSample {
+                tag: TagId(0),
+                value: Some(value),
+                quality: uns_model::Quality::Good,
+                timestamp_ms: 0,
+            }))
+        };
+        assert_eq!(text(Array::Float32(vec![1.5, -2.0]).into()), "[1.5, -2.0]");
+        let long: Vec<u16> = (1..=100).collect();
+        assert_eq!(
+            text(Array::UInt16(long).into()),
+            "[1, 2, 3, 4, …] (100 items)"
+        );
+        assert_eq!(
+            text(Array::String(vec!["a".into(), "b".into()]).into()),
+            "[\"a\", \"b\"]"
+        );
+        assert_eq!(text(Array::Bool(vec![]).into()), "[]");
+        assert_eq!(
+            text(Value::DateTime(1_772_346_600_123)),
+            "2026-03-01T06:30:00.123Z"
+        );
+    }
 
     #[test]
     fn subscribe_host_falls_back_to_the_browser_host_for_unspecified_addresses() {
