@@ -1,6 +1,7 @@
 //! An OPC UA server (the `sparkedge sim opcua` process) subscribed to by the appliance,
-//! observed as a Sparkplug Primary Host would: typed values in the DBIRTH, a DCMD written to
-//! the server, and a server that goes away and comes back (DDEATH, then DBIRTH).
+//! observed as a Sparkplug Primary Host would: typed values in the DBIRTH (arrays and
+//! datetimes included), DCMDs written to the server, and a server that goes away and comes
+//! back (DDEATH, then DBIRTH).
 
 use std::process::Command;
 
@@ -9,6 +10,7 @@ use rumqttc::QoS;
 use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
+use sparkplug::{DataType, MetricValue};
 use system_tests::{
     Appliance, KillOnDrop, decode, free_port, import_model, now_ms, primary_host, sparkedge_binary,
 };
@@ -45,6 +47,9 @@ timeout_ms = 2000
         ("state", "string", "Changing.String", false),
         ("running", "bool", "Changing.Boolean", false),
         ("setpoint", "float64", "Writable.Double", true),
+        ("profile", "float32[]", "Changing.FloatArray", false),
+        ("serviced", "datetime", "Changing.DateTime", false),
+        ("recipe", "int32[]", "Writable.Int32Array", true),
     ] {
         text.push_str(&format!(
             r#"[[tag]]
@@ -65,7 +70,7 @@ fn start_sim(port: u16) -> KillOnDrop {
     KillOnDrop::spawn(
         Command::new(sparkedge_binary())
             .args(["sim", "opcua", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--tick-ms", "200"]),
+            .args(["--tick-ms", "200", "--bulk", "10"]),
         "sparkedge sim opcua",
     )
 }
@@ -108,6 +113,23 @@ async fn opcua_server_to_sparkplug_and_back() {
     ));
     let setpoint = metric("mixing/line1/setpoint");
     assert_eq!(setpoint.value, Some(Field::DoubleValue(0.0)));
+    // Arrays are born with their array type and packed bytes (four Floats of the simulator),
+    // datetimes with DateTime in long_value.
+    let profile = metric("mixing/line1/profile");
+    assert_eq!(profile.datatype, Some(DataType::FloatArray.code()));
+    match &profile.value {
+        Some(Field::BytesValue(b)) => assert_eq!(b.len(), 4 * 4, "{b:?}"),
+        other => panic!("profile: {other:?}"),
+    }
+    let serviced = metric("mixing/line1/serviced");
+    assert_eq!(serviced.datatype, Some(DataType::DateTime.code()));
+    match serviced.value {
+        // The simulator counts seconds from 2026-01-01T00:00:00Z.
+        Some(Field::LongValue(ms)) => assert!(ms >= 1_767_225_600_000, "{ms}"),
+        other => panic!("serviced: {other:?}"),
+    }
+    let recipe = metric("mixing/line1/recipe");
+    assert_eq!(recipe.datatype, Some(DataType::Int32Array.code()));
 
     // DCMD: the value is written to the server and comes back as DDATA.
     let dcmd = Payload {
@@ -129,6 +151,30 @@ async fn opcua_server_to_sparkplug_and_back() {
                 .metrics
                 .iter()
                 .any(|x| x.alias == setpoint.alias && x.value == Some(Field::DoubleValue(42.25)))
+    })
+    .await;
+
+    // An array DCMD: decoded by the birth's type, written whole, read back as DDATA.
+    let written = MetricValue::Int32Array(vec![7, -1, 300]).to_field();
+    let dcmd = Payload {
+        timestamp: Some(now_ms()),
+        metrics: vec![Metric {
+            alias: recipe.alias,
+            value: Some(written.clone()),
+            ..Metric::default()
+        }],
+        ..Payload::default()
+    };
+    host.client
+        .publish(DCMD, QoS::AtMostOnce, false, dcmd.encode_to_vec())
+        .await
+        .expect("publish DCMD");
+    host.next_where("DDATA with the recipe", |m| {
+        m.topic == DDATA
+            && decode(m)
+                .metrics
+                .iter()
+                .any(|x| x.alias == recipe.alias && x.value.as_ref() == Some(&written))
     })
     .await;
 
