@@ -1,6 +1,7 @@
 //! OPC UA acquisition choices against the simulated server over TCP on 127.0.0.1: tags of
 //! a scan class are read by polling, in reads the server's MaxNodesPerRead allows, next to
-//! subscribed tags; a deadband is asked of the server as a data-change filter.
+//! subscribed tags; a deadband is asked of the server as a data-change filter; a server that
+//! limits the items of a subscription gets several.
 
 use std::time::Duration;
 
@@ -14,15 +15,23 @@ use uns_model::{DataType, Device, DriverConfig, Quality, ScanClass, Tag, TagId, 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn start_sim(pki: &std::path::Path) -> (SimServer, u16) {
+    start_sim_with(pki, |_| {}).await
+}
+
+async fn start_sim_with(
+    pki: &std::path::Path,
+    edit: impl FnOnce(&mut SimConfig),
+) -> (SimServer, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let config = SimConfig {
+    let mut config = SimConfig {
         tick: Duration::from_millis(50),
         // Fewer than the polled tags: the driver must split its reads.
         max_nodes_per_read: 2,
         pki_dir: pki.to_owned(),
         ..SimConfig::default()
     };
+    edit(&mut config);
     (SimServer::start(listener, config).await.unwrap(), port)
 }
 
@@ -155,5 +164,51 @@ async fn a_deadband_is_applied_by_the_server() {
         .collect();
     for pair in values.windows(2) {
         assert!(pair[1] - pair[0] > 1.2, "{values:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_beyond_a_subscriptions_limit_go_into_more_subscriptions() {
+    let pki = tempfile::tempdir().unwrap();
+    // Three items per subscription, calls of up to 1000: the driver's first call is refused
+    // whole and must be split, then continued in new subscriptions.
+    let (_sim, port) = start_sim_with(pki.path(), |c| {
+        c.max_monitored_items_per_subscription = 3;
+    })
+    .await;
+    let names = [
+        "Int16", "Int32", "Int64", "UInt16", "UInt32", "Float", "Double",
+    ];
+    let types = [
+        DataType::Int16,
+        DataType::Int32,
+        DataType::Int64,
+        DataType::UInt16,
+        DataType::UInt32,
+        DataType::Float32,
+        DataType::Float64,
+    ];
+    let tags: Vec<Tag> = names
+        .iter()
+        .zip(types)
+        .map(|(n, dt)| tag(n, dt, &format!("Changing.{n}")))
+        .collect();
+    let (tx, mut events) = mpsc::channel(256);
+    let ids: Vec<(TagId, &Tag)> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (TagId(i as u32), t))
+        .collect();
+    let _driver = southbound::spawn(DeviceId(0), &device(port), &ids, &Context::default(), tx);
+    // Every item is monitored, once: each tag changes, and no sample is bad.
+    let samples = collect(&mut events, |s| (0..7).all(|k| of(s, k).len() >= 3)).await;
+    assert!(
+        samples.iter().all(|s| s.quality == Quality::Good),
+        "{samples:?}"
+    );
+    // An item monitored twice would deliver each change twice.
+    for k in 0..7 {
+        let values = of(&samples, k);
+        assert!(values.windows(2).all(|w| w[0] != w[1]), "tag {k}: {values:?}");
     }
 }

@@ -7,6 +7,7 @@
 //! scratch. So a tag is never monitored twice, whatever the server remembered, and the
 //! device is born again only once every monitored item has reported its first value.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -29,6 +30,10 @@ use crate::{DeviceId, DriverEvent, WriteCommand, now_ms};
 /// Monitored items per CreateMonitoredItems call when the server does not say
 /// (OperationLimits.MaxMonitoredItemsPerCall absent or 0): small enough for embedded servers.
 pub(crate) const DEFAULT_ITEMS_PER_CALL: usize = 100;
+
+/// Subscriptions one device opens at most when the server limits the items of each; with
+/// a server's usual limits (a thousand or more) that is far beyond any PLC's tag count.
+const MAX_SUBSCRIPTIONS: usize = 100;
 
 /// How often at most an established session is checked for a silent server.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(5);
@@ -506,17 +511,26 @@ async fn subscribe(
         });
     }
 
-    let callback = DataChangeCallback::new(move |dv, item| {
-        // The receiver is gone only when the session is being dropped.
-        let _ = notes.send((item.client_handle(), dv));
-    });
     // Keep-alive every ~10 s at most; the lifetime three keep-alives (Part 4, 5.13.2).
     let period_ms = dev.period.as_millis().max(1) as u32;
     let keep_alive = (10_000 / period_ms).clamp(1, 100);
-    let subscription = session
-        .create_subscription(dev.period, keep_alive * 3, keep_alive, 0, 0, true, callback)
-        .await
-        .map_err(|e| format!("cannot create the subscription: {e}"))?;
+    let new_subscription = || {
+        let notes = notes.clone();
+        let callback = DataChangeCallback::new(move |dv, item| {
+            // The receiver is gone only when the session is being dropped.
+            let _ = notes.send((item.client_handle(), dv));
+        });
+        async move {
+            session
+                .create_subscription(dev.period, keep_alive * 3, keep_alive, 0, 0, true, callback)
+                .await
+                .map_err(|e| format!("cannot create a subscription: {e}"))
+        }
+    };
+    let mut subscription = new_subscription().await?;
+    let mut subscriptions = 1;
+    // Items created in the current subscription.
+    let mut in_current = 0;
 
     let request = |k: usize, with_filter: bool| {
         let tag = &dev.tags[k];
@@ -544,41 +558,84 @@ async fn subscribe(
             },
         }
     };
-    // Items whose deadband the server refused are created again without it: the hub's
-    // deadband still applies, the server just sends a little more.
-    let mut unfiltered = Vec::new();
-    for (pass, tags) in [(true, subscribed), (false, Vec::new())] {
-        let tags = if pass {
-            tags
-        } else {
-            std::mem::take(&mut unfiltered)
-        };
-        for chunk in tags.chunks(per_call) {
-            let requests = chunk.iter().map(|k| request(*k, pass)).collect();
-            let results = session
-                .create_monitored_items(subscription, TimestampsToReturn::Both, requests)
-                .await
-                .map_err(|e| format!("cannot create monitored items: {e}"))?;
-            for (k, result) in chunk.iter().zip(results.iter()) {
-                let code = result.result.status_code;
-                let tag = &dev.tags[*k];
-                if code.is_good() {
-                    expected[*k] = true;
-                } else if pass && tag.deadband.is_some() && is_filter_refusal(code) {
-                    tracing::info!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "the server does not take the deadband ({code}); it is applied here only");
-                    unfiltered.push(*k);
+    // Calls still to make: tag indexes, and whether to ask for their deadband filter.
+    // A server limits the items of one subscription (BadTooManyMonitoredItems, for the
+    // whole call or per item): the rest then go into a new subscription, and a call larger
+    // than that limit is split. Items whose deadband the server refused are created again
+    // without it: the hub's deadband still applies, the server just sends a little more.
+    let mut work: VecDeque<(Vec<usize>, bool)> = subscribed
+        .chunks(per_call)
+        .map(|c| (c.to_vec(), true))
+        .collect();
+    // Every item is created, refused or split at most a bounded number of times: each
+    // split halves a call, each new subscription starts empty.
+    while let Some((chunk, filtered)) = work.pop_front() {
+        let requests = chunk.iter().map(|k| request(*k, filtered)).collect();
+        let results = match session
+            .create_monitored_items(subscription, TimestampsToReturn::Both, requests)
+            .await
+        {
+            Ok(results) => results,
+            Err(e) if e.status() == StatusCode::BadTooManyMonitoredItems => {
+                if in_current > 0 && subscriptions < MAX_SUBSCRIPTIONS {
+                    subscription = new_subscription().await?;
+                    subscriptions += 1;
+                    in_current = 0;
+                } else if chunk.len() > 1 {
+                    let (a, b) = chunk.split_at(chunk.len() / 2);
+                    work.push_front((b.to_vec(), filtered));
+                    work.push_front((a.to_vec(), filtered));
+                    continue;
                 } else {
-                    tracing::warn!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "cannot monitor: {code}");
-                    failed.push(sample(tag.id, None, Quality::Bad, t));
+                    return Err(format!(
+                        "cannot create monitored items: the server takes no more \
+                         (BadTooManyMonitoredItems) after {} items in {subscriptions} \
+                         subscriptions",
+                        expected.iter().filter(|e| **e).count()
+                    ));
                 }
+                work.push_front((chunk, filtered));
+                continue;
             }
+            Err(e) => return Err(format!("cannot create monitored items: {e}")),
+        };
+        let mut unfiltered = Vec::new();
+        let mut too_many = Vec::new();
+        for (k, result) in chunk.iter().zip(results.iter()) {
+            let code = result.result.status_code;
+            let tag = &dev.tags[*k];
+            if code.is_good() {
+                expected[*k] = true;
+                in_current += 1;
+            } else if filtered && tag.deadband.is_some() && is_filter_refusal(code) {
+                tracing::info!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "the server does not take the deadband ({code}); it is applied here only");
+                unfiltered.push(*k);
+            } else if code == StatusCode::BadTooManyMonitoredItems
+                && in_current > 0
+                && subscriptions < MAX_SUBSCRIPTIONS
+            {
+                too_many.push(*k);
+            } else {
+                tracing::warn!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "cannot monitor: {code}");
+                failed.push(sample(tag.id, None, Quality::Bad, t));
+            }
+        }
+        if !unfiltered.is_empty() {
+            work.push_back((unfiltered, false));
+        }
+        if !too_many.is_empty() {
+            subscription = new_subscription().await?;
+            subscriptions += 1;
+            in_current = 0;
+            work.push_front((too_many, filtered));
         }
     }
     tracing::info!(
         device = dev.device.0,
         items = expected.iter().filter(|e| **e).count(),
+        subscriptions,
         per_call,
-        "OPC UA subscription created"
+        "OPC UA subscriptions created"
     );
     Ok(Subscribed {
         nodes,

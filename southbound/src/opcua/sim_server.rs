@@ -44,6 +44,9 @@ pub struct SimConfig {
     pub max_nodes_per_read: usize,
     /// Browse continuation points the server keeps per session (a low one shows leaks).
     pub max_browse_continuation_points: usize,
+    /// Monitored items one subscription may hold (a low one makes a client spread its items
+    /// over several subscriptions).
+    pub max_monitored_items_per_subscription: usize,
     /// Where the server keeps its PKI folders (it creates them).
     pub pki_dir: PathBuf,
     /// Secure endpoints and user accounts besides the anonymous policy-None endpoint.
@@ -74,6 +77,9 @@ impl Default for SimConfig {
             max_nodes_per_read: opcua::server::constants::MAX_NODES_PER_READ,
             max_browse_continuation_points:
                 opcua::server::constants::MAX_BROWSE_CONTINUATION_POINTS,
+            // Room for a 10,000-item load run in one subscription; the library's own
+            // default (1000) is what tests lower it from.
+            max_monitored_items_per_subscription: 20_000,
             pki_dir: std::env::temp_dir().join("sparkedge-sim-opcua-pki"),
             security: None,
             bulk: 0,
@@ -151,6 +157,10 @@ impl SimServer {
             .max_monitored_items_per_call = config.max_monitored_items_per_call;
         builder.limits_mut().operational.max_nodes_per_read = config.max_nodes_per_read;
         builder.limits_mut().max_browse_continuation_points = config.max_browse_continuation_points;
+        builder
+            .limits_mut()
+            .subscriptions
+            .max_monitored_items_per_sub = config.max_monitored_items_per_subscription;
         let (server, handle) = builder.build()?;
         let manager = handle
             .node_managers()
