@@ -209,6 +209,9 @@ async fn items_beyond_a_subscriptions_limit_go_into_more_subscriptions() {
     // An item monitored twice would deliver each change twice.
     for k in 0..7 {
         let values = of(&samples, k);
-        assert!(values.windows(2).all(|w| w[0] != w[1]), "tag {k}: {values:?}");
+        assert!(
+            values.windows(2).all(|w| w[0] != w[1]),
+            "tag {k}: {values:?}"
+        );
     }
 }

@@ -35,6 +35,13 @@ pub(crate) const DEFAULT_ITEMS_PER_CALL: usize = 100;
 /// a server's usual limits (a thousand or more) that is far beyond any PLC's tag count.
 const MAX_SUBSCRIPTIONS: usize = 100;
 
+/// Notifications the server puts in one Publish response at most. Without a bound, 10,000
+/// changing items make a response larger than the server's message size limit
+/// (BadResponseTooLarge, found with async-opcua's server at 327,675 bytes); a value change
+/// takes some 40 bytes, so 1000 keep a response near 40 KB and the server sends the rest in
+/// further responses of the same publishing cycle.
+const NOTIFICATIONS_PER_PUBLISH: u32 = 1000;
+
 /// How often at most an established session is checked for a silent server.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -522,7 +529,15 @@ async fn subscribe(
         });
         async move {
             session
-                .create_subscription(dev.period, keep_alive * 3, keep_alive, 0, 0, true, callback)
+                .create_subscription(
+                    dev.period,
+                    keep_alive * 3,
+                    keep_alive,
+                    NOTIFICATIONS_PER_PUBLISH,
+                    0,
+                    true,
+                    callback,
+                )
                 .await
                 .map_err(|e| format!("cannot create a subscription: {e}"))
         }
