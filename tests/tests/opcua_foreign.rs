@@ -1,8 +1,9 @@
 //! Against an OPC UA server none of us wrote: asyncua, a pure-Python stack from PyPI
 //! (`tests/fixtures/asyncua_server.py`), serving only Basic256Sha256 SignAndEncrypt and
 //! trusting only the appliance's certificate. Trust is explicit on our side too: the server is
-//! refused until `sparkedge opcua trust` names its thumbprint. Then every scalar type arrives
-//! in the DBIRTH with its Sparkplug type, its value and the server's source timestamp; a bad
+//! refused until `sparkedge opcua trust` names its thumbprint. Then every scalar type, a
+//! DateTime and an Int32 array arrive in the DBIRTH with their Sparkplug types, their values
+//! and the server's source timestamps; a bad
 //! status arrives as bad quality; a subscription delivers changes; a DCMD lands in the server;
 //! and a server that dies and comes back gives DDEATH, then DBIRTH.
 //!
@@ -35,8 +36,8 @@ const DCMD: &str = "spBv1.0/plant-u/DCMD/edge-u/boiler";
 const NAMESPACE: &str = "urn:sparkedge:test:asyncua";
 const DEFAULT_PYTHON: &str = "/opt/sparkedge-test-python/bin/python";
 
-/// The fixture's SOURCE_TIME_MS: the source timestamp of the first scalar; each next one is a
-/// second later, the faulty sensor's a second earlier.
+/// The fixture's SOURCE_TIME_MS: the source timestamp of the first fixed node; each next one
+/// is a second later, the faulty sensor's a second earlier.
 const SOURCE_TIME_MS: u64 = 1_777_777_777_123;
 
 /// The driver retries an unreachable or untrusted server with back-off up to 30 s: a birth
@@ -44,8 +45,8 @@ const SOURCE_TIME_MS: u64 = 1_777_777_777_123;
 const RECONNECT_DEADLINE: Duration = Duration::from_secs(45);
 
 /// Tag name, model datatype, node (`s=` identifier), Sparkplug type, value: the fixture's
-/// SCALARS, in its order (the order gives each its source timestamp).
-fn scalars() -> Vec<(
+/// FIXED, in its order (the order gives each its source timestamp).
+fn fixed() -> Vec<(
     &'static str,
     &'static str,
     &'static str,
@@ -137,6 +138,21 @@ fn scalars() -> Vec<(
             DataType::String,
             MetricValue::String("Grüße, Kessel 3".into()),
         ),
+        (
+            "datetime",
+            "datetime",
+            "Scalar.DateTime",
+            DataType::DateTime,
+            // 2026-03-01T06:30:00.123Z
+            MetricValue::DateTime(1_772_346_600_123),
+        ),
+        (
+            "int32_array",
+            "int32[]",
+            "Array.Int32",
+            DataType::Int32Array,
+            MetricValue::Int32Array(vec![i32::MIN, -1, 0, 7, i32::MAX]),
+        ),
     ]
 }
 
@@ -162,7 +178,7 @@ period_ms = 100
 timeout_ms = 3000
 "#
     );
-    let mut tags: Vec<(&str, &str, &str, bool)> = scalars()
+    let mut tags: Vec<(&str, &str, &str, bool)> = fixed()
         .into_iter()
         .map(|(name, datatype, node, _, _)| (name, datatype, node, false))
         .collect();
@@ -326,7 +342,7 @@ fn quality(m: &sparkplug::Metric) -> Option<Quality> {
 /// Everything the DBIRTH says about the server's nodes.
 fn check_birth(message: &Message) -> Payload {
     let birth = Payload::decode(&message.payload).expect("the DBIRTH decodes");
-    for (k, (name, _, _, datatype, value)) in scalars().into_iter().enumerate() {
+    for (k, (name, _, _, datatype, value)) in fixed().into_iter().enumerate() {
         let m = metric(&birth, name);
         assert_eq!(m.datatype, Some(datatype), "{name}: Sparkplug datatype");
         assert_eq!(m.value, Some(value), "{name}: value");
