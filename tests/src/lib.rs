@@ -418,6 +418,17 @@ impl Observer {
 
     /// The next message whose topic satisfies `filter`, skipping others.
     pub async fn next_where(&mut self, what: &str, filter: impl Fn(&Message) -> bool) -> Message {
+        self.next_where_within(what, DEADLINE, filter).await
+    }
+
+    /// As [`Observer::next_where`], with a deadline of `within` for an event that may
+    /// legitimately take longer than [`DEADLINE`] (a driver waiting out its back-off).
+    pub async fn next_where_within(
+        &mut self,
+        what: &str,
+        within: Duration,
+        filter: impl Fn(&Message) -> bool,
+    ) -> Message {
         let wait = async {
             loop {
                 let m = self
@@ -430,9 +441,14 @@ impl Observer {
                 }
             }
         };
-        tokio::time::timeout(DEADLINE, wait)
+        tokio::time::timeout(within, wait)
             .await
-            .unwrap_or_else(|_| panic!("no {what} within {DEADLINE:?}"))
+            .unwrap_or_else(|_| panic!("no {what} within {within:?}"))
+    }
+
+    /// The messages received so far and not yet taken, without waiting.
+    pub fn received(&mut self) -> Vec<Message> {
+        std::iter::from_fn(|| self.messages.try_recv().ok()).collect()
     }
 
     /// The next message, whatever its topic.
