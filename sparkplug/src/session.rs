@@ -488,8 +488,10 @@ impl EdgeNodeSession {
                 continue;
             };
             // tck-id-operational-behavior-data-publish-dbirth-change (SHOULD), report by
-            // exception: a reading that changes neither value nor quality is not news.
-            if m.value == u.value && m.quality == u.quality {
+            // exception: a reading that changes neither value nor quality is not news. The
+            // first reading always is, even a bad one without a value (which looks like the
+            // initial state): its time is the metric's time in the next birth.
+            if m.timestamp_ms != 0 && m.value == u.value && m.quality == u.quality {
                 continue;
             }
             m.value = u.value.clone();
@@ -1093,6 +1095,28 @@ mod tests {
             assert_eq!(m.timestamp, Some(T0 + i));
             assert_eq!(m.value, Some(metric::Value::FloatValue(i as f32)));
         }
+    }
+
+    #[test]
+    fn a_first_reading_that_is_bad_keeps_its_time_for_the_birth() {
+        let mut s = EdgeNodeSession::new(config());
+        s.update(
+            &[MetricUpdate {
+                device: 0,
+                metric: 0,
+                value: None,
+                quality: Quality::Bad,
+                timestamp_ms: T0 - 5000,
+            }],
+            T0,
+        );
+        s.device_online(0, true, T0);
+        s.connect(0, 0, T0);
+        s.connected();
+        let births = publishes(&s.subscribed(T0));
+        let temp = &births[1].1.metrics[0];
+        assert_eq!(temp.timestamp, Some(T0 - 5000));
+        assert_eq!(temp.is_null, Some(true));
     }
 
     #[test]
