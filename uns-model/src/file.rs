@@ -54,7 +54,7 @@ fn normalise_addresses(model: &mut Model) {
             .iter()
             .any(|d| d.name == tag.device && d.driver.is_modbus());
         if modbus && let Ok(address) = tag.address.parse::<crate::ModbusAddress>() {
-            tag.address = address.to_string();
+            tag.address = address.to_string().into();
         }
     }
 }
@@ -295,7 +295,7 @@ mod tests {
             model.devices[0].enabled = enabled;
             model.devices[0].driver = DriverConfig::Simulator { period_ms };
             for tag in &mut model.tags {
-                tag.location = format!("packaging/line3/{cell}");
+                tag.location = format!("packaging/line3/{cell}").into();
                 tag.unit = unit.clone();
                 tag.description = description.clone();
             }

@@ -22,6 +22,8 @@ pub mod store;
 pub mod validate;
 pub mod value;
 
+/// The string type of a tag's device, location, name and address.
+pub use compact_str::CompactString;
 pub use modbus::{ByteOrder, ModbusAddress, RegisterKind};
 pub use model::{
     Acquisition, Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace,

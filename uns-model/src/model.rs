@@ -1,5 +1,6 @@
 //! The configuration model: what the user edits (TOML today, the web UI later).
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::scaling::{Conversion, Scaling};
@@ -474,20 +475,21 @@ fn sim_period_default() -> u32 {
 /// One value in a PLC, placed in the namespace.
 ///
 /// In files the tag is one flat table ([`TagFile`]); in memory the rarely used settings sit
-/// behind one pointer ([`Acquisition`]), because a 100,000-tag model is held in memory while
-/// the appliance starts.
+/// behind one pointer ([`Acquisition`]), and the four strings every tag has are stored inline
+/// when short (up to 24 bytes, [`CompactString`]), because a 100,000-tag model is held in
+/// memory for as long as the appliance runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(from = "TagFile", into = "TagFile")]
 pub struct Tag {
     /// Name of the [`Device`] it is read from.
-    pub device: String,
+    pub device: CompactString,
     /// Where it sits in the hierarchy below the site: `area/line` or `area/line/cell`.
-    pub location: String,
+    pub location: CompactString,
     /// The last level of its topic and metric name.
-    pub name: String,
+    pub name: CompactString,
     pub datatype: DataType,
     /// Where the value lives in the device; the syntax belongs to the device's driver.
-    pub address: String,
+    pub address: CompactString,
     pub unit: Option<String>,
     pub description: Option<String>,
     pub writable: bool,
@@ -592,11 +594,11 @@ struct TagFile {
 impl From<TagFile> for Tag {
     fn from(f: TagFile) -> Tag {
         Tag {
-            device: f.device,
-            location: f.location,
-            name: f.name,
+            device: f.device.into(),
+            location: f.location.into(),
+            name: f.name.into(),
             datatype: f.datatype,
-            address: f.address,
+            address: f.address.into(),
             unit: f.unit,
             description: f.description,
             writable: f.writable,
@@ -623,11 +625,11 @@ impl From<Tag> for TagFile {
     fn from(t: Tag) -> TagFile {
         let c = t.acquisition.map(|c| *c).unwrap_or_default();
         TagFile {
-            device: t.device,
-            location: t.location,
-            name: t.name,
+            device: t.device.into(),
+            location: t.location.into(),
+            name: t.name.into(),
             datatype: t.datatype,
-            address: t.address,
+            address: t.address.into(),
             unit: t.unit,
             description: t.description,
             writable: t.writable,
@@ -650,11 +652,11 @@ impl From<Tag> for TagFile {
 impl Tag {
     /// A tag with only the required fields set.
     pub fn new(
-        device: impl Into<String>,
-        location: impl Into<String>,
-        name: impl Into<String>,
+        device: impl Into<CompactString>,
+        location: impl Into<CompactString>,
+        name: impl Into<CompactString>,
         datatype: DataType,
-        address: impl Into<String>,
+        address: impl Into<CompactString>,
     ) -> Tag {
         Tag {
             device: device.into(),

@@ -50,7 +50,7 @@ pub fn tag_names(model: &Model, tag: &Tag) -> TagNames {
         uns_topic: format!("{}/{}/{}", ns.enterprise, ns.site, metric_name),
         group_id: model.sparkplug_group_id().to_owned(),
         edge_node_id: model.sparkplug.edge_node_id.clone(),
-        device_id: tag.device.clone(),
+        device_id: tag.device.to_string(),
         metric_name,
     }
 }
@@ -64,7 +64,7 @@ mod tests {
     fn names_follow_the_documented_example() {
         let mut model = demo_model();
         let mut tag = model.tags[0].clone();
-        tag.device = "filler-plc".to_owned();
+        tag.device = "filler-plc".into();
         model.devices[0].name = "filler-plc".to_owned();
         assert_eq!(
             tag_names(&model, &tag),
@@ -83,7 +83,7 @@ mod tests {
         let mut model = demo_model();
         model.sparkplug.group_id = Some("north".to_owned());
         let mut tag = model.tags[1].clone();
-        tag.location = "packaging/line3".to_owned();
+        tag.location = "packaging/line3".into();
         let names = tag_names(&model, &tag);
         assert_eq!(names.group_id, "north");
         assert_eq!(names.uns_topic, "acme/plant-a/packaging/line3/level");

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use compact_str::CompactString;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::model::{
@@ -250,13 +251,13 @@ impl Store {
             let datatype: String = r.get(4)?;
             let raw_type: Option<String> = r.get(11)?;
             tags.push(Tag {
-                device: r.get(1)?,
-                location: r.get(2)?,
-                name: r.get(3)?,
+                device: text(r, 1)?,
+                location: text(r, 2)?,
+                name: text(r, 3)?,
                 datatype: datatype
                     .parse()
                     .map_err(|e| corrupt(format!("tags row id {id}: datatype: {e}")))?,
-                address: r.get(5)?,
+                address: text(r, 5)?,
                 unit: r.get(6)?,
                 description: r.get(7)?,
                 writable: r.get(8)?,
@@ -396,6 +397,11 @@ impl Store {
     }
 }
 
+/// A text column read straight into a [`CompactString`], without a `String` in between.
+fn text(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<CompactString> {
+    Ok(CompactString::from(row.get_ref(column)?.as_str()?))
+}
+
 fn corrupt(what: String) -> StoreError {
     StoreError::Corrupt(what)
 }
@@ -472,11 +478,11 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
         let c = tag.acquisition();
         insert.execute(params![
             t as i64,
-            tag.device,
-            tag.location,
-            tag.name,
+            tag.device.as_str(),
+            tag.location.as_str(),
+            tag.name.as_str(),
             tag.datatype.as_str(),
-            tag.address,
+            tag.address.as_str(),
             tag.unit,
             tag.description,
             tag.writable,

@@ -214,7 +214,7 @@ impl Model {
             let key = format!("{}/{}", tag.location, tag.name);
             c.unique(&mut tags, &key, f("name"), &tag.name);
 
-            if !locations.contains(&tag.location) {
+            if !locations.iter().any(|l| *l == tag.location) {
                 let reason = format!(
                     "must be area/line or area/line/cell naming a defined line or cell; defined: {}",
                     list_or_none(&locations)
@@ -1386,7 +1386,7 @@ mod tests {
             max_gap: 16,
         };
         m.tags = vec![Tag {
-            device: m.devices[0].name.clone(),
+            device: m.devices[0].name.as_str().into(),
             location: "packaging/line3".into(),
             ..tag
         }];

@@ -85,7 +85,7 @@ impl IndexPage {
                 .or_default()
                 .push(TagRow {
                     index,
-                    name: tag.name.clone(),
+                    name: tag.name.to_string(),
                     uns_topic: names.uns_topic,
                     device: names.device_id,
                     metric: names.metric_name,
