@@ -68,7 +68,7 @@ pub fn session_config(
             map.by_tag[t] = Some((devices.len(), metrics.len()));
             tags.push(TagId(t as u32));
             metrics.push(MetricDef {
-                name: uns_model::tag_names(model, tag).metric_name,
+                name: uns_model::tag_names(model, tag).metric_name.into(),
                 datatype: sparkplug_type(tag.datatype),
                 unit: tag.unit.clone(),
                 writable: tag.writable,

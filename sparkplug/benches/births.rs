@@ -15,7 +15,7 @@ const T0: u64 = 1_700_000_000_000;
 fn online_session() -> EdgeNodeSession {
     let metrics = (0..METRICS)
         .map(|i| MetricDef {
-            name: format!("area{}/line{}/cell{}/tag{i}", i % 7, i % 13, i % 17),
+            name: format!("area{}/line{}/cell{}/tag{i}", i % 7, i % 13, i % 17).into(),
             datatype: DataType::Float,
             unit: (i % 2 == 0).then(|| "degC".to_owned()),
             writable: false,

@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use compact_str::CompactString;
 use prost::Message;
 
 use crate::proto::Payload;
@@ -65,7 +66,8 @@ pub struct DeviceDef {
 
 #[derive(Clone, Debug)]
 pub struct MetricDef {
-    pub name: String,
+    /// Inline when up to 24 bytes, as most metric names are: a node keeps one per metric.
+    pub name: CompactString,
     pub datatype: DataType,
     /// Engineering unit, sent in births as the `engUnit` property.
     pub unit: Option<String>,
@@ -263,7 +265,7 @@ impl EdgeNodeSession {
                 if kept[d][m].is_none()
                     && let Some(&alias) = config
                         .known_aliases
-                        .get(&(device.device_id.clone(), def.name.clone()))
+                        .get(&(device.device_id.clone(), def.name.to_string()))
                     && used.insert(alias)
                 {
                     kept[d][m] = Some(MetricState::new(alias));
@@ -302,7 +304,7 @@ impl EdgeNodeSession {
                 def.metrics
                     .iter()
                     .zip(&state.metrics)
-                    .map(|(m, s)| (def.device_id.clone(), m.name.clone(), s.alias))
+                    .map(|(m, s)| (def.device_id.clone(), m.name.to_string(), s.alias))
             })
             .collect()
     }
@@ -315,7 +317,7 @@ impl EdgeNodeSession {
         for (def, state) in self.config.devices.iter().zip(&mut self.devices) {
             for (m, s) in def.metrics.iter().zip(&mut state.metrics) {
                 if std::mem::take(&mut s.new_alias) {
-                    out.push((def.device_id.clone(), m.name.clone(), s.alias));
+                    out.push((def.device_id.clone(), m.name.to_string(), s.alias));
                 }
             }
         }
@@ -920,7 +922,7 @@ impl EdgeNodeSession {
         }
         state.published_quality = state.quality;
         Metric {
-            name: birth.then(|| def.name.clone()),
+            name: birth.then(|| def.name.to_string()),
             alias: Some(state.alias),
             // tck-id-payloads-metric-timestamp-in-UTC, tck-id-payloads-name-birth-data-requirement:
             // a metric never read yet (null in its birth) has no acquisition time; stamp it
