@@ -1,7 +1,8 @@
 //! The OPC UA load run (a benchmark, not a test): 10,000 monitored items, all changing every
 //! second, subscribed at 1 s by one `sparkedge run` process and published as Sparkplug.
 //!
-//! Run: `cargo run --release --locked -p system-tests --example opcua_load [-- --items N]`
+//! Run: `cargo run --release --locked -p system-tests --example opcua_load [-- --items N]
+//! [--sampling-ms N]`
 //!
 //! One `sparkedge sim opcua --bulk N` process serves N Double variables that all change every
 //! second. The appliance's model has one OPC UA device with a float64 tag on each. After the
@@ -30,6 +31,13 @@ async fn main() {
         .position(|a| a == "--items")
         .and_then(|i| args.get(i + 1))
         .map_or(10_000, |n| n.parse().expect("--items N"));
+    // `--sampling-ms N`: how often the server samples each item (1000, the period, unless
+    // given).
+    let sampling: u64 = args
+        .iter()
+        .position(|a| a == "--sampling-ms")
+        .and_then(|i| args.get(i + 1))
+        .map_or(1000, |n| n.parse().expect("--sampling-ms N"));
     let binary = sparkedge_binary();
     let port = free_port();
     let _sim = Terminate(
@@ -47,7 +55,7 @@ async fn main() {
         "[namespace]\nenterprise = \"bench\"\nsite = \"s1\"\n[sparkplug]\nedge_node_id = \"edge\"\n\
          [[area]]\nname = \"load\"\n[[area.line]]\nname = \"ua\"\n\
          [[device]]\nname = \"ua\"\ndriver = \"opc-ua\"\nendpoint = \"opc.tcp://127.0.0.1:{port}/\"\n\
-         period_ms = 1000\ntimeout_ms = 10000\n"
+         period_ms = 1000\nsampling_interval_ms = {sampling}\ntimeout_ms = 10000\n"
     );
     for k in 0..items {
         model += &format!(
