@@ -97,12 +97,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            // async-opcua logs at WARN and ERROR what is normal here (a client configured
-            // without named endpoints; certificate checks we make ourselves first and
-            // report with the fix): its word would contradict ours.
+            // async-opcua logs every session step at INFO, and at WARN and ERROR what is
+            // normal here (a client configured without named endpoints; certificate checks
+            // we make ourselves first and report with the fix): its word would drown or
+            // contradict ours, which says what failed and what to do.
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,opcua_crypto::certificate_store=off,opcua_core::comms::secure_channel=off,\
-                 opcua_client::config=error"
+                "info,opcua_client=warn,opcua_core=warn,opcua_crypto=warn,opcua_server=warn,\
+                 opcua_types=warn,opcua_crypto::certificate_store=off,\
+                 opcua_core::comms::secure_channel=off,opcua_client::config=error"
                     .into()
             }),
         )

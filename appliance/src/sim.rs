@@ -142,11 +142,33 @@ pub struct OpcUaArgs {
     /// all changing every tick: a load for benchmarks.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     bulk: u64,
+    /// Also serve signed and encrypted endpoints (Basic256Sha256, Aes128-Sha256-RsaOaep,
+    /// Aes256-Sha256-RsaPss; Sign and SignAndEncrypt) with a certificate of the server's own,
+    /// made in --pki-dir. A client's certificate is accepted once it is in
+    /// <pki-dir>/trusted/; refused ones land in <pki-dir>/rejected/, to be moved over.
+    #[arg(long)]
+    secure: bool,
+    /// With --secure: the secure endpoints take this user (NAME:PASSWORD) instead of
+    /// anonymous clients.
+    #[arg(long, requires = "secure")]
+    user: Option<String>,
+    /// The server's certificate folder.
+    #[arg(long, default_value = "sparkedge-sim-opcua-pki")]
+    pki_dir: std::path::PathBuf,
 }
 
 /// Runs the simulated OPC UA server until SIGINT or SIGTERM.
 pub fn opcua(sim: OpcUaArgs) -> Result<(), String> {
-    use southbound::opcua::sim_server::{NAMESPACE_URI, SimConfig, SimServer};
+    use southbound::opcua::sim_server::{NAMESPACE_URI, SimConfig, SimSecurity, SimServer};
+    let user = match &sim.user {
+        None => None,
+        Some(u) => match u.split_once(':') {
+            Some((name, password)) if !name.is_empty() => {
+                Some((name.to_owned(), password.to_owned()))
+            }
+            _ => return Err(format!("--user {u:?}: write NAME:PASSWORD")),
+        },
+    };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let listen = sim.listen;
@@ -158,6 +180,11 @@ pub fn opcua(sim: OpcUaArgs) -> Result<(), String> {
             tick: Duration::from_millis(sim.tick_ms),
             // At most a million, checked by clap: fits usize on any target we build for.
             bulk: usize::try_from(sim.bulk).unwrap_or(usize::MAX),
+            pki_dir: sim.pki_dir.clone(),
+            security: sim.secure.then(|| SimSecurity {
+                user: user.clone(),
+                user_certificate: None,
+            }),
             ..SimConfig::default()
         };
         let server = SimServer::start(listener, config)
@@ -168,6 +195,17 @@ pub fn opcua(sim: OpcUaArgs) -> Result<(), String> {
              {NAMESPACE_URI} = ns={}); Ctrl-C to stop",
             server.namespace()
         );
+        if sim.secure {
+            println!(
+                "secure endpoints too ({}); certificate {}, trusted clients in {}",
+                match &user {
+                    Some((name, _)) => format!("user {name}"),
+                    None => "anonymous".to_owned(),
+                },
+                sim.pki_dir.join("own/cert.der").display(),
+                sim.pki_dir.join("trusted").display()
+            );
+        }
         if sim.bulk > 0 {
             println!(
                 "bulk: {} Doubles ns={ns};s=Bulk.0 … ns={ns};s=Bulk.{}, changing every {} ms",
