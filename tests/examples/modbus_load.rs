@@ -25,7 +25,10 @@ use rumqttc::QoS;
 use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
-use system_tests::bench::{Terminate, core_percent, cpu_ticks, proc_status as status, report};
+use system_tests::bench::{
+    Terminate, core_percent, cpu_ticks, proc_status as status, report, request_rebirth,
+    run_appliance,
+};
 use system_tests::{Observer, free_port, now_ms, sparkedge, sparkedge_binary};
 use tokio_modbus::client::{Reader, Writer};
 
@@ -99,51 +102,17 @@ async fn main() {
     println!("import of {} tags: {:?}", devices * TAGS, started.elapsed());
 
     let mqtt_port = free_port();
-    let config = data.path().join("sparkedge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n[web]\nlisten = \"127.0.0.1:{}\"\n[uns]\nenabled = {uns}\n",
-            data.path().display().to_string(),
-            free_port()
-        ),
-    )
-    .expect("write config");
-    let app = Terminate(
-        Command::new(&binary)
-            .args(["run", "--config", config.to_str().expect("UTF-8")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start sparkedge run"),
-    );
+    let app = run_appliance(data.path(), mqtt_port, uns);
     let pid = app.0.id();
 
     let mut host = Observer::connect(mqtt_port, "bench-host", None).await;
     host.subscribe("spBv1.0/s1/#").await;
     // The node was born before we subscribed: ask for a rebirth to learn the aliases.
-    let rebirth = Payload {
-        timestamp: Some(now_ms()),
-        metrics: vec![Metric {
-            name: Some("Node Control/Rebirth".into()),
-            value: Some(Field::BooleanValue(true)),
-            ..Metric::default()
-        }],
-        ..Payload::default()
-    };
     let metrics = Arc::new(AtomicU64::new(0));
     let mut births = 0;
     let mut c_alias = None;
     let deadline = Instant::now() + Duration::from_secs(120);
-    host.client
-        .publish(
-            "spBv1.0/s1/NCMD/edge",
-            QoS::AtMostOnce,
-            false,
-            rebirth.encode_to_vec(),
-        )
-        .await
-        .expect("publish rebirth");
+    request_rebirth(&host, "s1", "edge").await;
     while births < devices && Instant::now() < deadline {
         let m = host.next("messages while waiting for the births").await;
         if m.topic.contains("/DBIRTH/") {

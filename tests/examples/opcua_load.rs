@@ -16,12 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use rumqttc::QoS;
 use sparkplug::proto::Payload;
-use sparkplug::proto::payload::Metric;
-use sparkplug::proto::payload::metric::Value as Field;
-use system_tests::bench::{Terminate, core_percent, cpu_ticks, proc_status};
-use system_tests::{Observer, free_port, now_ms, sparkedge, sparkedge_binary};
+use system_tests::bench::{
+    Terminate, core_percent, cpu_ticks, proc_status, request_rebirth, run_appliance,
+};
+use system_tests::{Observer, free_port, sparkedge, sparkedge_binary};
 
 #[tokio::main]
 async fn main() {
@@ -71,48 +70,14 @@ async fn main() {
     );
 
     let mqtt_port = free_port();
-    let config = data.path().join("sparkedge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n[web]\nlisten = \"127.0.0.1:{}\"\n[uns]\nenabled = false\n",
-            data.path().display().to_string(),
-            free_port()
-        ),
-    )
-    .expect("write config");
     let started = Instant::now();
-    let app = Terminate(
-        Command::new(&binary)
-            .args(["run", "--config", config.to_str().expect("UTF-8")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start sparkedge run"),
-    );
+    let app = run_appliance(data.path(), mqtt_port, false);
     let pid = app.0.id();
 
     let mut host = Observer::connect(mqtt_port, "bench-host", None).await;
     host.subscribe("spBv1.0/s1/#").await;
     // The node may have been born before we subscribed: a rebirth brings the DBIRTH again.
-    let rebirth = Payload {
-        timestamp: Some(now_ms()),
-        metrics: vec![Metric {
-            name: Some("Node Control/Rebirth".into()),
-            value: Some(Field::BooleanValue(true)),
-            ..Metric::default()
-        }],
-        ..Payload::default()
-    };
-    host.client
-        .publish(
-            "spBv1.0/s1/NCMD/edge",
-            QoS::AtMostOnce,
-            false,
-            rebirth.encode_to_vec(),
-        )
-        .await
-        .expect("publish rebirth");
+    request_rebirth(&host, "s1", "edge").await;
     let birth = host
         .next_where("the device's DBIRTH", |m| {
             m.topic.ends_with("/DBIRTH/edge/ua")

@@ -1,8 +1,17 @@
 //! What the load runs (`tests/examples/*_load.rs`) share: a child stopped the way systemd
 //! stops the appliance, its CPU time and memory from /proc, and latency percentiles.
 
-use std::process::Child;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use rumqttc::QoS;
+use sparkplug::proto::Payload;
+use sparkplug::proto::payload::Metric;
+use sparkplug::proto::payload::metric::Value as Field;
+
+use crate::{Observer, free_port, now_ms, sparkedge_binary};
 
 /// A child process that gets SIGTERM when dropped, so the appliance ends its sessions
 /// cleanly (and a heap profiler wrapped around it writes its report); SIGKILL if it is not
@@ -63,4 +72,50 @@ pub fn report(what: &str, latencies: &mut [Duration]) {
         pct(0.99),
         latencies[latencies.len() - 1]
     );
+}
+
+/// Starts `sparkedge run` on the model imported into `data`, its embedded broker on
+/// `mqtt_port`, the UNS on or off, logging warnings only.
+pub fn run_appliance(data: &Path, mqtt_port: u16, uns: bool) -> Terminate {
+    let config = data.join("sparkedge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n[web]\nlisten = \"127.0.0.1:{}\"\n[uns]\nenabled = {uns}\n",
+            data.display().to_string(),
+            free_port()
+        ),
+    )
+    .expect("write config");
+    Terminate(
+        Command::new(sparkedge_binary())
+            .args(["run", "--config", config.to_str().expect("UTF-8")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start sparkedge run"),
+    )
+}
+
+/// Asks edge node `edge` of `group` for a rebirth (NCMD Node Control/Rebirth): births sent
+/// before a host subscribed come again.
+pub async fn request_rebirth(host: &Observer, group: &str, edge: &str) {
+    let rebirth = Payload {
+        timestamp: Some(now_ms()),
+        metrics: vec![Metric {
+            name: Some("Node Control/Rebirth".into()),
+            value: Some(Field::BooleanValue(true)),
+            ..Metric::default()
+        }],
+        ..Payload::default()
+    };
+    host.client
+        .publish(
+            format!("spBv1.0/{group}/NCMD/{edge}"),
+            QoS::AtMostOnce,
+            false,
+            rebirth.encode_to_vec(),
+        )
+        .await
+        .expect("publish rebirth");
 }

@@ -416,17 +416,7 @@ impl Requests<'_> {
         ];
         // One node per request: the limit is not known yet, and may be 1.
         let values = self.read(&reads, 1).await?;
-        let namespaces = match value(&values[0]) {
-            Some(Variant::Array(a)) => a
-                .values
-                .iter()
-                .map(|v| match v {
-                    Variant::String(s) => s.as_ref().to_owned(),
-                    _ => String::new(),
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let namespaces = convert::namespace_table(value(&values[0]));
         let nodes_per_read = match value(&values[1]) {
             Some(Variant::UInt32(n)) if *n > 0 => *n as usize,
             _ => DEFAULT_NODES_PER_READ,

@@ -69,6 +69,22 @@ fn guid_byte_order(mut bytes: [u8; 16]) -> [u8; 16] {
     bytes
 }
 
+/// The namespace table from the value of `Server.NamespaceArray` (index = namespace index);
+/// empty when the server sent something else.
+pub fn namespace_table(value: Option<&Variant>) -> Vec<String> {
+    match value {
+        Some(Variant::Array(a)) => a
+            .values
+            .iter()
+            .map(|v| match v {
+                Variant::String(s) => s.as_ref().to_owned(),
+                _ => String::new(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The value of a tag of `datatype` from what the server sent. The server's type must be
 /// the one the tag is read as ([`opcua_type`]), scalar for a scalar tag and a
 /// one-dimensional array for an array tag: a silent conversion could lose range or

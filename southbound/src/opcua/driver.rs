@@ -453,20 +453,10 @@ async fn server_info(session: &Session) -> Result<(Vec<String>, usize, usize), S
             .await
             .map(|values| values.into_iter().next().and_then(|dv| dv.value))
     };
-    let namespaces: Vec<String> = match read(VariableId::Server_NamespaceArray)
+    let namespaces = read(VariableId::Server_NamespaceArray)
         .await
-        .map_err(|e| format!("cannot read the server's namespace table: {e}"))?
-    {
-        Some(Variant::Array(a)) => a
-            .values
-            .iter()
-            .map(|v| match v {
-                Variant::String(s) => s.as_ref().to_owned(),
-                _ => String::new(),
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+        .map_err(|e| format!("cannot read the server's namespace table: {e}"))?;
+    let namespaces = convert::namespace_table(namespaces.as_ref());
     // 0 or absent means the server sets no limit; ours then keeps requests moderate.
     let limit = |value: Result<Option<Variant>, _>, default: usize| match value {
         Ok(Some(Variant::UInt32(n))) if n > 0 => n as usize,
