@@ -2,10 +2,10 @@
 //!
 //! Drivers send [`DriverEvent`]s into one bounded channel. The hub keeps the last reported
 //! sample per tag, drops samples that change nothing (or move a numeric value no more than
-//! the tag's deadband), lets a bad or stale sample keep the last value,
-//! and hands the changes to each sink's [`Mailbox`]. A mailbox holds at most one pending
-//! sample per tag (a newer one replaces the older), so a slow sink costs memory bounded by
-//! the tag count and never blocks the hub or a poll loop.
+//! the tag's deadband), lets a bad or stale sample keep the last value read (good or
+//! uncertain), and hands the changes to each sink's [`Mailbox`]. A mailbox holds at most one
+//! pending sample per tag (a newer one replaces the older), so a slow sink costs memory
+//! bounded by the tag count and never blocks the hub or a poll loop.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -95,8 +95,12 @@ impl Mailbox {
 }
 
 /// Whether `new` is worth reporting after `reported`, for a tag with `deadband` (engineering
-/// units, 0 = any change). A quality change always is: a value coming back good after bad
-/// or stale is news even if it did not move. Only numeric scalars have a distance for the
+/// units, 0 = any change). A quality change always is: a value coming back good after bad,
+/// stale or uncertain is news even if it did not move, and so is a good value turning
+/// uncertain. Between two samples of the same quality the deadband applies whatever the
+/// quality: an uncertain value is a reading like a good one (a sensor out of calibration
+/// still moves with the process), and reporting its every wobble would cost the sinks more
+/// than a good value's. Only numeric scalars have a distance for the
 /// deadband to measure; an array, a datetime or a string is reported on any change (an
 /// array when any element or its length changed).
 fn reportable(reported: &TagSample, new: &TagSample, deadband: f64) -> bool {
@@ -224,6 +228,22 @@ mod tests {
             ..good(0.0)
         };
         assert!(reportable(&text("a"), &text("b"), 5.0));
+    }
+
+    #[test]
+    fn an_uncertain_value_reports_on_a_quality_change_and_beyond_the_deadband() {
+        let good = |v| at(Quality::Good, v);
+        let uncertain = |v| at(Quality::Uncertain, v);
+        // Into and out of uncertain, with or without a move, inside the band or not.
+        assert!(reportable(&good(10.0), &uncertain(10.0), 0.5));
+        assert!(reportable(&uncertain(10.0), &good(10.0), 0.5));
+        assert!(reportable(&uncertain(10.0), &at(Quality::Bad, 10.0), 0.5));
+        assert!(reportable(&at(Quality::Stale, 10.0), &uncertain(10.2), 0.5));
+        // Uncertain to uncertain: the band holds small moves as it does for good values.
+        assert!(!reportable(&uncertain(10.0), &uncertain(10.5), 0.5));
+        assert!(reportable(&uncertain(10.0), &uncertain(10.6), 0.5));
+        assert!(reportable(&uncertain(10.0), &uncertain(10.1), 0.0));
+        assert!(!reportable(&uncertain(10.0), &uncertain(10.0), 0.0));
     }
 
     #[test]

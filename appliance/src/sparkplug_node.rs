@@ -252,10 +252,17 @@ fn tag_value(v: MetricValue) -> Option<Value> {
     })
 }
 
+/// Sparkplug's `Quality` property has three values only (spec §3.7: 0 bad, 192 good,
+/// 500 stale); a code of our own (OPC UA's 64 for uncertain) would be read as invalid or
+/// ignored by hosts. Uncertain is sent as bad *with its value*: a host shows the value and
+/// that it is not to be trusted, the conservative reading of "uncertain". Hosts cannot tell
+/// it from a failed read that kept the last value, so a change from uncertain to bad with
+/// the same value is no news to them either (the session drops it); the UNS and the web
+/// view say "uncertain".
 fn quality(q: Quality) -> sparkplug::Quality {
     match q {
         Quality::Good => sparkplug::Quality::Good,
-        Quality::Bad => sparkplug::Quality::Bad,
+        Quality::Uncertain | Quality::Bad => sparkplug::Quality::Bad,
         Quality::Stale => sparkplug::Quality::Stale,
     }
 }
@@ -621,6 +628,7 @@ async fn flush(eventloop: &mut EventLoop, limit: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparkplug::Payload;
     use std::io::{Error, ErrorKind};
 
     #[test]
@@ -667,6 +675,59 @@ mod tests {
         assert_eq!(
             m,
             MetricValue::StringArray(vec!["a\u{FFFD}b".into(), "c".into()])
+        );
+    }
+
+    #[test]
+    fn an_uncertain_sample_reaches_hosts_as_bad_with_its_value() {
+        let model = uns_model::file::demo_model();
+        let (config, map) = session_config(&model, None, HashMap::new());
+        let (writes, _) = mpsc::channel(1);
+        let mut node = Node {
+            session: EdgeNodeSession::new(config),
+            map,
+            writes,
+        };
+        node.session.connect(0, 0, now_ms());
+        node.session.connected();
+        node.session.subscribed(now_ms());
+        let online = Delivery {
+            samples: Vec::new(),
+            status: vec![(DeviceId(0), true)],
+        };
+        assert_eq!(node.deliver(online).len(), 1, "DBIRTH");
+        let reading = |value: f32, quality| uns_model::TagSample {
+            tag: TagId(0),
+            value: Some(Value::Float32(value)),
+            quality,
+            timestamp_ms: 1_700_000_000_000,
+        };
+        let mut data = |sample| {
+            let out = node.deliver(Delivery {
+                samples: vec![sample],
+                status: Vec::new(),
+            });
+            let [Output::Publish(p)] = &out[..] else {
+                return None;
+            };
+            let payload = Payload::decode_with(&p.payload, |_, _| Some(DataType::Float)).unwrap();
+            let m = payload.metrics.into_iter().next()?;
+            Some((m.value, m.properties.and_then(|p| p.quality())))
+        };
+        assert_eq!(
+            data(reading(21.5, Quality::Uncertain)),
+            Some((
+                Some(MetricValue::Float(21.5)),
+                Some(sparkplug::Quality::Bad)
+            ))
+        );
+        // Good again with the same value: the quality change is news to hosts.
+        assert_eq!(
+            data(reading(21.5, Quality::Good)),
+            Some((
+                Some(MetricValue::Float(21.5)),
+                Some(sparkplug::Quality::Good)
+            ))
         );
     }
 

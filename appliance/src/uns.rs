@@ -1,9 +1,10 @@
 //! The UNS publisher: one retained JSON message per tag on its ISA-95 topic.
 //!
-//! Payload: `{"value": …, "timestamp": <ms, read time>, "quality": "good"|"bad"|"stale",
-//! "datatype": "float32", "unit": "degC"}` (`unit` only when configured). A bad or stale
-//! sample carries the last good value, so a subscriber always has a value and knows how far
-//! to trust it.
+//! Payload: `{"value": …, "timestamp": <ms, read time>, "quality":
+//! "good"|"uncertain"|"bad"|"stale", "datatype": "float32", "unit": "degC"}` (`unit` only
+//! when configured). An uncertain sample carries the value just read, which the source says
+//! not to trust fully; a bad or stale one carries the last value read, so a subscriber
+//! always has a value and knows how far to trust it.
 //!
 //! Messages are QoS 0: the publisher keeps the newest payload of every tag and republishes
 //! all of them after every (re)connect, so a lost connection cannot leave a stale retained
@@ -145,6 +146,15 @@ mod tests {
         assert_eq!(
             String::from_utf8(payload(&tag, &sample)).unwrap(),
             r#"{"value":21.7,"timestamp":1700000000123,"quality":"stale","datatype":"float32","unit":"degC"}"#
+        );
+        let uncertain = TagSample {
+            value: Some(Value::Float32(22.5)),
+            quality: Quality::Uncertain,
+            ..sample
+        };
+        assert_eq!(
+            String::from_utf8(payload(&tag, &uncertain)).unwrap(),
+            r#"{"value":22.5,"timestamp":1700000000123,"quality":"uncertain","datatype":"float32","unit":"degC"}"#
         );
     }
 }

@@ -1,10 +1,12 @@
 //! OPC UA acquisition choices against the simulated server over TCP on 127.0.0.1: tags of
 //! a scan class are read by polling, in reads the server's MaxNodesPerRead allows, next to
 //! subscribed tags; a deadband is asked of the server as a data-change filter; a server that
-//! limits the items of a subscription gets several.
+//! limits the items of a subscription gets several; an uncertain status passes its value on
+//! as uncertain, a bad one drops it, whether read by polling or by subscription.
 
 use std::time::Duration;
 
+use opcua::types::StatusCode;
 use southbound::opcua::sim_server::{SimConfig, SimServer};
 use southbound::{Context, DeviceId, DriverEvent};
 use tokio::net::TcpListener;
@@ -212,6 +214,93 @@ async fn items_beyond_a_subscriptions_limit_go_into_more_subscriptions() {
         assert!(
             values.windows(2).all(|w| w[0] != w[1]),
             "tag {k}: {values:?}"
+        );
+    }
+}
+
+/// The values of `tag`'s samples of `quality`, in order.
+fn with(samples: &[TagSample], tag: u32, quality: Quality) -> Vec<Option<Value>> {
+    samples
+        .iter()
+        .filter(|s| s.tag.0 == tag && s.quality == quality)
+        .map(|s| s.value.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncertain_status_keeps_its_value_and_a_bad_one_drops_it() {
+    let pki = tempfile::tempdir().unwrap();
+    let (sim, port) = start_sim(pki.path()).await;
+    let classes = [ScanClass {
+        name: "fast".into(),
+        period_ms: 100,
+    }];
+    // One node read both ways: tag 0 by polling, tag 1 by subscription.
+    let mut polled = tag("polled", DataType::Float64, "Writable.Double");
+    polled.acquisition_mut().scan_class = Some("fast".into());
+    let tags = [
+        polled,
+        tag("subscribed", DataType::Float64, "Writable.Double"),
+    ];
+    let (tx, mut events) = mpsc::channel(256);
+    let ids: Vec<(TagId, &Tag)> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (TagId(i as u32), t))
+        .collect();
+    let context = Context {
+        scan_classes: &classes,
+        opcua_pki: None,
+    };
+    let _driver = southbound::spawn(DeviceId(0), &device(port), &ids, &context, tx);
+    let both = |quality| move |s: &[TagSample]| (0..2).all(|k| !with(s, k, quality).is_empty());
+    collect(&mut events, both(Quality::Good)).await;
+
+    // A sensor out of calibration: the value arrives, flagged.
+    sim.set_status(
+        "Writable.Double",
+        &Value::Float64(21.5),
+        StatusCode::UncertainSensorNotAccurate,
+    )
+    .unwrap();
+    let samples = collect(&mut events, both(Quality::Uncertain)).await;
+    for k in 0..2 {
+        let values = with(&samples, k, Quality::Uncertain);
+        assert!(
+            values.iter().all(|v| *v == Some(Value::Float64(21.5))),
+            "tag {k}: {samples:?}"
+        );
+    }
+
+    // A failed sensor: whatever value the server still sends is not passed on.
+    sim.set_status(
+        "Writable.Double",
+        &Value::Float64(99.0),
+        StatusCode::BadSensorFailure,
+    )
+    .unwrap();
+    let samples = collect(&mut events, both(Quality::Bad)).await;
+    for k in 0..2 {
+        assert!(
+            with(&samples, k, Quality::Bad).iter().all(Option::is_none),
+            "tag {k}: {samples:?}"
+        );
+    }
+    assert!(
+        samples
+            .iter()
+            .all(|s| s.value != Some(Value::Float64(99.0))),
+        "{samples:?}"
+    );
+
+    // Good again.
+    sim.set("Writable.Double", &Value::Float64(4.0)).unwrap();
+    let samples = collect(&mut events, both(Quality::Good)).await;
+    for k in 0..2 {
+        assert_eq!(
+            with(&samples, k, Quality::Good).last(),
+            Some(&Some(Value::Float64(4.0))),
+            "tag {k}: {samples:?}"
         );
     }
 }

@@ -1121,6 +1121,49 @@ mod tests {
         assert_eq!(temp.is_null, Some(true));
     }
 
+    /// An edge node maps a doubtful reading (OPC UA Uncertain) to bad quality with its value:
+    /// the value must reach hosts, in data and in births, not be nulled by the quality.
+    #[test]
+    fn a_bad_reading_with_a_value_carries_the_value() {
+        let quality_of = |m: &Metric| {
+            let props = m.properties.as_ref()?;
+            let i = props.keys.iter().position(|k| k == "Quality")?;
+            props.values[i].value.clone()
+        };
+        let (mut s, _) = online(0);
+        let bad = |v: f32, t: u64| MetricUpdate {
+            device: 0,
+            metric: 0,
+            value: Some(MetricValue::Float(v)),
+            quality: Quality::Bad,
+            timestamp_ms: t,
+        };
+        let p = publishes(&s.update(&[bad(21.5, T0 + 1)], T0 + 1));
+        let m = &p[0].1.metrics[0];
+        assert_eq!(m.value, Some(metric::Value::FloatValue(21.5)));
+        assert_eq!(m.is_null, None);
+        assert_eq!(quality_of(m), Some(property_value::Value::IntValue(0)));
+        // The same value and quality again is no news; a moved value is, still bad.
+        assert!(s.update(&[bad(21.5, T0 + 2)], T0 + 2).is_empty());
+        let p = publishes(&s.update(&[bad(22.0, T0 + 3)], T0 + 3));
+        assert_eq!(
+            p[0].1.metrics[0].value,
+            Some(metric::Value::FloatValue(22.0))
+        );
+        // A birth (after a reconnect) carries the value with its bad quality.
+        s.disconnected();
+        s.connect(1, 0, T0 + 4);
+        s.connected();
+        let births = publishes(&s.subscribed(T0 + 4));
+        let temp = &births[1].1.metrics[0];
+        assert_eq!(temp.name.as_deref(), Some("line3/temperature"));
+        assert_eq!(
+            (temp.value.clone(), temp.is_null, temp.timestamp),
+            (Some(metric::Value::FloatValue(22.0)), None, Some(T0 + 3))
+        );
+        assert_eq!(quality_of(temp), Some(property_value::Value::IntValue(0)));
+    }
+
     #[test]
     fn offline_device_is_not_published_until_its_birth() {
         let (mut s, _) = online(0);

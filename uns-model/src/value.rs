@@ -550,16 +550,23 @@ impl Value {
 pub enum Quality {
     /// Read from the PLC on the last attempt.
     Good,
-    /// The last read failed; the value is the last good one, if any.
+    /// Read from the PLC on the last attempt, but the source says the value should not be
+    /// fully trusted (OPC UA Uncertain: a sensor out of calibration, the last usable value,
+    /// a substituted value). The sample carries that value: an operator may still act on it
+    /// where no value at all would leave them blind.
+    Uncertain,
+    /// The last read failed; the value is the last one read (good or uncertain), if any.
     Bad,
     /// The device is unreachable or the value has not been refreshed when it should have been.
     Stale,
 }
 
 impl Quality {
+    /// The name in UNS payloads, the REST API and the web view (`"uncertain"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Quality::Good => "good",
+            Quality::Uncertain => "uncertain",
             Quality::Bad => "bad",
             Quality::Stale => "stale",
         }
@@ -675,6 +682,21 @@ mod tests {
             err.contains("not a JSON array") && err.contains("bool[]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_quality_has_one_name_in_serde_and_as_str() {
+        let all = [
+            Quality::Good,
+            Quality::Uncertain,
+            Quality::Bad,
+            Quality::Stale,
+        ];
+        let names: Vec<&str> = all.iter().map(|q| q.as_str()).collect();
+        assert_eq!(names, ["good", "uncertain", "bad", "stale"]);
+        for q in all {
+            assert_eq!(serde_json::to_value(q).unwrap(), json!(q.as_str()));
+        }
     }
 
     #[test]

@@ -224,6 +224,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_uncertain_value_is_shown_with_its_own_badge() {
+        let state = state();
+        state
+            .live
+            .update(&[sample(0, Value::Float32(21.5), Quality::Uncertain)]);
+        let html = text(get(&state, "/").await.1).await;
+        for expected in [
+            r#"id="v0" data-tag="0">21.5<"#,
+            r#"<span class="q q-uncertain" id="q0">uncertain</span>"#,
+            // Styled apart from good, bad and stale (the live view sets the same class).
+            ".q-uncertain {",
+        ] {
+            assert!(html.contains(expected), "page lacks {expected:?}:\n{html}");
+        }
+        let values: JsonValue =
+            serde_json::from_str(&text(get(&state, "/api/values").await.1).await).unwrap();
+        assert_eq!(
+            (&values[0]["value"], &values[0]["quality"]),
+            (&json!(21.5), &json!("uncertain"))
+        );
+    }
+
+    #[tokio::test]
     async fn api_values_returns_names_and_the_latest_value() {
         let state = state();
         state

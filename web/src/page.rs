@@ -49,7 +49,8 @@ struct TagRow {
     datatype: &'static str,
     unit: String,
     value: String,
-    /// `good`, `bad`, `stale`, or `none` before the first sample.
+    /// `good`, `uncertain`, `bad`, `stale`, or `none` before the first sample; the badge's
+    /// CSS class is `q-` and this.
     quality: &'static str,
     /// Milliseconds since the epoch, or empty; the browser turns it into ISO time.
     timestamp_ms: String,

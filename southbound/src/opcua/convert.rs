@@ -267,13 +267,14 @@ pub fn status(code: StatusCode) -> (Severity, String) {
     (severity, code.to_string())
 }
 
-/// The quality of a sample with status `code`. Our model has no "uncertain" quality yet: an
-/// uncertain value (sensor out of calibration, last usable value…) is not trusted, so it
-/// counts as bad and the last good value is kept.
+/// The quality of a sample with status `code`. An uncertain status (sensor out of
+/// calibration, last usable value, substituted value…) still qualifies a value the server
+/// sent, so it is passed on with that value; a bad one has no value worth passing on.
 pub fn quality(code: StatusCode) -> Quality {
     match status(code).0 {
         Severity::Good => Quality::Good,
-        Severity::Uncertain | Severity::Bad => Quality::Bad,
+        Severity::Uncertain => Quality::Uncertain,
+        Severity::Bad => Quality::Bad,
     }
 }
 
@@ -431,8 +432,18 @@ mod tests {
     #[test]
     fn status_codes_map_to_quality_with_their_name() {
         assert_eq!(quality(StatusCode::Good), Quality::Good);
-        assert_eq!(quality(StatusCode::UncertainLastUsableValue), Quality::Bad);
+        assert_eq!(quality(StatusCode::GoodLocalOverride), Quality::Good);
+        for uncertain in [
+            StatusCode::Uncertain,
+            StatusCode::UncertainLastUsableValue,
+            StatusCode::UncertainSensorNotAccurate,
+            StatusCode::UncertainSubstituteValue,
+            StatusCode::UncertainNoCommunicationLastUsableValue,
+        ] {
+            assert_eq!(quality(uncertain), Quality::Uncertain, "{uncertain}");
+        }
         assert_eq!(quality(StatusCode::BadNodeIdUnknown), Quality::Bad);
+        assert_eq!(quality(StatusCode::BadSensorFailure), Quality::Bad);
         assert_eq!(
             status(StatusCode::UncertainLastUsableValue),
             (Severity::Uncertain, "UncertainLastUsableValue".to_owned())

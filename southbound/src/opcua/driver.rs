@@ -282,6 +282,7 @@ async fn session(
         },
     };
 
+    let mut statuses = StatusLog::new(dev.tags.len());
     // Polled tags, grouped by period; their first read is part of the birth.
     let mut groups: Vec<PollGroup> = Vec::new();
     for (k, tag) in dev.tags.iter().enumerate() {
@@ -301,10 +302,12 @@ async fn session(
     for group in &mut groups {
         tokio::select! {
             r = &mut lost => return lost_reason(r),
-            samples = poll(&session, dev, &subscribed, &group.tags) => match samples {
-                Ok(samples) => pending.extend(samples),
-                Err(e) => return End::Lost(e),
-            },
+            samples = poll(&session, dev, &subscribed, &mut statuses, &group.tags) => {
+                match samples {
+                    Ok(samples) => pending.extend(samples),
+                    Err(e) => return End::Lost(e),
+                }
+            }
         }
         group.next = Instant::now() + group.period;
     }
@@ -323,7 +326,7 @@ async fn session(
                     return End::Lost("the subscription ended".into());
                 }
                 for (handle, dv) in batch.drain(..) {
-                    if let Some(s) = to_sample(dev, handle, dv) {
+                    if let Some(s) = to_sample(dev, &mut statuses, handle, dv) {
                         let k = handle as usize - 1;
                         if !seen[k] && subscribed.expected[k] {
                             seen[k] = true;
@@ -388,7 +391,7 @@ async fn session(
             }
             w = writes.recv() => match w {
                 Some(w) => {
-                    let result = write(&session, dev, &subscribed.nodes, &w).await;
+                    let result = write(&session, dev, &subscribed.nodes, &mut statuses, &w).await;
                     if let Err(e) = &result {
                         tracing::warn!(device = dev.device.0, tag = w.tag.0, "write refused: {e}");
                     }
@@ -414,7 +417,7 @@ async fn session(
                 }
                 let samples: Vec<TagSample> = batch
                     .drain(..)
-                    .filter_map(|(handle, dv)| to_sample(dev, handle, dv))
+                    .filter_map(|(handle, dv)| to_sample(dev, &mut statuses, handle, dv))
                     .collect();
                 if !samples.is_empty() && events.send(DriverEvent::Samples(samples)).await.is_err() {
                     return End::HubGone;
@@ -425,7 +428,7 @@ async fn session(
                 for group in groups.iter_mut().filter(|g| g.next <= now) {
                     // A late poll is not made up for: the next one is a period from now.
                     group.next = (group.next + group.period).max(now);
-                    match poll(&session, dev, &subscribed, &group.tags).await {
+                    match poll(&session, dev, &subscribed, &mut statuses, &group.tags).await {
                         Ok(samples) => {
                             if events.send(DriverEvent::Samples(samples)).await.is_err() {
                                 return End::HubGone;
@@ -667,6 +670,7 @@ async fn poll(
     session: &Session,
     dev: &OpcUaDevice,
     subscribed: &Subscribed,
+    statuses: &mut StatusLog,
     tags: &[usize],
 ) -> Result<Vec<TagSample>, String> {
     let mut samples = Vec::with_capacity(tags.len());
@@ -687,15 +691,46 @@ async fn poll(
         .map_err(|_| "a polled read got no answer".to_owned())?
         .map_err(|e| format!("a polled read failed: {e}"))?;
         for (k, dv) in chunk.iter().zip(values) {
-            samples.extend(to_sample(dev, *k as u32 + 1, dv));
+            samples.extend(to_sample(dev, statuses, *k as u32 + 1, dv));
         }
     }
     Ok(samples)
 }
 
+/// The status code each tag of a session last had, so that a status is logged when it
+/// changes rather than with every sample: a sensor reporting an uncertain value every
+/// second would otherwise write a warning every second for as long as it is out of
+/// calibration, while every sink already shows the quality. Four bytes a tag. A new
+/// session starts from good, so after a reconnect what is still wrong is logged again.
+struct StatusLog(Vec<StatusCode>);
+
+impl StatusLog {
+    fn new(tags: usize) -> StatusLog {
+        StatusLog(vec![StatusCode::Good; tags])
+    }
+
+    /// Records tag `k`'s status; gives the one it had before when that was another. Good
+    /// codes differ only in their info bits (overflow, local override…), which are no news.
+    fn change(&mut self, k: usize, code: StatusCode) -> Option<StatusCode> {
+        let last = self.0.get_mut(k)?;
+        let code = if code.is_good() {
+            StatusCode::Good
+        } else {
+            code
+        };
+        (*last != code).then(|| std::mem::replace(last, code))
+    }
+}
+
 /// A notification as a sample of its tag: the source time when the server gives one.
-fn to_sample(dev: &OpcUaDevice, handle: u32, dv: DataValue) -> Option<TagSample> {
-    let tag = dev.tags.get((handle as usize).checked_sub(1)?)?;
+fn to_sample(
+    dev: &OpcUaDevice,
+    statuses: &mut StatusLog,
+    handle: u32,
+    dv: DataValue,
+) -> Option<TagSample> {
+    let k = (handle as usize).checked_sub(1)?;
+    let tag = dev.tags.get(k)?;
     let t = dv
         .source_timestamp
         .as_ref()
@@ -704,16 +739,32 @@ fn to_sample(dev: &OpcUaDevice, handle: u32, dv: DataValue) -> Option<TagSample>
         .unwrap_or_else(now_ms);
     let code = dv.status();
     let quality = convert::quality(code);
-    if quality != Quality::Good {
-        tracing::warn!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "status {code}");
-        return Some(sample(tag.id, None, quality, t));
+    let (device, id, node) = (dev.device.0, tag.id.0, &tag.node);
+    match (statuses.change(k, code), quality) {
+        (None, Quality::Good) => {}
+        (None, _) => tracing::debug!(device, tag = id, %node, "status {code} still"),
+        (Some(was), Quality::Good) => {
+            tracing::info!(device, tag = id, %node, "status good again, was {was}")
+        }
+        (Some(_), Quality::Uncertain) => {
+            tracing::warn!(device, tag = id, %node, "status {code}: value passed on as uncertain")
+        }
+        (Some(_), Quality::Bad | Quality::Stale) => {
+            tracing::warn!(device, tag = id, %node, "status {code}: bad, no value")
+        }
     }
-    match dv
-        .value
-        .as_ref()
-        .map(|v| convert::to_value(tag.datatype, v))
-    {
-        Some(Ok(v)) => Some(sample(tag.id, Some(v), Quality::Good, t)),
+    if quality == Quality::Bad {
+        return Some(sample(tag.id, None, Quality::Bad, t));
+    }
+    // A good or uncertain status comes with the value it qualifies. An uncertain one
+    // without a value (a server with no last usable value to give) has nothing to flag: it
+    // is bad, and the status just noted says why.
+    let value = match &dv.value {
+        Some(Variant::Empty) | None if quality == Quality::Uncertain => None,
+        value => value.as_ref(),
+    };
+    match value.map(|v| convert::to_value(tag.datatype, v)) {
+        Some(Ok(v)) => Some(sample(tag.id, Some(v), quality, t)),
         Some(Err(e)) => {
             tracing::warn!(device = dev.device.0, tag = tag.id.0, node = %tag.node, "{e}");
             Some(sample(tag.id, None, Quality::Bad, t))
@@ -727,6 +778,7 @@ async fn write(
     session: &Session,
     dev: &OpcUaDevice,
     nodes: &[Option<NodeId>],
+    statuses: &mut StatusLog,
     w: &WriteCommand,
 ) -> Result<TagSample, String> {
     let k = dev
@@ -780,7 +832,8 @@ async fn write(
         .into_iter()
         .next()
         .ok_or("written, but the read-back had no value")?;
-    to_sample(dev, k as u32 + 1, dv).ok_or_else(|| "written, but not read back".to_owned())
+    to_sample(dev, statuses, k as u32 + 1, dv)
+        .ok_or_else(|| "written, but not read back".to_owned())
 }
 
 fn refuse(w: WriteCommand, why: &str) {
@@ -803,5 +856,29 @@ fn sample(tag: TagId, value: Option<Value>, quality: Quality, timestamp_ms: u64)
         value,
         quality,
         timestamp_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_is_news_when_it_changes_not_when_it_repeats() {
+        let mut log = StatusLog::new(2);
+        let uncertain = StatusCode::UncertainSensorNotAccurate;
+        assert_eq!(log.change(0, StatusCode::Good), None, "sessions start good");
+        assert_eq!(log.change(0, uncertain), Some(StatusCode::Good));
+        assert_eq!(log.change(0, uncertain), None, "every second, logged once");
+        assert_eq!(log.change(1, uncertain), Some(StatusCode::Good), "per tag");
+        assert_eq!(log.change(0, StatusCode::BadSensorFailure), Some(uncertain));
+        assert_eq!(
+            log.change(0, StatusCode::Good),
+            Some(StatusCode::BadSensorFailure)
+        );
+        // A good code with info bits set is still just good.
+        assert_eq!(log.change(0, StatusCode::GoodLocalOverride), None);
+        assert_eq!(log.change(0, StatusCode::Good.set_overflow(true)), None);
+        assert_eq!(log.change(2, uncertain), None, "no such tag");
     }
 }

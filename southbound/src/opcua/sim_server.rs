@@ -208,6 +208,18 @@ impl SimServer {
             )
             .map_err(|e| format!("cannot set {name}: {e}"))
     }
+
+    /// Sets a variable with a status code other than good, as a server does for a sensor
+    /// out of calibration (`UncertainSensorNotAccurate`) or a failed one
+    /// (`BadSensorFailure`), notifying subscribers; a later [`SimServer::set`] makes it good.
+    pub fn set_status(&self, name: &str, value: &Value, status: StatusCode) -> Result<(), String> {
+        let id = NodeId::new(self.namespace, name);
+        let mut dv = DataValue::new_now(to_variant(value));
+        dv.status = Some(status);
+        self.manager
+            .set_value(self.handle.subscriptions(), &id, None, dv)
+            .map_err(|e| format!("cannot set {name}: {e}"))
+    }
 }
 
 fn secure(mut builder: ServerBuilder, security: &SimSecurity) -> ServerBuilder {
