@@ -288,7 +288,30 @@ impl Connection {
     /// Says what a failed connection means when security is the likely cause: most often
     /// the server does not trust our certificate yet.
     pub fn explain(&self, reason: String) -> String {
-        let security = [
+        if self.policy == SecurityPolicy::None {
+            return reason;
+        }
+        // Checks of the server's certificate that trust does not fix.
+        if reason.contains("BadCertificateHostNameInvalid") {
+            let host = self
+                .endpoint
+                .trim_start_matches("opc.tcp://")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+            return format!(
+                "{reason}. The server's certificate does not name {host}, the host of the \
+                 endpoint: connect by a host name or address the certificate lists"
+            );
+        }
+        if reason.contains("BadCertificateTimeInvalid") {
+            return format!(
+                "{reason}. A certificate is expired or not yet valid: check the clocks of the \
+                 appliance and the server, or renew the server's certificate"
+            );
+        }
+        let refused = [
             "BadSecurityChecksFailed",
             "BadCertificateUntrusted",
             "BadCertificateInvalid",
@@ -297,7 +320,7 @@ impl Connection {
         let Some(pki) = &self.pki else {
             return reason;
         };
-        if self.policy == SecurityPolicy::None || !security.iter().any(|c| reason.contains(c)) {
+        if !refused.iter().any(|c| reason.contains(c)) {
             return reason;
         }
         match pki.own() {
@@ -309,6 +332,38 @@ impl Connection {
             ),
             Err(_) => reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secure(endpoint: &str) -> Connection {
+        let mut driver = DriverConfig::opc_ua(endpoint);
+        if let DriverConfig::OpcUa {
+            security_policy, ..
+        } = &mut driver
+        {
+            *security_policy = OpcUaSecurityPolicy::Basic256Sha256;
+        }
+        Connection::from_model(&driver, None).unwrap()
+    }
+
+    #[test]
+    fn certificate_failures_say_what_to_do() {
+        let c = secure("opc.tcp://10.0.0.7:4840/plc");
+        let e = c.explain("cannot connect: BadCertificateHostNameInvalid".into());
+        assert!(e.contains("does not name 10.0.0.7,"), "{e}");
+        let e = c.explain("cannot connect: BadCertificateTimeInvalid".into());
+        assert!(e.contains("clocks"), "{e}");
+        // Nothing to add to other failures, nor without security.
+        let e = c.explain("cannot connect: BadTimeout".into());
+        assert_eq!(e, "cannot connect: BadTimeout");
+        let plain = Connection::from_model(&DriverConfig::opc_ua("opc.tcp://plc"), None).unwrap();
+        let e = plain.explain("cannot connect: BadCertificateTimeInvalid".into());
+        assert_eq!(e, "cannot connect: BadCertificateTimeInvalid");
+        assert!(c.mode == MessageSecurityMode::SignAndEncrypt);
     }
 }
 
