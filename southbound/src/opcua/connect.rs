@@ -335,6 +335,33 @@ impl Connection {
     }
 }
 
+/// A session opened by [`Connection::connect`]; dropping it closes the connection.
+pub struct Connected {
+    pub session: Arc<Session>,
+    event_loop: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Connected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connected").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.event_loop.abort();
+    }
+}
+
+fn mode_name(mode: MessageSecurityMode) -> &'static str {
+    match mode {
+        MessageSecurityMode::None => "none",
+        MessageSecurityMode::Sign => "sign",
+        MessageSecurityMode::SignAndEncrypt => "sign-and-encrypt",
+        _ => "invalid",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,32 +391,5 @@ mod tests {
         let e = plain.explain("cannot connect: BadCertificateTimeInvalid".into());
         assert_eq!(e, "cannot connect: BadCertificateTimeInvalid");
         assert!(c.mode == MessageSecurityMode::SignAndEncrypt);
-    }
-}
-
-/// A session opened by [`Connection::connect`]; dropping it closes the connection.
-pub struct Connected {
-    pub session: Arc<Session>,
-    event_loop: tokio::task::JoinHandle<()>,
-}
-
-impl std::fmt::Debug for Connected {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connected").finish_non_exhaustive()
-    }
-}
-
-impl Drop for Connected {
-    fn drop(&mut self) {
-        self.event_loop.abort();
-    }
-}
-
-fn mode_name(mode: MessageSecurityMode) -> &'static str {
-    match mode {
-        MessageSecurityMode::None => "none",
-        MessageSecurityMode::Sign => "sign",
-        MessageSecurityMode::SignAndEncrypt => "sign-and-encrypt",
-        _ => "invalid",
     }
 }
