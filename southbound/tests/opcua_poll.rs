@@ -65,6 +65,26 @@ fn tag(name: &str, datatype: DataType, node: &str) -> Tag {
     )
 }
 
+/// Starts the driver of `device(port)` with `tags` (tag ids 0, 1, …) and scan classes.
+fn start_driver(
+    port: u16,
+    tags: &[Tag],
+    scan_classes: &[ScanClass],
+) -> (mpsc::Receiver<DriverEvent>, southbound::DriverHandle) {
+    let (tx, events) = mpsc::channel(256);
+    let ids: Vec<(TagId, &Tag)> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (TagId(i as u32), t))
+        .collect();
+    let context = Context {
+        scan_classes,
+        opcua_pki: None,
+    };
+    let driver = southbound::spawn(DeviceId(0), &device(port), &ids, &context, tx);
+    (events, driver)
+}
+
 /// Collects samples until `done` holds for what was collected so far.
 async fn collect(
     events: &mut mpsc::Receiver<DriverEvent>,
@@ -117,17 +137,7 @@ async fn scan_class_tags_are_polled_in_batches_beside_subscribed_ones() {
     tags.push(tag("sub_unchanging", DataType::Int64, "Writable.Int64"));
     tags.push(tag("sub_changing", DataType::Int32, "Changing.Int32"));
 
-    let (tx, mut events) = mpsc::channel(256);
-    let ids: Vec<(TagId, &Tag)> = tags
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (TagId(i as u32), t))
-        .collect();
-    let context = Context {
-        scan_classes: &classes,
-        opcua_pki: None,
-    };
-    let _driver = southbound::spawn(DeviceId(0), &device(port), &ids, &context, tx);
+    let (mut events, _driver) = start_driver(port, &tags, &classes);
 
     // A polled tag is read every period whether or not it changed: an unchanged value keeps
     // arriving, which a subscription would send once. Every polled tag is read.
@@ -153,9 +163,7 @@ async fn a_deadband_is_applied_by_the_server() {
     let mut t = tag("level", DataType::Float32, "Changing.Float");
     t.acquisition_mut().deadband = Some(1.2);
     let tags = [t];
-    let (tx, mut events) = mpsc::channel(256);
-    let ids = [(TagId(0), &tags[0])];
-    let _driver = southbound::spawn(DeviceId(0), &device(port), &ids, &Context::default(), tx);
+    let (mut events, _driver) = start_driver(port, &tags, &[]);
     let samples = collect(&mut events, |s| of(s, 0).len() >= 6).await;
     let values: Vec<f32> = of(&samples, 0)
         .into_iter()
@@ -195,13 +203,7 @@ async fn items_beyond_a_subscriptions_limit_go_into_more_subscriptions() {
         .zip(types)
         .map(|(n, dt)| tag(n, dt, &format!("Changing.{n}")))
         .collect();
-    let (tx, mut events) = mpsc::channel(256);
-    let ids: Vec<(TagId, &Tag)> = tags
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (TagId(i as u32), t))
-        .collect();
-    let _driver = southbound::spawn(DeviceId(0), &device(port), &ids, &Context::default(), tx);
+    let (mut events, _driver) = start_driver(port, &tags, &[]);
     // Every item is monitored, once: each tag changes, and no sample is bad.
     let samples = collect(&mut events, |s| (0..7).all(|k| of(s, k).len() >= 3)).await;
     assert!(
@@ -242,17 +244,7 @@ async fn an_uncertain_status_keeps_its_value_and_a_bad_one_drops_it() {
         polled,
         tag("subscribed", DataType::Float64, "Writable.Double"),
     ];
-    let (tx, mut events) = mpsc::channel(256);
-    let ids: Vec<(TagId, &Tag)> = tags
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (TagId(i as u32), t))
-        .collect();
-    let context = Context {
-        scan_classes: &classes,
-        opcua_pki: None,
-    };
-    let _driver = southbound::spawn(DeviceId(0), &device(port), &ids, &context, tx);
+    let (mut events, _driver) = start_driver(port, &tags, &classes);
     let both = |quality| move |s: &[TagSample]| (0..2).all(|k| !with(s, k, quality).is_empty());
     collect(&mut events, both(Quality::Good)).await;
 
