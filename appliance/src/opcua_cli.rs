@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use southbound::opcua::browse::{self, BrowseOptions, NodeKind};
-use southbound::opcua::connect::{Connected, Connection};
+use southbound::opcua::connect::{Connection, Opened};
 use southbound::opcua::pki::{CertificateInfo, Pki};
 use uns_model::{DriverConfig, Model, NodeAddress};
 
@@ -175,7 +175,7 @@ fn browse_command(
 
 /// Prints the children of `node`, and theirs down to `depth` levels, depth first.
 async fn walk(
-    connected: &Connected,
+    connected: &Opened,
     node: &NodeAddress,
     options: &BrowseOptions,
     depth: u32,

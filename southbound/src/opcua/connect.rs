@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use opcua::client::{Client, ClientBuilder, IdentityToken, Password, Session, SessionPollResult};
 use opcua::crypto::{CertificateStore, PrivateKey, SecurityPolicy, X509};
 use opcua::types::{EndpointDescription, MessageSecurityMode, StatusCode};
+use tokio::sync::oneshot;
 use uns_model::{DriverConfig, OpcUaIdentity, OpcUaSecurityMode, OpcUaSecurityPolicy};
 
 use super::pki::Pki;
@@ -134,18 +135,9 @@ impl Connection {
     }
 
     /// Finds the server's endpoint with our policy and mode, checks we trust its
-    /// certificate, and builds the session. It connects once its event stream is polled,
-    /// and lives as long as that stream is.
-    pub async fn session(
-        &self,
-        client: &mut Client,
-    ) -> Result<
-        (
-            Arc<Session>,
-            impl Stream<Item = Result<SessionPollResult, StatusCode>> + Send + 'static,
-        ),
-        String,
-    > {
+    /// certificate, and opens the session: a task drives it (connects, keeps it alive) until
+    /// the returned [`Opened`] is dropped, and says through [`Opened::lost`] why it ended.
+    pub async fn session(&self, client: &mut Client) -> Result<Opened, String> {
         let endpoints = tokio::time::timeout(
             self.timeout,
             client.get_server_endpoints_from_url(self.endpoint.as_str()),
@@ -164,7 +156,12 @@ impl Connection {
         let (session, event_loop) = client
             .connect_to_endpoint_directly(endpoint, identity)
             .map_err(|e| format!("{}: {e}", self.endpoint))?;
-        Ok((session, event_loop.enter()))
+        let (lost_tx, lost) = oneshot::channel();
+        Ok(Opened {
+            session,
+            lost,
+            event_loop: tokio::spawn(drive(event_loop.enter(), lost_tx)),
+        })
     }
 
     /// The endpoint with our policy and mode, or an error listing what the server offers.
@@ -247,38 +244,17 @@ impl Connection {
     /// Connects and waits until the session is up: for one-off work (browsing, a tag
     /// picker), not for drivers, which watch their session themselves. The session ends
     /// when the returned value is dropped.
-    pub async fn connect(&self) -> Result<Connected, String> {
+    pub async fn connect(&self) -> Result<Opened, String> {
         let mut client = self.client()?;
-        let (session, events) = self.session(&mut client).await?;
-        let (failed_tx, failed) = tokio::sync::oneshot::channel();
-        let event_loop = tokio::spawn(async move {
-            use futures_util::StreamExt;
-            tokio::pin!(events);
-            let mut failed_tx = Some(failed_tx);
-            while let Some(event) = events.next().await {
-                let reason = match event {
-                    Err(code) => code.to_string(),
-                    Ok(SessionPollResult::ConnectionLost(code)) => code.to_string(),
-                    Ok(_) => continue,
-                };
-                if let Some(tx) = failed_tx.take() {
-                    let _ = tx.send(reason);
-                }
-                break;
-            }
-        });
-        let connected = Connected {
-            session,
-            event_loop,
-        };
-        let up = tokio::time::timeout(self.timeout, connected.session.wait_for_connection());
+        let mut opened = self.session(&mut client).await?;
+        let up = tokio::time::timeout(self.timeout, opened.session.wait_for_connection());
         tokio::select! {
-            reason = failed => {
+            reason = &mut opened.lost => {
                 let reason = reason.unwrap_or_else(|_| "the session ended".into());
-                Err(self.explain(format!("{}: cannot connect: {reason}", self.endpoint)))
+                Err(self.explain(format!("{}: {reason}", self.endpoint)))
             }
             up = up => match up {
-                Ok(true) => Ok(connected),
+                Ok(true) => Ok(opened),
                 Ok(false) => Err(format!("{}: the session did not come up", self.endpoint)),
                 Err(_) => Err(format!("{}: no session within {:?}", self.endpoint, self.timeout)),
             },
@@ -335,22 +311,43 @@ impl Connection {
     }
 }
 
-/// A session opened by [`Connection::connect`]; dropping it closes the connection.
-pub struct Connected {
+/// An opened session and the task that drives it; dropping it closes the connection.
+pub struct Opened {
     pub session: Arc<Session>,
+    /// Why the session ended, once it has: the connection closed or never came up.
+    pub lost: oneshot::Receiver<String>,
     event_loop: tokio::task::JoinHandle<()>,
 }
 
-impl std::fmt::Debug for Connected {
+impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connected").finish_non_exhaustive()
+        f.debug_struct("Opened").finish_non_exhaustive()
     }
 }
 
-impl Drop for Connected {
+impl Drop for Opened {
     fn drop(&mut self) {
         self.event_loop.abort();
     }
+}
+
+/// Drives a session's event stream; tells `lost` why it ended.
+async fn drive(
+    stream: impl Stream<Item = Result<SessionPollResult, StatusCode>>,
+    lost: oneshot::Sender<String>,
+) {
+    tokio::pin!(stream);
+    let reason = loop {
+        match stream.next().await {
+            None => break "the session was closed".to_owned(),
+            Some(Err(code)) => break format!("cannot connect: {code}"),
+            Some(Ok(SessionPollResult::ConnectionLost(code))) => {
+                break format!("connection lost: {code}");
+            }
+            Some(Ok(_)) => {}
+        }
+    };
+    let _ = lost.send(reason);
 }
 
 fn mode_name(mode: MessageSecurityMode) -> &'static str {

@@ -10,14 +10,13 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use opcua::client::{DataChangeCallback, Session, SessionPollResult};
+use opcua::client::{DataChangeCallback, Session};
 use opcua::types::{
     AttributeId, DataChangeFilter, DataChangeTrigger, DataValue, DeadbandType, ExtensionObject,
     MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId, ReadValueId,
     StatusCode, TimestampsToReturn, VariableId, Variant, WriteValue,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use uns_model::opcua::NodeAddress;
 use uns_model::{DataType, Quality, TagId, TagSample, Value};
@@ -110,15 +109,6 @@ enum End {
     Lost(String),
 }
 
-/// Aborts its task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A value notification: the item's client handle (tag index + 1) and its data value.
 type Notification = (u32, DataValue);
 
@@ -203,25 +193,6 @@ pub(crate) async fn run(
     }
 }
 
-/// Drives the session's event loop (its stream of events); tells `lost` why it ended.
-async fn drive(
-    stream: impl futures_util::Stream<Item = Result<SessionPollResult, StatusCode>>,
-    lost: oneshot::Sender<String>,
-) {
-    tokio::pin!(stream);
-    let reason = loop {
-        match stream.next().await {
-            None => break "the session was closed".to_owned(),
-            Some(Err(code)) => break format!("cannot connect: {code}"),
-            Some(Ok(SessionPollResult::ConnectionLost(code))) => {
-                break format!("connection lost: {code}");
-            }
-            Some(Ok(_)) => {}
-        }
-    };
-    let _ = lost.send(reason);
-}
-
 /// What a new session set up.
 struct Subscribed {
     /// The NodeId of each tag (same index), `None` when it did not resolve.
@@ -252,12 +223,12 @@ async fn session(
     backoff: &mut Backoff,
 ) -> End {
     let timeout_each = dev.connection.timeout;
-    let (session, event_loop) = match dev.connection.session(client).await {
+    let mut opened = match dev.connection.session(client).await {
         Ok(s) => s,
         Err(e) => return End::Lost(e),
     };
-    let (lost_tx, mut lost) = oneshot::channel();
-    let _event_loop = AbortOnDrop(tokio::spawn(drive(event_loop, lost_tx)));
+    let session = opened.session.clone();
+    let lost = &mut opened.lost;
     let lost_reason = |r: Result<String, _>| {
         End::Lost(
             dev.connection
@@ -274,7 +245,7 @@ async fn session(
     };
     // Setup makes a handful of requests, each limited by the request timeout.
     let subscribed = tokio::select! {
-        r = &mut lost => return lost_reason(r),
+        r = &mut *lost => return lost_reason(r),
         r = timeout(timeout_each * 4, setup) => match r {
             Err(_) => return End::Lost("setting up the subscription took too long".into()),
             Ok(Err(e)) => return End::Lost(e),
@@ -301,7 +272,7 @@ async fn session(
     let mut pending = subscribed.failed.clone();
     for group in &mut groups {
         tokio::select! {
-            r = &mut lost => return lost_reason(r),
+            r = &mut *lost => return lost_reason(r),
             samples = poll(&session, dev, &subscribed, &mut statuses, &group.tags) => {
                 match samples {
                     Ok(samples) => pending.extend(samples),
@@ -320,7 +291,7 @@ async fn session(
     let mut batch = Vec::new();
     while missing > 0 {
         tokio::select! {
-            r = &mut lost => return lost_reason(r),
+            r = &mut *lost => return lost_reason(r),
             n = notes.recv_many(&mut batch, 1024) => {
                 if n == 0 {
                     return End::Lost("the subscription ended".into());
@@ -368,7 +339,7 @@ async fn session(
         let next_poll = groups.iter().map(|g| g.next).min();
         tokio::select! {
             biased;
-            r = &mut lost => return lost_reason(r),
+            r = &mut *lost => return lost_reason(r),
             _ = watchdog.tick() => {
                 let state = ReadValueId {
                     node_id: VariableId::Server_ServerStatus_State.into(),
