@@ -51,52 +51,46 @@ pub enum DataType {
 }
 
 impl DataType {
-    /// The scalar types, in the order users see them listed.
-    pub const SCALARS: [DataType; 13] = [
-        DataType::Bool,
-        DataType::Int8,
-        DataType::Int16,
-        DataType::Int32,
-        DataType::Int64,
-        DataType::UInt8,
-        DataType::UInt16,
-        DataType::UInt32,
-        DataType::UInt64,
-        DataType::Float32,
-        DataType::Float64,
-        DataType::String,
-        DataType::DateTime,
+    /// Each scalar type with the array type of its elements, in the order users see them
+    /// listed: the one table the lists and conversions below are derived from.
+    const PAIRS: [(DataType, DataType); 13] = [
+        (DataType::Bool, DataType::BoolArray),
+        (DataType::Int8, DataType::Int8Array),
+        (DataType::Int16, DataType::Int16Array),
+        (DataType::Int32, DataType::Int32Array),
+        (DataType::Int64, DataType::Int64Array),
+        (DataType::UInt8, DataType::UInt8Array),
+        (DataType::UInt16, DataType::UInt16Array),
+        (DataType::UInt32, DataType::UInt32Array),
+        (DataType::UInt64, DataType::UInt64Array),
+        (DataType::Float32, DataType::Float32Array),
+        (DataType::Float64, DataType::Float64Array),
+        (DataType::String, DataType::StringArray),
+        (DataType::DateTime, DataType::DateTimeArray),
     ];
 
+    /// The scalar types, in the order users see them listed.
+    pub const SCALARS: [DataType; 13] = {
+        let mut out = [DataType::Bool; 13];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = DataType::PAIRS[i].0;
+            i += 1;
+        }
+        out
+    };
+
     /// Every data type: the scalars, then the array of each in the same order.
-    pub const ALL: [DataType; 26] = [
-        DataType::Bool,
-        DataType::Int8,
-        DataType::Int16,
-        DataType::Int32,
-        DataType::Int64,
-        DataType::UInt8,
-        DataType::UInt16,
-        DataType::UInt32,
-        DataType::UInt64,
-        DataType::Float32,
-        DataType::Float64,
-        DataType::String,
-        DataType::DateTime,
-        DataType::BoolArray,
-        DataType::Int8Array,
-        DataType::Int16Array,
-        DataType::Int32Array,
-        DataType::Int64Array,
-        DataType::UInt8Array,
-        DataType::UInt16Array,
-        DataType::UInt32Array,
-        DataType::UInt64Array,
-        DataType::Float32Array,
-        DataType::Float64Array,
-        DataType::StringArray,
-        DataType::DateTimeArray,
-    ];
+    pub const ALL: [DataType; 26] = {
+        let mut out = [DataType::Bool; 26];
+        let mut i = 0;
+        while i < DataType::PAIRS.len() {
+            out[i] = DataType::PAIRS[i].0;
+            out[i + DataType::PAIRS.len()] = DataType::PAIRS[i].1;
+            i += 1;
+        }
+        out
+    };
 
     /// The name used in TOML, CSV and UNS payloads (`"float32"`, `"float32[]"`).
     pub fn as_str(self) -> &'static str {
@@ -133,30 +127,18 @@ impl DataType {
     /// The array type whose elements are of this scalar type; `None` for an array type
     /// (arrays do not nest).
     pub fn array(self) -> Option<DataType> {
-        Some(match self {
-            DataType::Bool => DataType::BoolArray,
-            DataType::Int8 => DataType::Int8Array,
-            DataType::Int16 => DataType::Int16Array,
-            DataType::Int32 => DataType::Int32Array,
-            DataType::Int64 => DataType::Int64Array,
-            DataType::UInt8 => DataType::UInt8Array,
-            DataType::UInt16 => DataType::UInt16Array,
-            DataType::UInt32 => DataType::UInt32Array,
-            DataType::UInt64 => DataType::UInt64Array,
-            DataType::Float32 => DataType::Float32Array,
-            DataType::Float64 => DataType::Float64Array,
-            DataType::String => DataType::StringArray,
-            DataType::DateTime => DataType::DateTimeArray,
-            _ => return None,
-        })
+        DataType::PAIRS
+            .iter()
+            .find(|(scalar, _)| *scalar == self)
+            .map(|(_, array)| *array)
     }
 
     /// The type of an array's elements; a scalar type is its own element type.
     pub fn element(self) -> DataType {
-        DataType::SCALARS
-            .into_iter()
-            .find(|s| s.array() == Some(self))
-            .unwrap_or(self)
+        DataType::PAIRS
+            .iter()
+            .find(|(_, array)| *array == self)
+            .map_or(self, |(scalar, _)| *scalar)
     }
 
     pub fn is_array(self) -> bool {
