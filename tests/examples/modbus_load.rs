@@ -26,8 +26,8 @@ use sparkplug::proto::Payload;
 use sparkplug::proto::payload::Metric;
 use sparkplug::proto::payload::metric::Value as Field;
 use system_tests::bench::{
-    Terminate, core_percent, cpu_ticks, proc_status as status, report, request_rebirth,
-    run_appliance,
+    Terminate, core_percent, count_ddata_metrics, cpu_ticks, proc_status as status, report,
+    request_rebirth, run_appliance,
 };
 use system_tests::{Observer, free_port, now_ms, sparkedge, sparkedge_binary};
 use tokio_modbus::client::{Reader, Writer};
@@ -108,7 +108,6 @@ async fn main() {
     let mut host = Observer::connect(mqtt_port, "bench-host", None).await;
     host.subscribe("spBv1.0/s1/#").await;
     // The node was born before we subscribed: ask for a rebirth to learn the aliases.
-    let metrics = Arc::new(AtomicU64::new(0));
     let mut births = 0;
     let mut c_alias = None;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -147,16 +146,7 @@ async fn main() {
     } else {
         None
     };
-    let counter = metrics.clone();
-    let count_task = tokio::spawn(async move {
-        loop {
-            let m = host.next("DDATA").await;
-            if m.topic.contains("/DDATA/") {
-                let p = Payload::decode(m.payload.as_slice()).expect("DDATA payload");
-                counter.fetch_add(p.metrics.len() as u64, Ordering::Relaxed);
-            }
-        }
-    });
+    let (metrics, count_task) = count_ddata_metrics(host);
 
     tokio::time::sleep(Duration::from_secs(5)).await; // warm-up, not synchronisation
     let (t0, cpu0, n0) = (

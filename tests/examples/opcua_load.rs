@@ -11,14 +11,14 @@
 //! Sparkplug host receives. The simulated server runs on the same two cores.
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use sparkplug::proto::Payload;
 use system_tests::bench::{
-    Terminate, core_percent, cpu_ticks, proc_status, request_rebirth, run_appliance,
+    Terminate, core_percent, count_ddata_metrics, cpu_ticks, proc_status, request_rebirth,
+    run_appliance,
 };
 use system_tests::{Observer, free_port, sparkedge, sparkedge_binary};
 
@@ -89,17 +89,7 @@ async fn main() {
         born.metrics.len(),
         started.elapsed()
     );
-    let metrics = Arc::new(AtomicU64::new(0));
-    let counter = metrics.clone();
-    let count_task = tokio::spawn(async move {
-        loop {
-            let m = host.next("DDATA").await;
-            if m.topic.contains("/DDATA/") {
-                let p = Payload::decode(m.payload.as_slice()).expect("DDATA payload");
-                counter.fetch_add(p.metrics.len() as u64, Ordering::Relaxed);
-            }
-        }
-    });
+    let (metrics, count_task) = count_ddata_metrics(host);
 
     tokio::time::sleep(Duration::from_secs(5)).await; // warm-up, not synchronisation
     let (t0, cpu0, n0) = (

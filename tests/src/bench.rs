@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
@@ -118,4 +120,21 @@ pub async fn request_rebirth(host: &Observer, group: &str, edge: &str) {
         )
         .await
         .expect("publish rebirth");
+}
+
+/// Counts the metrics of every DDATA `host` receives, in a task of its own (the caller
+/// aborts it when done).
+pub fn count_ddata_metrics(mut host: Observer) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let metrics = Arc::new(AtomicU64::new(0));
+    let counter = metrics.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let m = host.next("DDATA").await;
+            if m.topic.contains("/DDATA/") {
+                let p = Payload::decode(m.payload.as_slice()).expect("DDATA payload");
+                counter.fetch_add(p.metrics.len() as u64, Ordering::Relaxed);
+            }
+        }
+    });
+    (metrics, task)
 }
