@@ -10,7 +10,7 @@ use clap::Subcommand;
 use southbound::opcua::browse::{self, BrowseOptions, NodeKind};
 use southbound::opcua::connect::{Connection, Opened};
 use southbound::opcua::pki::{CertificateInfo, Pki};
-use uns_model::{DriverConfig, Model, NodeAddress};
+use uns_model::{DriverConfig, Model, NodeAddress, OpcUaSecurityPolicy};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -57,15 +57,20 @@ pub fn pki_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("opcua-pki")
 }
 
-/// The certificate folder for a running appliance, when its model has OPC UA devices.
-/// A folder that cannot be made is logged, not fatal: Modbus devices and OPC UA devices
-/// without security still run, and the secure ones say what is missing.
+/// The certificate folder for a running appliance, when an OPC UA device of its model signs
+/// or encrypts; without one it is not opened, so a first start does not wait for an RSA key
+/// it will not use. A folder that cannot be made is logged, not fatal: Modbus devices and
+/// OPC UA devices without security still run, and the secure ones say what is missing.
 pub fn pki_for(model: &Model, data_dir: &Path) -> Option<Pki> {
-    let uses_opcua = model
-        .devices
-        .iter()
-        .any(|d| d.enabled && matches!(d.driver, DriverConfig::OpcUa { .. }));
-    if !uses_opcua {
+    let secure = model.devices.iter().any(|d| {
+        d.enabled
+            && matches!(
+                d.driver,
+                DriverConfig::OpcUa { security_policy, .. }
+                    if security_policy != OpcUaSecurityPolicy::None
+            )
+    });
+    if !secure {
         return None;
     }
     match Pki::open(&pki_dir(data_dir)) {
