@@ -205,7 +205,7 @@ impl Connection {
                 self.endpoint, self.policy
             )
         })?;
-        let thumbprint = cert.thumbprint().as_hex_string().to_ascii_lowercase();
+        let thumbprint = super::pki::thumbprint(&cert);
         if pki.trusted()?.iter().any(|c| c.thumbprint == thumbprint) {
             return Ok(());
         }

@@ -126,30 +126,29 @@ impl Pki {
                 .map_err(|e| format!("{what}: cannot encode the certificate: {e}"))?;
             std::fs::write(&target, der)
                 .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+            let trusted = info(&target)?;
             // A copy left in rejected/ would still win (the library looks there first).
-            self.remove_from("rejected", &info(&target)?.thumbprint)?;
-            return info(&target);
+            self.remove_from("rejected", &trusted.thumbprint)?;
+            return Ok(trusted);
         }
-        let cert = self.find("rejected", what)?;
-        let target = self
-            .dir
-            .join("trusted")
-            .join(cert.path.file_name().unwrap_or_default());
-        std::fs::rename(&cert.path, &target)
-            .map_err(|e| format!("cannot move {} to trusted/: {e}", cert.path.display()))?;
-        info(&target)
+        self.move_between("rejected", "trusted", what)
     }
 
     /// Stops trusting a server certificate, chosen by thumbprint; it goes back to
     /// `rejected/` so the next connection attempt is refused.
     pub fn distrust(&self, thumbprint: &str) -> Result<CertificateInfo, String> {
-        let cert = self.find("trusted", thumbprint)?;
+        self.move_between("trusted", "rejected", thumbprint)
+    }
+
+    /// Moves the certificate of `from` whose thumbprint starts with `prefix` to `to`.
+    fn move_between(&self, from: &str, to: &str, prefix: &str) -> Result<CertificateInfo, String> {
+        let cert = self.find(from, prefix)?;
         let target = self
             .dir
-            .join("rejected")
+            .join(to)
             .join(cert.path.file_name().unwrap_or_default());
         std::fs::rename(&cert.path, &target)
-            .map_err(|e| format!("cannot move {} to rejected/: {e}", cert.path.display()))?;
+            .map_err(|e| format!("cannot move {} to {to}/: {e}", cert.path.display()))?;
         info(&target)
     }
 
@@ -239,10 +238,15 @@ fn restrict(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot restrict {}: {e}", path.display()))
 }
 
+/// A certificate's thumbprint as shown to users and matched in commands: lower-case hex.
+pub(crate) fn thumbprint(cert: &X509) -> String {
+    cert.thumbprint().as_hex_string().to_ascii_lowercase()
+}
+
 fn info(path: &Path) -> Result<CertificateInfo, String> {
     let cert: X509 = CertificateStore::read_cert(path)?;
     Ok(CertificateInfo {
-        thumbprint: cert.thumbprint().as_hex_string().to_ascii_lowercase(),
+        thumbprint: thumbprint(&cert),
         subject: cert.subject_name(),
         valid_until: cert
             .not_after()
