@@ -244,7 +244,7 @@ async fn session(
         subscribe(&session, dev, notes_tx).await
     };
     // Setup makes a handful of requests, each limited by the request timeout.
-    let subscribed = tokio::select! {
+    let mut subscribed = tokio::select! {
         r = &mut *lost => return lost_reason(r),
         r = timeout(timeout_each * 4, setup) => match r {
             Err(_) => return End::Lost("setting up the subscription took too long".into()),
@@ -269,7 +269,7 @@ async fn session(
             }),
         }
     }
-    let mut pending = subscribed.failed.clone();
+    let mut pending = std::mem::take(&mut subscribed.failed);
     for group in &mut groups {
         tokio::select! {
             r = &mut *lost => return lost_reason(r),
