@@ -497,6 +497,12 @@ impl web::ModelSource for StoreModel {
             .map(Arc::new)
             .ok_or_else(|| "the store holds no model".to_owned())
     }
+
+    fn apply(&self, _model: Model) -> Result<(), web::ApplyError> {
+        Err(web::ApplyError::Failed(
+            "changing the model while sparkedge runs is not wired yet".to_owned(),
+        ))
+    }
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).

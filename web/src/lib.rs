@@ -25,18 +25,58 @@ use tokio::sync::watch;
 
 pub use live::LiveValues;
 
-/// Where request handlers get the model the appliance runs. The appliance reads it from its
-/// store for each request rather than keeping a 100,000-tag model in memory for a page that is
-/// rarely open, and refuses (with the reason) when the store holds a newer model than the one
-/// running, whose tags the live values would not match.
+/// Where request handlers get the model the appliance runs, and where they send a changed one.
+///
+/// The appliance reads the model from its store for each request rather than keeping a
+/// 100,000-tag model in memory for a page that is rarely open. Both calls may block (SQLite,
+/// waiting for the running pipeline to take a new model): call them from `spawn_blocking`.
 pub trait ModelSource: Send + Sync + std::fmt::Debug {
+    /// The model running now.
     fn load(&self) -> Result<Arc<uns_model::Model>, String>;
+
+    /// Validates `model`, stores it and applies it to the running appliance (drivers re-plan,
+    /// Sparkplug re-births what changed, UNS topics move) before returning. On any error
+    /// nothing changed: not the store, not what runs.
+    fn apply(&self, model: uns_model::Model) -> Result<(), ApplyError>;
 }
 
-/// A model held in memory (tests, small tools).
-impl ModelSource for Arc<uns_model::Model> {
+/// Why a changed model was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The model breaks a rule; every problem, each naming its field, value and rule.
+    #[error("{0}")]
+    Invalid(uns_model::ModelErrors),
+    /// The store or the appliance could not take it (disk full, shutting down).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A model held in memory (tests, small tools): `apply` validates and replaces it.
+#[derive(Debug)]
+pub struct MemoryModel(std::sync::RwLock<Arc<uns_model::Model>>);
+
+impl MemoryModel {
+    pub fn new(model: uns_model::Model) -> MemoryModel {
+        MemoryModel(std::sync::RwLock::new(Arc::new(model)))
+    }
+}
+
+impl ModelSource for MemoryModel {
     fn load(&self) -> Result<Arc<uns_model::Model>, String> {
-        Ok(self.clone())
+        Ok(self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone())
+    }
+
+    fn apply(&self, model: uns_model::Model) -> Result<(), ApplyError> {
+        model.validate().map_err(ApplyError::Invalid)?;
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(model);
+        Ok(())
     }
 }
 
@@ -145,7 +185,7 @@ mod tests {
         };
         AppState {
             live: Arc::new(LiveValues::new(model.tags.len())),
-            model: Arc::new(Arc::new(model)),
+            model: Arc::new(MemoryModel::new(model)),
             mqtt_address: "127.0.0.1:1883".to_owned(),
         }
     }
@@ -365,6 +405,10 @@ mod tests {
     impl ModelSource for Replaced {
         fn load(&self) -> Result<Arc<Model>, String> {
             Err("the model was changed; restart sparkedge to run it".to_owned())
+        }
+
+        fn apply(&self, _: Model) -> Result<(), ApplyError> {
+            Err(ApplyError::Failed("read only".to_owned()))
         }
     }
 
