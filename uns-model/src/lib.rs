@@ -4,6 +4,7 @@
 //! - [`validate`]: checks a whole model and reports every bad field by path, value and rule.
 //! - [`naming`]: the single function that turns a tag into its UNS topic and its Sparkplug
 //!   group, edge node, device and metric names. Every sink and the UI use it.
+//! - [`diff`]: what changes between two models (the preview before an import).
 //! - [`file`]: the human-editable TOML form used by `sparkedge import`/`export`.
 //! - [`store`]: the SQLite store (migrations, transactions) holding the model and the
 //!   Sparkplug session counters that must survive restarts.
@@ -12,6 +13,7 @@
 //! - [`scaling`]: linear scaling between register and engineering values, and its inverse.
 //! - [`value`]: typed values, quality and samples as they flow from drivers to sinks.
 
+pub mod diff;
 pub mod file;
 pub mod modbus;
 pub mod model;
@@ -24,6 +26,7 @@ pub mod value;
 
 /// The string type of a tag's device, location, name and address.
 pub use compact_str::CompactString;
+pub use diff::ModelDiff;
 pub use modbus::{ByteOrder, ModbusAddress, RegisterKind};
 pub use model::{
     Acquisition, Area, Device, DriverConfig, Line, ModbusPolling, Model, Namespace,

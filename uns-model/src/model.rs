@@ -1,6 +1,7 @@
 //! The configuration model: what the user edits (TOML today, the web UI later).
 
 use compact_str::CompactString;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::scaling::{Conversion, Scaling};
@@ -8,7 +9,7 @@ use crate::value::DataType;
 
 /// The whole configuration of one appliance: its place in the ISA-95 hierarchy, its devices
 /// and their tags. One appliance serves one site of one enterprise.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
     pub namespace: Namespace,
@@ -26,7 +27,7 @@ pub struct Model {
 }
 
 /// The two top levels of ISA-95 that every topic starts with.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Namespace {
     pub enterprise: String,
@@ -34,7 +35,7 @@ pub struct Namespace {
 }
 
 /// The Sparkplug identity of this appliance's Edge Node.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SparkplugIds {
     /// Sparkplug group; when absent the site name is used.
@@ -55,14 +56,14 @@ impl Default for SparkplugIds {
 /// A named poll period, e.g. `fast` at 100 ms for a few control values while the rest of a
 /// device is read every second. Each device reads its tags of one scan class together, on
 /// that class's period.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScanClass {
     pub name: String,
     pub period_ms: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Area {
     pub name: String,
@@ -70,7 +71,7 @@ pub struct Area {
     pub lines: Vec<Line>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
     pub name: String,
@@ -83,7 +84,7 @@ pub struct Line {
 /// No `deny_unknown_fields` here: serde does not support it together with `flatten` (it
 /// rejects the `driver` tag itself). Every key that is neither `name` nor `enabled` goes to
 /// [`DriverConfig`], which denies unknown keys, so a misspelt key is still an error.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Device {
     pub name: String,
     #[serde(default = "enabled_default", skip_serializing_if = "is_true")]
@@ -101,7 +102,7 @@ fn is_true(b: &bool) -> bool {
 }
 
 /// Protocol-specific connection settings, selected by `driver = "..."`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "driver", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum DriverConfig {
     /// The built-in simulated PLC: every tag's address names a signal (see [`SimSignal`]).
@@ -232,7 +233,7 @@ pub enum DriverConfig {
 }
 
 /// OPC UA security policy of the connection (OPC UA Part 7 profiles).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OpcUaSecurityPolicy {
     /// No signing, no encryption: for a trusted network or a first connection test.
@@ -266,7 +267,7 @@ impl OpcUaSecurityPolicy {
 }
 
 /// What OPC UA security does to each message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OpcUaSecurityMode {
     None,
@@ -296,7 +297,7 @@ impl OpcUaSecurityMode {
 }
 
 /// Who the appliance says it is to an OPC UA server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OpcUaIdentity {
     #[default]
@@ -318,7 +319,7 @@ impl OpcUaIdentity {
 }
 
 /// How an OPC UA device's tags without a scan class are read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OpcUaAcquisition {
     #[default]
@@ -424,7 +425,7 @@ impl DriverConfig {
 }
 
 /// Parity of a serial line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Parity {
     None,
@@ -550,8 +551,19 @@ impl Acquisition {
     }
 }
 
+/// A tag's schema is that of its file form, which is what serde reads and writes.
+impl JsonSchema for Tag {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Tag".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        TagFile::json_schema(generator)
+    }
+}
+
 /// The file form of a [`Tag`]: one flat table, every setting a key.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TagFile {
     device: String,

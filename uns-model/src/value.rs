@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// The data type of a tag, as configured. Names are the ones users type in TOML and CSV:
 /// the scalar types (`float32`, `datetime`…) and a one-dimensional array of each, written
 /// with `[]` after the element type (`float32[]`, `string[]`), as in most PLC languages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DataType {
     Bool,
@@ -527,7 +527,7 @@ impl Value {
 }
 
 /// How far a value can be trusted. Every sample carries one, through every sink.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Quality {
     /// Read from the PLC on the last attempt.

@@ -14,13 +14,16 @@
 //! - `GET /healthz` — `ok`.
 
 mod api;
+pub mod api_error;
+mod edit;
 mod live;
+mod openapi;
 mod page;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::sync::watch;
 
 pub use live::LiveValues;
@@ -99,6 +102,9 @@ pub struct AppState {
     pub live: Arc<LiveValues>,
     /// Address of the embedded MQTT broker (`127.0.0.1:1883`), shown on the page.
     pub mqtt_address: String,
+    /// Held from loading the model to applying the changed copy, so concurrent edits cannot
+    /// overwrite each other.
+    pub edits: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Tells long-lived responses (SSE) that the server is shutting down; set by [`serve`].
@@ -110,6 +116,42 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page::index))
         .route("/api/values", get(api::values))
         .route("/api/live", get(api::live))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/model", get(edit::get_model).put(edit::put_model))
+        .route(
+            "/api/model.toml",
+            get(edit::get_model_toml).put(edit::put_model_toml),
+        )
+        .route(
+            "/api/devices",
+            get(edit::list_devices).post(edit::create_device),
+        )
+        .route(
+            "/api/devices/{name}",
+            get(edit::get_device)
+                .put(edit::update_device)
+                .delete(edit::delete_device),
+        )
+        .route("/api/tags", get(edit::list_tags).post(edit::create_tags))
+        .route(
+            "/api/tags/{*path}",
+            get(edit::get_tag)
+                .put(edit::update_tag)
+                .delete(edit::delete_tag),
+        )
+        .route(
+            "/api/namespace",
+            get(edit::get_namespace).put(edit::put_namespace),
+        )
+        .route("/api/namespace/rename", post(edit::rename_node))
+        .route(
+            "/api/sparkplug",
+            get(edit::get_sparkplug).put(edit::put_sparkplug),
+        )
+        .route(
+            "/api/scan-classes",
+            get(edit::get_scan_classes).put(edit::put_scan_classes),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -187,6 +229,7 @@ mod tests {
             live: Arc::new(LiveValues::new(model.tags.len())),
             model: Arc::new(MemoryModel::new(model)),
             mqtt_address: "127.0.0.1:1883".to_owned(),
+            edits: Default::default(),
         }
     }
 

@@ -1,0 +1,286 @@
+//! The OpenAPI 3.0 document of the REST API, served at `/api/openapi.json`.
+//!
+//! The schemas of bodies (model, device, tag, …) are derived from the very types the API
+//! deserializes (schemars, honouring their serde attributes and doc comments), so the
+//! document cannot drift from what the API accepts. The paths are listed here by hand, each
+//! with the role it needs; a test calls every documented operation to prove it exists.
+
+use std::sync::LazyLock;
+
+use axum::Json;
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value as JsonValue, json};
+use uns_model::{Device, Model, ScanClass, SparkplugIds, Tag};
+
+use crate::edit::{NamespaceTree, Rename};
+
+/// `GET /api/openapi.json`.
+pub(crate) async fn document() -> Json<JsonValue> {
+    Json(DOCUMENT.clone())
+}
+
+static DOCUMENT: LazyLock<JsonValue> = LazyLock::new(build);
+
+/// One operation: summary, role, request body schema (if any), success status and body.
+struct Op {
+    method: &'static str,
+    summary: &'static str,
+    role: &'static str,
+    request: Option<JsonValue>,
+    success: (&'static str, JsonValue),
+    params: Vec<JsonValue>,
+}
+
+fn op(method: &'static str, summary: &'static str, role: &'static str) -> Op {
+    Op {
+        method,
+        summary,
+        role,
+        request: None,
+        success: ("200", json!({})),
+        params: Vec::new(),
+    }
+}
+
+impl Op {
+    fn body(mut self, schema: JsonValue) -> Op {
+        self.request = Some(schema);
+        self
+    }
+
+    fn returns(mut self, status: &'static str, schema: JsonValue) -> Op {
+        self.success = (status, schema);
+        self
+    }
+
+    fn param(mut self, name: &str, place: &str, description: &str) -> Op {
+        self.params.push(json!({
+            "name": name,
+            "in": place,
+            "required": place == "path",
+            "description": description,
+            "schema": if name == "dry_run" || name == "delete_tags" {
+                json!({"type": "boolean"})
+            } else {
+                json!({"type": "string"})
+            },
+        }));
+        self
+    }
+
+    fn json(self) -> JsonValue {
+        let mut responses = Map::new();
+        responses.insert(
+            self.success.0.to_owned(),
+            json!({
+                "description": "success",
+                "content": {"application/json": {"schema": self.success.1}},
+            }),
+        );
+        for (status, why) in [
+            ("401", "not logged in"),
+            ("403", "the user's role is not enough"),
+        ] {
+            responses.insert(status.to_owned(), error_response(why));
+        }
+        if self.request.is_some() || !self.params.is_empty() {
+            responses.insert(
+                "422".to_owned(),
+                error_response("invalid input: each error names the field, the value and the rule"),
+            );
+        }
+        let mut op = json!({
+            "summary": self.summary,
+            "description": format!("Role: {} or higher.", self.role),
+            "x-required-role": self.role,
+            "parameters": self.params,
+            "responses": responses,
+        });
+        if let Some(schema) = self.request {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": schema}},
+            });
+        }
+        op
+    }
+}
+
+fn error_response(description: &str) -> JsonValue {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}},
+    })
+}
+
+fn build() -> JsonValue {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let mut schema =
+        |f: fn(&mut schemars::SchemaGenerator) -> schemars::Schema| f(&mut generator).to_value();
+    let model = schema(|g| g.subschema_for::<Model>());
+    let device = schema(|g| g.subschema_for::<Device>());
+    let tag = schema(|g| g.subschema_for::<Tag>());
+    let tags = schema(|g| g.subschema_for::<Vec<Tag>>());
+    let namespace = schema(|g| g.subschema_for::<NamespaceTree>());
+    let rename = schema(|g| g.subschema_for::<Rename>());
+    let sparkplug = schema(|g| g.subschema_for::<SparkplugIds>());
+    let scan_classes = schema(|g| g.subschema_for::<Vec<ScanClass>>());
+    let mut schemas = generator.take_definitions(true);
+    schemas.insert(
+        "Errors".to_owned(),
+        json!({
+            "type": "object",
+            "required": ["errors"],
+            "properties": {"errors": {"type": "array", "items": {
+                "type": "object",
+                "required": ["reason"],
+                "properties": {
+                    "field": {"type": "string", "description": "the input at fault: a body field (`datatype`, `[3].name`), a parameter or a header"},
+                    "value": {"type": "string", "description": "the value given"},
+                    "reason": {"type": "string", "description": "what is wrong and what is allowed"},
+                },
+            }}},
+        }),
+    );
+    let object = json!({"type": "object"});
+    let list = json!({"type": "array", "items": {"type": "object"}});
+    let dry_run = "only check and report what would change";
+
+    let paths: Vec<(&str, Vec<Op>)> = vec![
+        (
+            "/api/values",
+            vec![op("get", "Every tag with its names and latest value", "viewer").returns("200", list.clone())],
+        ),
+        (
+            "/api/live",
+            vec![op("get", "Server-Sent Events: every value, then changes (at most 4 events/s)", "viewer")
+                .returns("200", json!({"type": "string", "description": "text/event-stream"}))],
+        ),
+        (
+            "/api/model",
+            vec![
+                op("get", "The whole model, secrets included", "admin").returns("200", model.clone()),
+                op("put", "Replace the whole model", "admin")
+                    .body(model)
+                    .param("dry_run", "query", dry_run)
+                    .returns("200", object.clone()),
+            ],
+        ),
+        (
+            "/api/model.toml",
+            vec![
+                op("get", "The model as the TOML of `sparkedge export`", "admin")
+                    .returns("200", json!({"type": "string"})),
+                op("put", "Replace the model with a TOML file's (as `sparkedge import`)", "admin")
+                    .body(json!({"type": "string"}))
+                    .param("dry_run", "query", dry_run)
+                    .returns("200", object.clone()),
+            ],
+        ),
+        (
+            "/api/devices",
+            vec![
+                op("get", "Every device with its tag count (passwords are never shown)", "viewer")
+                    .returns("200", list.clone()),
+                op("post", "Add a device", "admin").body(device.clone()).returns("201", object.clone()),
+            ],
+        ),
+        (
+            "/api/devices/{name}",
+            vec![
+                op("get", "One device", "viewer").param("name", "path", "device name").returns("200", object.clone()),
+                op("put", "Replace a device's settings; a new name renames it with its tags; no password keeps the stored one", "admin")
+                    .param("name", "path", "device name")
+                    .body(device)
+                    .returns("200", object.clone()),
+                op("delete", "Delete a device (with its tags only when delete_tags=true)", "admin")
+                    .param("name", "path", "device name")
+                    .param("delete_tags", "query", "also delete the device's tags")
+                    .returns("200", object.clone()),
+            ],
+        ),
+        (
+            "/api/tags",
+            vec![
+                op("get", "Tags with names, UNS topic, Sparkplug metric and live value", "viewer")
+                    .param("device", "query", "only this device's tags")
+                    .param("location", "query", "only tags at or below this area, line or cell")
+                    .returns("200", list.clone()),
+                op("post", "Add a tag, or a list of tags all-or-nothing", "admin")
+                    .body(json!({"oneOf": [tag.clone(), tags]}))
+                    .returns("201", object.clone()),
+            ],
+        ),
+        (
+            "/api/tags/{path}",
+            vec![
+                op("get", "One tag by its location/name", "viewer")
+                    .param("path", "path", "location/name, e.g. packaging/line3/filler/temperature")
+                    .returns("200", object.clone()),
+                op("put", "Replace a tag's settings; a new location or name moves it", "admin")
+                    .param("path", "path", "location/name")
+                    .body(tag)
+                    .returns("200", object.clone()),
+                op("delete", "Delete a tag", "admin")
+                    .param("path", "path", "location/name")
+                    .returns("200", object.clone()),
+            ],
+        ),
+        (
+            "/api/namespace",
+            vec![
+                op("get", "Enterprise, site and the area/line/cell tree", "viewer").returns("200", namespace.clone()),
+                op("put", "Replace the tree (tags must still name one of its lines or cells)", "admin")
+                    .body(namespace.clone())
+                    .returns("200", namespace),
+            ],
+        ),
+        (
+            "/api/namespace/rename",
+            vec![op("post", "Rename an area, line or cell and move its tags", "admin")
+                .body(rename)
+                .returns("200", object.clone())],
+        ),
+        (
+            "/api/sparkplug",
+            vec![
+                op("get", "Sparkplug group and edge node id", "viewer").returns("200", sparkplug.clone()),
+                op("put", "Change them (ends the Sparkplug session and starts one under the new ids)", "admin")
+                    .body(sparkplug.clone())
+                    .returns("200", sparkplug),
+            ],
+        ),
+        (
+            "/api/scan-classes",
+            vec![
+                op("get", "Named poll periods", "viewer").returns("200", scan_classes.clone()),
+                op("put", "Replace the list (a class a tag uses cannot go)", "admin")
+                    .body(scan_classes.clone())
+                    .returns("200", scan_classes),
+            ],
+        ),
+    ];
+
+    let mut paths_json = Map::new();
+    for (path, ops) in paths {
+        let mut item = Map::new();
+        for op in ops {
+            item.insert(op.method.to_owned(), op.json());
+        }
+        paths_json.insert(path.to_owned(), JsonValue::Object(item));
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "sparkedge",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Configure devices, tags and the namespace of a sparkedge appliance and read live values. \
+                Log in at /login: the session cookie authenticates API calls too, and requests that change \
+                something must send the session's CSRF token in the X-CSRF-Token header. Every error is \
+                {\"errors\": [{\"field\", \"value\", \"reason\"}]}. Every change is validated as a whole model \
+                and applied without restart, or not at all.",
+        },
+        "paths": paths_json,
+        "components": {"schemas": schemas},
+    })
+}

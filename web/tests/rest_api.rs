@@ -1,0 +1,583 @@
+//! The REST API for changing the model, through the real router: every endpoint, its
+//! validation and the shape of its errors. (Roles and sessions are tested with the login.)
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value as JsonValue, json};
+use tower::ServiceExt;
+use uns_model::{DriverConfig, Model, file::demo_model};
+use web::{AppState, LiveValues, MemoryModel, ModelSource};
+
+struct Api {
+    state: AppState,
+    model: Arc<MemoryModel>,
+}
+
+impl Api {
+    fn new() -> Api {
+        let model = Arc::new(MemoryModel::new(demo_model()));
+        let state = AppState {
+            model: model.clone(),
+            live: Arc::new(LiveValues::new(demo_model().tags.len())),
+            mqtt_address: "127.0.0.1:1883".to_owned(),
+            edits: Default::default(),
+        };
+        Api { state, model }
+    }
+
+    fn model(&self) -> Arc<Model> {
+        self.model.load().unwrap()
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<JsonValue>,
+    ) -> (StatusCode, JsonValue) {
+        let request = Request::builder().method(method).uri(uri);
+        let request = match body {
+            Some(b) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        self.raw(request).await
+    }
+
+    async fn raw(&self, request: Request<Body>) -> (StatusCode, JsonValue) {
+        let response = web::router(self.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| JsonValue::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, json)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, JsonValue) {
+        self.send(Method::GET, uri, None).await
+    }
+}
+
+/// The one error of a response, as (field, value, reason).
+fn only_error(body: &JsonValue) -> (String, String, String) {
+    let errors = body["errors"].as_array().expect("an errors list");
+    assert_eq!(errors.len(), 1, "{body}");
+    let text = |k: &str| errors[0][k].as_str().unwrap_or_default().to_owned();
+    (text("field"), text("value"), text("reason"))
+}
+
+fn modbus_device(name: &str) -> JsonValue {
+    json!({"name": name, "driver": "modbus-tcp", "host": "127.0.0.1", "port": 1502})
+}
+
+fn modbus_tag(name: &str, device: &str, address: &str) -> JsonValue {
+    json!({"device": device, "location": "packaging/line3", "name": name,
+           "datatype": "int16", "address": address})
+}
+
+#[tokio::test]
+async fn devices_are_created_read_renamed_and_deleted() {
+    let api = Api::new();
+    let (status, body) = api
+        .send(
+            Method::POST,
+            "/api/devices",
+            Some(modbus_device("press-plc")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["name"], "press-plc");
+    assert_eq!(body["tags"], 0);
+    assert!(api.model().devices.iter().any(|d| d.name == "press-plc"));
+
+    let (status, body) = api.get("/api/devices/press-plc").await;
+    assert_eq!((status, &body["port"]), (StatusCode::OK, &json!(1502)));
+    let (_, list) = api.get("/api/devices").await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["demo-plc", "press-plc"]);
+    assert_eq!(list[0]["tags"], json!(demo_model().tags.len()));
+
+    // Renaming the demo device moves its tags with it.
+    let mut renamed = serde_json::to_value(&demo_model().devices[0]).unwrap();
+    renamed["name"] = json!("filler-plc");
+    let (status, body) = api
+        .send(Method::PUT, "/api/devices/demo-plc", Some(renamed))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let model = api.model();
+    assert!(model.tags.iter().all(|t| t.device == "filler-plc"));
+
+    // A device with tags goes only with its tags, when asked.
+    let (status, body) = api
+        .send(Method::DELETE, "/api/devices/filler-plc", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (field, _, reason) = only_error(&body);
+    assert_eq!(field, "device");
+    assert!(reason.contains("delete_tags=true"), "{reason}");
+    assert_eq!(api.model().devices.len(), 2, "nothing was deleted");
+    let (status, body) = api
+        .send(
+            Method::DELETE,
+            "/api/devices/filler-plc?delete_tags=true",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tags_deleted"], json!(demo_model().tags.len()));
+    let model = api.model();
+    assert_eq!((model.devices.len(), model.tags.len()), (1, 0));
+
+    let (status, body) = api.get("/api/devices/filler-plc").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(only_error(&body).0, "device");
+}
+
+#[tokio::test]
+async fn bad_devices_are_refused_naming_the_field_and_nothing_changes() {
+    let api = Api::new();
+    let before = api.model();
+
+    // A rule of the model, named relative to the device.
+    let mut slow = modbus_device("press-plc");
+    slow["period_ms"] = json!(5);
+    let (status, body) = api.send(Method::POST, "/api/devices", Some(slow)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (field, value, reason) = only_error(&body);
+    assert_eq!((field.as_str(), value.as_str()), ("period_ms", "5"));
+    assert!(reason.contains("between 10 and"), "{reason}");
+
+    // A type error in the body.
+    let mut bad_port = modbus_device("press-plc");
+    bad_port["port"] = json!("five-o-two");
+    let (status, body) = api.send(Method::POST, "/api/devices", Some(bad_port)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (field, value, reason) = only_error(&body);
+    assert_eq!((field.as_str(), value.as_str()), ("port", "five-o-two"));
+    assert!(reason.contains("expected u16"), "{reason}");
+    let mut misspelt = modbus_device("press-plc");
+    misspelt["prot"] = json!(502);
+    let (status, body) = api.send(Method::POST, "/api/devices", Some(misspelt)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (field, value, reason) = only_error(&body);
+    assert_eq!((field.as_str(), value.as_str()), ("prot", "502"));
+    assert!(reason.contains("unknown field `prot`"), "{reason}");
+    let mut no_host = modbus_device("press-plc");
+    no_host.as_object_mut().unwrap().remove("host");
+    let (_, body) = api.send(Method::POST, "/api/devices", Some(no_host)).await;
+    assert_eq!(only_error(&body).0, "host");
+
+    // A taken name, ignoring case.
+    let (status, body) = api
+        .send(
+            Method::POST,
+            "/api/devices",
+            Some(modbus_device("DEMO-plc")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(only_error(&body).0, "name");
+
+    // Not JSON, and JSON sent as something else.
+    let request = Request::post("/api/devices")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"name\": "))
+        .unwrap();
+    let (status, body) = api.raw(request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(only_error(&body).2.contains("not JSON"), "{body}");
+    let request = Request::post("/api/devices")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(modbus_device("x").to_string()))
+        .unwrap();
+    let (status, body) = api.raw(request).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(only_error(&body).0, "Content-Type");
+
+    assert_eq!(api.model(), before, "no refused request changed the model");
+}
+
+#[tokio::test]
+async fn an_opc_ua_password_is_write_only_and_kept_when_omitted() {
+    let api = Api::new();
+    let device = json!({"name": "ua", "driver": "opc-ua", "endpoint": "opc.tcp://127.0.0.1:4840",
+        "security_policy": "basic256sha256", "identity": "username",
+        "username": "operator", "password": "s3cret-pass"});
+    let (status, body) = api.send(Method::POST, "/api/devices", Some(device)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body.get("password").is_none(), "password shown: {body}");
+    let (_, read) = api.get("/api/devices/ua").await;
+    assert!(read.get("password").is_none(), "password shown: {read}");
+
+    // Writing back what was read (no password) keeps the password.
+    let mut edited = read.clone();
+    edited.as_object_mut().unwrap().remove("tags");
+    edited["period_ms"] = json!(500);
+    let (status, body) = api.send(Method::PUT, "/api/devices/ua", Some(edited)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let model = api.model();
+    let ua = model.devices.iter().find(|d| d.name == "ua").unwrap();
+    match &ua.driver {
+        DriverConfig::OpcUa {
+            password,
+            period_ms,
+            ..
+        } => assert_eq!(
+            (password.as_deref(), *period_ms),
+            (Some("s3cret-pass"), 500)
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tags_are_created_one_or_many_read_moved_and_deleted() {
+    let api = Api::new();
+    api.send(
+        Method::POST,
+        "/api/devices",
+        Some(modbus_device("press-plc")),
+    )
+    .await;
+
+    let (status, body) = api
+        .send(
+            Method::POST,
+            "/api/tags",
+            Some(modbus_tag("pressure", "press-plc", "40001")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["uns_topic"], "acme/plant-a/packaging/line3/pressure");
+    assert_eq!(body["sparkplug"]["metric"], "packaging/line3/pressure");
+    assert_eq!(body["live"], JsonValue::Null);
+
+    let many = json!([
+        modbus_tag("speed", "press-plc", "40002"),
+        modbus_tag("torque", "press-plc", "40003"),
+    ]);
+    let (status, body) = api.send(Method::POST, "/api/tags", Some(many)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["created"], 2);
+
+    let (_, listed) = api.get("/api/tags?device=press-plc").await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pressure", "speed", "torque"]);
+    let (_, below) = api.get("/api/tags?location=packaging/line3/filler").await;
+    assert_eq!(below.as_array().unwrap().len(), demo_model().tags.len());
+
+    // Moving a tag to the filler cell and renaming it.
+    let mut moved = modbus_tag("speed", "press-plc", "40002");
+    moved["location"] = json!("packaging/line3/filler");
+    moved["name"] = json!("line-speed");
+    let (status, body) = api
+        .send(Method::PUT, "/api/tags/packaging/line3/speed", Some(moved))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["uns_topic"],
+        "acme/plant-a/packaging/line3/filler/line-speed"
+    );
+    let (status, _) = api.get("/api/tags/packaging/line3/speed").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, body) = api
+        .send(
+            Method::DELETE,
+            "/api/tags/packaging/line3/filler/line-speed",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(api.model().tags.len(), demo_model().tags.len() + 2);
+}
+
+#[tokio::test]
+async fn a_bad_row_in_a_bulk_create_is_named_and_nothing_is_created() {
+    let api = Api::new();
+    api.send(
+        Method::POST,
+        "/api/devices",
+        Some(modbus_device("press-plc")),
+    )
+    .await;
+    let before = api.model();
+
+    // A body error: an unknown data type in the second row.
+    let mut bad = modbus_tag("speed", "press-plc", "40002");
+    bad["datatype"] = json!("flaot32");
+    let rows = json!([modbus_tag("pressure", "press-plc", "40001"), bad]);
+    let (status, body) = api.send(Method::POST, "/api/tags", Some(rows)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (field, value, reason) = only_error(&body);
+    assert_eq!(
+        (field.as_str(), value.as_str()),
+        ("[1].datatype", "flaot32")
+    );
+    assert!(reason.contains("float32"), "{reason}");
+
+    // Model rules: a location that is not in the namespace, a Modbus address out of range,
+    // and a name taken by the first row; each named by its row.
+    let mut nowhere = modbus_tag("speed", "press-plc", "40002");
+    nowhere["location"] = json!("packaging/line9");
+    let rows = json!([
+        modbus_tag("pressure", "press-plc", "40001"),
+        nowhere,
+        modbus_tag("bad-address", "press-plc", "99999999"),
+        modbus_tag("Pressure", "press-plc", "40004"),
+    ]);
+    let (status, body) = api.send(Method::POST, "/api/tags", Some(rows)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["[1].location", "[2].address", "[3].name"],
+        "{body}"
+    );
+    assert_eq!(api.model(), before, "nothing was created");
+}
+
+#[tokio::test]
+async fn the_namespace_is_replaced_renamed_and_guards_its_tags() {
+    let api = Api::new();
+    let (status, tree) = api.get("/api/namespace").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tree["areas"][0]["line"][0]["cells"][0], "filler");
+
+    // Dropping the cell the demo tags sit in is refused, naming each tag by its path.
+    let mut without_cell = tree.clone();
+    without_cell["areas"][0]["line"][0]["cells"] = json!([]);
+    let (status, body) = api
+        .send(Method::PUT, "/api/namespace", Some(without_cell))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let first = &body["errors"][0];
+    assert_eq!(
+        first["field"],
+        "tags[packaging/line3/filler/temperature].location"
+    );
+    assert_eq!(first["value"], "packaging/line3/filler");
+
+    // Adding a line is fine.
+    let mut more = tree.clone();
+    more["areas"][0]["line"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "line4", "cells": ["capper"]}));
+    let (status, body) = api.send(Method::PUT, "/api/namespace", Some(more)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Renaming the cell moves its tags.
+    let (status, body) = api
+        .send(
+            Method::POST,
+            "/api/namespace/rename",
+            Some(json!({"from": "packaging/line3/filler", "to": "packaging/line3/filler-2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tags_moved"], json!(demo_model().tags.len()));
+    assert!(
+        api.model()
+            .tags
+            .iter()
+            .all(|t| t.location == "packaging/line3/filler-2")
+    );
+
+    let (status, body) = api
+        .send(
+            Method::POST,
+            "/api/namespace/rename",
+            Some(json!({"from": "packaging/line3", "to": "assembly/line3"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(only_error(&body).0, "to");
+}
+
+#[tokio::test]
+async fn sparkplug_ids_and_scan_classes_are_validated() {
+    let api = Api::new();
+    let (status, body) = api
+        .send(
+            Method::PUT,
+            "/api/sparkplug",
+            Some(json!({"edge_node_id": "bad/id"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(only_error(&body).0, "sparkplug.edge_node_id");
+    let (status, _) = api
+        .send(
+            Method::PUT,
+            "/api/sparkplug",
+            Some(json!({"group_id": "plant-a", "edge_node_id": "filler-gw"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.model().sparkplug.edge_node_id, "filler-gw");
+
+    let (status, _) = api
+        .send(
+            Method::PUT,
+            "/api/scan-classes",
+            Some(json!([{"name": "fast", "period_ms": 100}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, classes) = api.get("/api/scan-classes").await;
+    assert_eq!(classes, json!([{"name": "fast", "period_ms": 100}]));
+    let (status, body) = api
+        .send(
+            Method::PUT,
+            "/api/scan-classes",
+            Some(json!([{"name": "fast", "period_ms": 1}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(only_error(&body).0, "scan_class[0].period_ms");
+}
+
+#[tokio::test]
+async fn the_whole_model_is_previewed_then_replaced_as_toml_or_json() {
+    let api = Api::new();
+    let toml = uns_model::file::to_toml(&demo_model()).replace(
+        "edge_node_id = \"sparkedge\"",
+        "edge_node_id = \"gateway-7\"",
+    );
+    assert!(toml.contains("gateway-7"));
+    let request = |uri: &str| {
+        Request::put(uri)
+            .header(header::CONTENT_TYPE, "application/toml")
+            .body(Body::from(toml.clone()))
+            .unwrap()
+    };
+    let (status, body) = api.raw(request("/api/model.toml?dry_run=true")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["applied"], false);
+    assert_eq!(body["changes"]["sparkplug_changed"], true);
+    assert_eq!(
+        api.model().sparkplug.edge_node_id,
+        "sparkedge",
+        "a dry run changes nothing"
+    );
+
+    let (status, body) = api.raw(request("/api/model.toml")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["applied"], true);
+    assert_eq!(api.model().sparkplug.edge_node_id, "gateway-7");
+
+    // A bad file names the file's field.
+    let bad = Request::put("/api/model.toml")
+        .body(Body::from(
+            toml.replace("datatype = \"float32\"", "datatype = \"real\""),
+        ))
+        .unwrap();
+    let (status, body) = api.raw(bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["errors"][0]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("tag[0]"),
+        "{body}"
+    );
+
+    // JSON both ways.
+    let (status, model) = api.get("/api/model").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut changed = model.clone();
+    changed["namespace"]["site"] = json!("plant-b");
+    let (status, body) = api.send(Method::PUT, "/api/model", Some(changed)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["changes"]["namespace_changed"], true);
+    assert_eq!(api.model().namespace.site, "plant-b");
+}
+
+#[tokio::test]
+async fn every_documented_operation_exists_and_every_schema_reference_resolves() {
+    let api = Api::new();
+    let (status, doc) = api.get("/api/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+
+    // Every $ref points at a schema in the document.
+    fn refs(value: &JsonValue, out: &mut Vec<String>) {
+        match value {
+            JsonValue::Object(map) => {
+                if let Some(JsonValue::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            JsonValue::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.iter().any(|r| r.ends_with("/Tag")), "{all:?}");
+    for r in &all {
+        let name = r.strip_prefix("#/components/schemas/").expect(r);
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{r} does not resolve"
+        );
+    }
+    // The data type's schema lists the allowed names.
+    let datatypes = doc["components"]["schemas"]["DataType"].to_string();
+    assert!(datatypes.contains("float32[]"), "{datatypes}");
+
+    // Every documented path and method is routed (a fresh model for each, so deletes work).
+    let mut count = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let uri = path
+            .replace("{name}", "demo-plc")
+            .replace("{path}", "packaging/line3/filler/temperature");
+        for method in item.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let fresh = Api::new();
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(&uri)
+                .body(Body::empty())
+                .unwrap();
+            let response = web::router(fresh.state.clone())
+                .oneshot(request)
+                .await
+                .unwrap();
+            assert!(
+                ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED]
+                    .contains(&response.status()),
+                "{method} {uri}: {}",
+                response.status()
+            );
+            count += 1;
+        }
+    }
+    assert!(count >= 20, "{count} operations documented");
+}
