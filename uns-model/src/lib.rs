@@ -4,6 +4,7 @@
 //! - [`validate`]: checks a whole model and reports every bad field by path, value and rule.
 //! - [`naming`]: the single function that turns a tag into its UNS topic and its Sparkplug
 //!   group, edge node, device and metric names. Every sink and the UI use it.
+//! - [`csv`]: tags as CSV for spreadsheets, with errors by row and column.
 //! - [`diff`]: what changes between two models (the preview before an import).
 //! - [`file`]: the human-editable TOML form used by `sparkedge import`/`export`.
 //! - [`store`]: the SQLite store (migrations, transactions) holding the model and the
@@ -13,6 +14,7 @@
 //! - [`scaling`]: linear scaling between register and engineering values, and its inverse.
 //! - [`value`]: typed values, quality and samples as they flow from drivers to sinks.
 
+pub mod csv;
 pub mod diff;
 pub mod file;
 pub mod modbus;

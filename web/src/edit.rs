@@ -28,17 +28,19 @@ use crate::AppState;
 use crate::api_error::{ApiError, JsonBody};
 
 /// Which part of the model a request changes: its errors are named relative to it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Scope {
     Whole,
     Device(usize),
     Tag(usize),
     /// Tags appended from this index on, named `[i]` in the order sent.
     NewTags(usize),
+    /// Tags from a CSV file: model index → the file's row, named `row[N]`.
+    Rows(std::collections::HashMap<usize, usize>),
 }
 
 /// Turns a model error path into the name the caller used (see the module doc).
-fn relabel(model: &Model, scope: Scope, field: &str) -> String {
+fn relabel(model: &Model, scope: &Scope, field: &str) -> String {
     let Some((head, rest)) = field.split_once("].") else {
         return field.to_owned();
     };
@@ -49,9 +51,14 @@ fn relabel(model: &Model, scope: Scope, field: &str) -> String {
         return field.to_owned();
     };
     match (kind, scope) {
-        ("tag", Scope::Tag(i)) if i == index => rest.to_owned(),
-        ("tag", Scope::NewTags(first)) if index >= first => format!("[{}].{rest}", index - first),
-        ("device", Scope::Device(i)) if i == index => rest.to_owned(),
+        ("tag", Scope::Tag(i)) if *i == index => rest.to_owned(),
+        ("tag", Scope::NewTags(first)) if index >= *first => {
+            format!("[{}].{rest}", index - first)
+        }
+        ("tag", Scope::Rows(rows)) if rows.contains_key(&index) => {
+            format!("row[{}].{rest}", rows[&index])
+        }
+        ("device", Scope::Device(i)) if *i == index => rest.to_owned(),
         ("tag", _) => match model.tags.get(index) {
             Some(t) => format!("tags[{}/{}].{rest}", t.location, t.name),
             None => field.to_owned(),
@@ -78,7 +85,7 @@ async fn change<R: Send + 'static>(
         drop(running);
         let (result, scope) = change(&mut model)?;
         if let Err(errors) = model.validate() {
-            return Err(ApiError::invalid(errors, |f| relabel(&model, scope, f)));
+            return Err(ApiError::invalid(errors, |f| relabel(&model, &scope, f)));
         }
         source.apply(model).map_err(|e| match e {
             // Validated above; a second opinion from the store is reported as it is.
@@ -317,7 +324,7 @@ async fn replace_model(
     if dry_run {
         model
             .validate()
-            .map_err(|errors| ApiError::invalid(errors, |f| relabel(&model, Scope::Whole, f)))?;
+            .map_err(|errors| ApiError::invalid(errors, |f| relabel(&model, &Scope::Whole, f)))?;
         let running = running(state).await?;
         let diff = ModelDiff::between(&running, &model);
         return Ok(Json(json!({ "applied": false, "changes": diff })));
@@ -626,6 +633,120 @@ pub(crate) async fn delete_tag(
     })
     .await
     .map(Json)
+}
+
+// ---- tags as CSV ----
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CsvExport {
+    device: Option<String>,
+}
+
+/// `GET /api/tags.csv[?device=NAME]`: the tags as a spreadsheet (columns of
+/// [`uns_model::csv::COLUMNS`]).
+pub(crate) async fn export_csv(
+    State(state): State<AppState>,
+    Query(CsvExport { device }): Query<CsvExport>,
+) -> Result<Response, ApiError> {
+    let model = running(&state).await?;
+    if let Some(d) = &device {
+        find_device(&model, d)?;
+    }
+    let tags = model.tags.iter().filter(|t| {
+        device
+            .as_ref()
+            .is_none_or(|d| t.device.eq_ignore_ascii_case(d))
+    });
+    let name = device.as_deref().unwrap_or("tags");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.csv\""),
+            ),
+        ],
+        uns_model::csv::to_csv(tags),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CsvMode {
+    /// Rows add tags, or replace the tag of the same location/name.
+    #[default]
+    Merge,
+    /// The file's rows become the model's whole tag list.
+    Replace,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CsvImport {
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    mode: CsvMode,
+}
+
+/// `POST /api/tags.csv[?dry_run=true][&mode=merge|replace]`: imports tags from CSV. Every
+/// problem in the file is reported at once as `row[N].column`; with any problem nothing is
+/// imported. With `dry_run`, says what would change.
+pub(crate) async fn import_csv(
+    State(state): State<AppState>,
+    Query(CsvImport { dry_run, mode }): Query<CsvImport>,
+    body: String,
+) -> Result<Json<JsonValue>, ApiError> {
+    let rows = uns_model::csv::from_csv(&body)
+        .map_err(|errors| ApiError::invalid(errors, str::to_owned))?;
+    let count = rows.len();
+    let merge = move |model: &mut Model| {
+        let mut placed = std::collections::HashMap::new();
+        if matches!(mode, CsvMode::Replace) {
+            model.tags.clear();
+        }
+        for uns_model::csv::CsvTag { row, tag } in rows {
+            let path = format!("{}/{}", tag.location, tag.name);
+            // A file naming the same tag twice gets both rows into the model, where
+            // validation reports the second as a duplicate of the first.
+            let existing = find_tag(model, &path)
+                .ok()
+                .filter(|i| !placed.contains_key(i));
+            let index = match existing {
+                Some(i) => {
+                    model.tags[i] = tag;
+                    i
+                }
+                None => {
+                    model.tags.push(tag);
+                    model.tags.len() - 1
+                }
+            };
+            placed.insert(index, row);
+        }
+        Scope::Rows(placed)
+    };
+    if dry_run {
+        let running = running(&state).await?;
+        let mut model = Model::clone(&running);
+        let scope = merge(&mut model);
+        model
+            .validate()
+            .map_err(|errors| ApiError::invalid(errors, |f| relabel(&model, &scope, f)))?;
+        let diff = ModelDiff::between(&running, &model);
+        return Ok(Json(
+            json!({ "applied": false, "rows": count, "changes": diff }),
+        ));
+    }
+    let diff = change(&state, move |model| {
+        let before = model.clone();
+        let scope = merge(model);
+        Ok((ModelDiff::between(&before, model), scope))
+    })
+    .await?;
+    Ok(Json(
+        json!({ "applied": true, "rows": count, "changes": diff }),
+    ))
 }
 
 // ---- namespace, Sparkplug ids, scan classes ----

@@ -134,6 +134,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/tags", get(edit::list_tags).post(edit::create_tags))
         .route(
+            "/api/tags.csv",
+            get(edit::export_csv).post(edit::import_csv),
+        )
+        .route(
             "/api/tags/{*path}",
             get(edit::get_tag)
                 .put(edit::update_tag)
@@ -153,6 +157,8 @@ pub fn router(state: AppState) -> Router {
             get(edit::get_scan_classes).put(edit::put_scan_classes),
         )
         .route("/healthz", get(|| async { "ok" }))
+        // A whole model or a CSV of 100,000 tags is about 10 MB; axum's default is 2 MB.
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(state)
 }
 

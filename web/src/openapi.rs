@@ -212,6 +212,19 @@ fn build() -> JsonValue {
             ],
         ),
         (
+            "/api/tags.csv",
+            vec![
+                op("get", "The tags as CSV, one row per tag, columns as in the TOML file", "viewer")
+                    .param("device", "query", "only this device's tags")
+                    .returns("200", json!({"type": "string", "description": "text/csv"})),
+                op("post", "Import tags from CSV (merge: add or replace by location/name; replace: the file becomes the tag list); errors name row[N].column", "admin")
+                    .body(json!({"type": "string", "description": "text/csv, `,` or `;` separated, header row first"}))
+                    .param("dry_run", "query", dry_run)
+                    .param("mode", "query", "merge (default) or replace")
+                    .returns("200", object.clone()),
+            ],
+        ),
+        (
             "/api/tags/{path}",
             vec![
                 op("get", "One tag by its location/name", "viewer")

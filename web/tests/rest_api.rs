@@ -519,6 +519,94 @@ async fn the_whole_model_is_previewed_then_replaced_as_toml_or_json() {
 }
 
 #[tokio::test]
+async fn tags_are_exported_and_imported_as_csv_with_every_bad_row_named() {
+    let api = Api::new();
+    let request = |uri: &str, body: String| {
+        Request::post(uri)
+            .header(header::CONTENT_TYPE, "text/csv")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let response = web::router(api.state.clone())
+        .oneshot(Request::get("/api/tags.csv").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let exported = String::from_utf8(bytes.to_vec()).unwrap();
+    assert_eq!(exported.lines().count(), 1 + demo_model().tags.len());
+
+    // The export, with one tag changed and one added, merges back.
+    let edited = exported.replacen("degC", "K", 1)
+        + "demo-plc,packaging/line3/filler,pressure,float32,sine,bar,,,,,,,,,,,,,,\n";
+    let (status, body) = api
+        .raw(request("/api/tags.csv?dry_run=true", edited.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["changes"]["tags"]["added"],
+        json!(["packaging/line3/filler/pressure"])
+    );
+    assert_eq!(
+        body["changes"]["tags"]["changed"],
+        json!(["packaging/line3/filler/temperature"])
+    );
+    assert_eq!(
+        api.model().tags.len(),
+        demo_model().tags.len(),
+        "a dry run changes nothing"
+    );
+    let (status, body) = api.raw(request("/api/tags.csv", edited)).await;
+    assert_eq!(
+        (status, &body["rows"]),
+        (StatusCode::OK, &json!(demo_model().tags.len() + 1))
+    );
+    let model = api.model();
+    assert_eq!(model.tags.len(), demo_model().tags.len() + 1);
+    assert_eq!(model.tags[0].unit.as_deref(), Some("K"));
+
+    // One bad cell and one tag in a place the namespace lacks: both named by row, nothing
+    // imported.
+    let bad = "device,location,name,datatype,address\n\
+               demo-plc,packaging/line3/filler,ok,int16,ramp\n\
+               demo-plc,packaging/line3/filler,typo,flaot32,ramp\n\
+               demo-plc,packaging/line9,lost,int16,ramp\n";
+    let (status, body) = api.raw(request("/api/tags.csv", bad.to_owned())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(only_error(&body).0, "row[3].datatype");
+    let (status, body) = api
+        .raw(request("/api/tags.csv", bad.replace("flaot32", "float32")))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (field, value, _) = only_error(&body);
+    assert_eq!(
+        (field.as_str(), value.as_str()),
+        ("row[4].location", "packaging/line9")
+    );
+    assert_eq!(api.model(), model, "nothing was imported");
+
+    // Replace: the file becomes the tag list.
+    let one = "device,location,name,datatype,address\ndemo-plc,packaging/line3,speed,int32,ramp\n";
+    let (status, body) = api
+        .raw(request("/api/tags.csv?mode=replace", one.to_owned()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["changes"]["tags"]["removed"].as_array().unwrap().len(),
+        model.tags.len()
+    );
+    assert_eq!(api.model().tags.len(), 1);
+}
+
+#[tokio::test]
 async fn every_documented_operation_exists_and_every_schema_reference_resolves() {
     let api = Api::new();
     let (status, doc) = api.get("/api/openapi.json").await;
