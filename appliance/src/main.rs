@@ -427,6 +427,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         live,
         mqtt_address: mqtt_address.clone(),
         edits: Default::default(),
+        status: Default::default(),
     };
     let mut web_shutdown = shutdown.clone();
     let web = tokio::spawn(web::serve(web_listener, state, async move {

@@ -137,6 +137,10 @@ pub struct Stats {
     pub retained: usize,
     /// Messages dropped because a client's queue was full, since start.
     pub dropped: u64,
+    /// Messages published by clients since start.
+    pub received: u64,
+    /// Messages queued for delivery to subscribers since start (one per subscriber).
+    pub delivered: u64,
 }
 
 #[derive(Debug, Default)]
@@ -147,6 +151,8 @@ pub(crate) struct Router {
     connections: usize,
     last_conn: u64,
     dropped: u64,
+    received: u64,
+    delivered: u64,
 }
 
 /// The Sparkplug Aware topic under which a birth is kept (spec §2.19), if `topic` is an
@@ -195,6 +201,8 @@ impl Router {
             sessions: self.sessions.len(),
             retained: self.retained.len(),
             dropped: self.dropped,
+            received: self.received,
+            delivered: self.delivered,
         }
     }
 
@@ -301,6 +309,7 @@ impl Router {
     /// Routes a message to every matching subscription, keeps it when retained, and keeps
     /// Sparkplug births as certificates.
     pub fn publish(&mut self, message: Message, retain: bool) {
+        self.received += 1;
         if retain {
             if message.payload.is_empty() {
                 // [MQTT-3.3.1-10]: a retained empty message clears; it is still forwarded.
@@ -362,6 +371,7 @@ impl Router {
                 continue;
             }
             session.queued_bytes += message.payload.len();
+            self.delivered += 1;
             session.push(Out::Publish {
                 message: message.clone(),
                 qos,
@@ -668,7 +678,8 @@ mod tests {
             r.publish(msg("t", b"12", QoS::AtMostOnce), false);
             drain(&mut r, "fast", fast);
         }
-        assert_eq!(r.stats().dropped, 1);
+        let stats = r.stats();
+        assert_eq!((stats.received, stats.delivered, stats.dropped), (3, 5, 1));
         assert_eq!(publishes(&drain(&mut r, "slow", slow)).len(), 2);
     }
 

@@ -19,14 +19,17 @@ mod edit;
 mod live;
 mod openapi;
 mod page;
+pub mod status;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
 use axum::routing::{get, post};
 use tokio::sync::watch;
 
 pub use live::LiveValues;
+pub use status::StatusBoard;
 
 /// Where request handlers get the model the appliance runs, and where they send a changed one.
 ///
@@ -105,6 +108,8 @@ pub struct AppState {
     /// Held from loading the model to applying the changed copy, so concurrent edits cannot
     /// overwrite each other.
     pub edits: Arc<tokio::sync::Mutex<()>>,
+    /// Broker, Sparkplug sessions and devices as the appliance last reported them.
+    pub status: Arc<StatusBoard>,
 }
 
 /// Tells long-lived responses (SSE) that the server is shutting down; set by [`serve`].
@@ -117,6 +122,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/values", get(api::values))
         .route("/api/live", get(api::live))
         .route("/api/openapi.json", get(openapi::document))
+        .route(
+            "/api/status",
+            get(|State(state): State<AppState>| async move { axum::Json(state.status.snapshot()) }),
+        )
         .route("/api/model", get(edit::get_model).put(edit::put_model))
         .route(
             "/api/model.toml",
@@ -236,6 +245,7 @@ mod tests {
             model: Arc::new(MemoryModel::new(model)),
             mqtt_address: "127.0.0.1:1883".to_owned(),
             edits: Default::default(),
+            status: Default::default(),
         }
     }
 

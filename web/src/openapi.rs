@@ -157,6 +157,11 @@ fn build() -> JsonValue {
                 .returns("200", json!({"type": "string", "description": "text/event-stream"}))],
         ),
         (
+            "/api/status",
+            vec![op("get", "Broker, Sparkplug sessions and devices as they are now", "viewer")
+                .returns("200", object.clone())],
+        ),
+        (
             "/api/model",
             vec![
                 op("get", "The whole model, secrets included", "admin").returns("200", model.clone()),

@@ -23,6 +23,7 @@ impl Api {
             live: Arc::new(LiveValues::new(demo_model().tags.len())),
             mqtt_address: "127.0.0.1:1883".to_owned(),
             edits: Default::default(),
+            status: Default::default(),
         };
         Api { state, model }
     }
