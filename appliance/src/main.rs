@@ -5,7 +5,9 @@
 //! view). Protocol logic lives in the library crates; everything here is I/O and lifetimes.
 
 mod config;
+mod dashboard;
 mod hub;
+mod inspect;
 mod opcua_cli;
 mod sim;
 mod sparkplug_node;
@@ -297,7 +299,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
             nb.primary_host_id.clone(),
         ));
     }
-    let _broker = broker::Broker::start(broker::Config::new(mqtt_listen))
+    let broker = broker::Broker::start(broker::Config::new(mqtt_listen))
         .await
         .map_err(|e| {
             format!(
@@ -305,6 +307,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
                  choose another address with --mqtt-listen)"
             )
         })?;
+    let broker = Arc::new(broker);
     let web_listener = tokio::net::TcpListener::bind(web_listen).await.map_err(|e| {
         format!("cannot listen for the web UI on {web_listen}: {e} (choose another address with --web-listen)")
     })?;
@@ -418,6 +421,14 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
             shutdown.clone(),
         ))
     });
+    let status = Arc::new(web::StatusBoard::default());
+    status.update(|s| s.started_ms = southbound::now_ms());
+    tokio::spawn(dashboard::sample_broker(
+        broker.clone(),
+        mqtt_listen.to_string(),
+        status.clone(),
+        shutdown.clone(),
+    ));
     let state = web::AppState {
         model: Arc::new(StoreModel {
             store: store.clone(),
@@ -427,7 +438,8 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         live,
         mqtt_address: mqtt_address.clone(),
         edits: Default::default(),
-        status: Default::default(),
+        status: status.clone(),
+        births: Some(Arc::new(inspect::Births(broker.clone()))),
     };
     let mut web_shutdown = shutdown.clone();
     let web = tokio::spawn(web::serve(web_listener, state, async move {

@@ -98,6 +98,15 @@ impl Broker {
         self.local_addr
     }
 
+    /// The retained messages whose topics match `filter` (an MQTT topic filter; `$` topics
+    /// such as the Sparkplug certificates included), as (topic, payload).
+    pub fn retained(&self, filter: &str) -> Vec<(Arc<str>, bytes::Bytes)> {
+        self.router
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retained(filter)
+    }
+
     pub fn stats(&self) -> Stats {
         self.router
             .lock()

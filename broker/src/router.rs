@@ -195,6 +195,15 @@ impl Router {
         }
     }
 
+    /// The retained messages whose topics match `filter`, as (topic, payload).
+    pub fn retained(&self, filter: &str) -> Vec<(Arc<str>, Bytes)> {
+        self.retained
+            .values()
+            .filter(|m| topic::matches(filter, &m.topic))
+            .map(|m| (m.topic.clone(), m.payload.clone()))
+            .collect()
+    }
+
     pub fn stats(&self) -> Stats {
         Stats {
             connections: self.connections,

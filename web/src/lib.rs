@@ -16,6 +16,7 @@
 mod api;
 pub mod api_error;
 mod edit;
+mod inspector;
 mod live;
 mod openapi;
 mod page;
@@ -28,6 +29,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use tokio::sync::watch;
 
+pub use inspector::SparkplugBirths;
 pub use live::LiveValues;
 pub use status::StatusBoard;
 
@@ -110,6 +112,8 @@ pub struct AppState {
     pub edits: Arc<tokio::sync::Mutex<()>>,
     /// Broker, Sparkplug sessions and devices as the appliance last reported them.
     pub status: Arc<StatusBoard>,
+    /// The births the embedded broker holds, decoded; `None` where there is no broker.
+    pub births: Option<Arc<dyn SparkplugBirths>>,
 }
 
 /// Tells long-lived responses (SSE) that the server is shutting down; set by [`serve`].
@@ -126,6 +130,8 @@ pub fn router(state: AppState) -> Router {
             "/api/status",
             get(|State(state): State<AppState>| async move { axum::Json(state.status.snapshot()) }),
         )
+        .route("/api/sparkplug/births", get(inspector::list))
+        .route("/api/sparkplug/births/{*topic}", get(inspector::get))
         .route("/api/model", get(edit::get_model).put(edit::put_model))
         .route(
             "/api/model.toml",
@@ -246,6 +252,7 @@ mod tests {
             mqtt_address: "127.0.0.1:1883".to_owned(),
             edits: Default::default(),
             status: Default::default(),
+            births: None,
         }
     }
 

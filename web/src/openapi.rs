@@ -162,6 +162,17 @@ fn build() -> JsonValue {
                 .returns("200", object.clone())],
         ),
         (
+            "/api/sparkplug/births",
+            vec![op("get", "The NBIRTHs and DBIRTHs the embedded broker holds (Sparkplug Aware certificates), summarised", "viewer")
+                .returns("200", list.clone())],
+        ),
+        (
+            "/api/sparkplug/births/{topic}",
+            vec![op("get", "One birth decoded: every metric with name, alias, datatype, value, timestamp and properties", "viewer")
+                .param("topic", "path", "the birth topic, e.g. spBv1.0/plant-a/DBIRTH/sparkedge/demo-plc")
+                .returns("200", object.clone())],
+        ),
+        (
             "/api/model",
             vec![
                 op("get", "The whole model, secrets included", "admin").returns("200", model.clone()),

@@ -24,6 +24,7 @@ impl Api {
             mqtt_address: "127.0.0.1:1883".to_owned(),
             edits: Default::default(),
             status: Default::default(),
+            births: None,
         };
         Api { state, model }
     }
@@ -646,7 +647,8 @@ async fn every_documented_operation_exists_and_every_schema_reference_resolves()
     for (path, item) in doc["paths"].as_object().unwrap() {
         let uri = path
             .replace("{name}", "demo-plc")
-            .replace("{path}", "packaging/line3/filler/temperature");
+            .replace("{path}", "packaging/line3/filler/temperature")
+            .replace("{topic}", "spBv1.0/plant-a/NBIRTH/sparkedge");
         for method in item.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             let fresh = Api::new();
@@ -662,8 +664,7 @@ async fn every_documented_operation_exists_and_every_schema_reference_resolves()
             assert!(
                 ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED]
                     .contains(&response.status()),
-                "{method} {uri}: {}",
-                response.status()
+                "{method} {uri}: {status}"
             );
             count += 1;
         }
