@@ -5,6 +5,7 @@
 //! Every wait has a deadline; nothing sleeps to synchronise.
 
 pub mod bench;
+pub mod browser;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
