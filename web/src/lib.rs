@@ -1,37 +1,49 @@
 //! The web side of sparkedge: the local UI and its HTTP API.
 //!
-//! This crate owns the axum router, the askama templates (in `templates/`), the REST API and
-//! the live view of tag values over Server-Sent Events. It owns [`LiveValues`], the latest
-//! sample of every tag, which the appliance's hub writes and the web server reads. Names shown
-//! for a tag always come from [`uns_model::tag_names`], the same rule every sink uses.
+//! This crate owns the axum router, the askama templates (in `templates/`), the REST API, the
+//! live view of tag values over Server-Sent Events, and who may use them: users, roles and
+//! login sessions ([`users`], [`auth`]). It owns [`LiveValues`], the latest sample of every
+//! tag, which the appliance's hub writes and the web server reads. Names shown for a tag
+//! always come from [`uns_model::tag_names`], the same rule every sink uses.
 //!
-//! Routes:
-//! - `GET /` — the namespace tree (enterprise › site › area › line › cell) with every tag, its
-//!   UNS topic, Sparkplug metric and current value; updated in place from `/api/live`.
-//! - `GET /api/values` — every tag with its names and latest value, as JSON.
-//! - `GET /api/live` — SSE: first every tag that has a value, then only changed tags, at most
-//!   one event per 250 ms per client.
-//! - `GET /healthz` — `ok`.
+//! Routes, by the least role they need (see [`router`] for how a new route picks one):
+//! - public: `GET /healthz` (`ok`); `GET/POST /login`; `GET/POST /setup` (the first admin,
+//!   with the one-time token from the log, only while there is no user).
+//! - viewer: `GET /` — the namespace tree (enterprise › site › area › line › cell) with every
+//!   tag, its UNS topic, Sparkplug metric and current value, updated in place from
+//!   `/api/live`; `GET /api/values` — every tag with its names and latest value, as JSON;
+//!   `GET /api/live` — SSE: first every tag that has a value, then only changed tags, at most
+//!   one event per 250 ms per client; the REST API's reads (`GET /api/…`, described by
+//!   `GET /api/openapi.json`, which names each operation's role); `POST /logout`;
+//!   `GET/POST /account` (own password).
+//! - admin: the REST API's writes and the whole model (`/api/model`, which holds device
+//!   passwords); `/users` — list, add, change role, reset password, delete.
 
+mod account;
 mod api;
 pub mod api_error;
+pub mod auth;
 mod edit;
 mod inspector;
 mod live;
 mod openapi;
 mod page;
 pub mod status;
+pub mod users;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post, put};
 use tokio::sync::watch;
 
+pub use auth::{Auth, CurrentUser};
 pub use inspector::SparkplugBirths;
 pub use live::LiveValues;
 pub use status::StatusBoard;
+pub use users::{Role, UserStore};
 
 /// Where request handlers get the model the appliance runs, and where they send a changed one.
 ///
@@ -114,67 +126,122 @@ pub struct AppState {
     pub status: Arc<StatusBoard>,
     /// The births the embedded broker holds, decoded; `None` where there is no broker.
     pub births: Option<Arc<dyn SparkplugBirths>>,
+    /// Users, sessions, the first-run setup token.
+    pub auth: Arc<Auth>,
 }
 
 /// Tells long-lived responses (SSE) that the server is shutting down; set by [`serve`].
 #[derive(Clone, Debug)]
 struct ShutdownSignal(watch::Receiver<bool>);
 
+/// The whole app: [`Routes::app`] built with `state`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(page::index))
-        .route("/api/values", get(api::values))
-        .route("/api/live", get(api::live))
-        .route("/api/openapi.json", get(openapi::document))
-        .route(
-            "/api/status",
-            get(|State(state): State<AppState>| async move { axum::Json(state.status.snapshot()) }),
-        )
-        .route("/api/sparkplug/births", get(inspector::list))
-        .route("/api/sparkplug/births/{*topic}", get(inspector::get))
-        .route("/api/model", get(edit::get_model).put(edit::put_model))
-        .route(
-            "/api/model.toml",
-            get(edit::get_model_toml).put(edit::put_model_toml),
-        )
-        .route(
-            "/api/devices",
-            get(edit::list_devices).post(edit::create_device),
-        )
-        .route(
-            "/api/devices/{name}",
-            get(edit::get_device)
-                .put(edit::update_device)
-                .delete(edit::delete_device),
-        )
-        .route("/api/tags", get(edit::list_tags).post(edit::create_tags))
-        .route(
-            "/api/tags.csv",
-            get(edit::export_csv).post(edit::import_csv),
-        )
-        .route(
-            "/api/tags/{*path}",
-            get(edit::get_tag)
-                .put(edit::update_tag)
-                .delete(edit::delete_tag),
-        )
-        .route(
-            "/api/namespace",
-            get(edit::get_namespace).put(edit::put_namespace),
-        )
-        .route("/api/namespace/rename", post(edit::rename_node))
-        .route(
-            "/api/sparkplug",
-            get(edit::get_sparkplug).put(edit::put_sparkplug),
-        )
-        .route(
-            "/api/scan-classes",
-            get(edit::get_scan_classes).put(edit::put_scan_classes),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        // A whole model or a CSV of 100,000 tags is about 10 MB; axum's default is 2 MB.
-        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
-        .with_state(state)
+    Routes::app().build(state)
+}
+
+/// Routes grouped by the least role they need. [`build`](Routes::build) gives each group the
+/// login check for its role as a route layer, so handlers need no checks of their own:
+///
+/// - a new route goes into the group of the least role that may use it (`viewer` to read,
+///   `operator` to write tag values, `admin` to change configuration or users);
+/// - the same path may sit in two groups with different methods (`GET` viewer, `POST`
+///   admin): each method keeps its own check;
+/// - a handler that shows who is logged in (or needs the CSRF token for a form) takes a
+///   [`CurrentUser`] argument;
+/// - unsafe methods (POST, PUT, PATCH, DELETE) are checked for the session's CSRF token in the
+///   guarded groups, and for a foreign `Origin` everywhere.
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// No login: health check, login, first-run setup.
+    pub public: Router<AppState>,
+    pub viewer: Router<AppState>,
+    pub operator: Router<AppState>,
+    pub admin: Router<AppState>,
+}
+
+impl Routes {
+    /// Every route of the app. The roles are those `/api/openapi.json` documents.
+    pub fn app() -> Routes {
+        let viewer =
+            Router::new()
+                .route("/", get(page::index))
+                .route("/api/values", get(api::values))
+                .route("/api/live", get(api::live))
+                .route("/api/openapi.json", get(openapi::document))
+                .route(
+                    "/api/status",
+                    get(|State(state): State<AppState>| async move {
+                        axum::Json(state.status.snapshot())
+                    }),
+                )
+                .route("/api/sparkplug/births", get(inspector::list))
+                .route("/api/sparkplug/births/{*topic}", get(inspector::get))
+                // Devices as shown here never carry their passwords.
+                .route("/api/devices", get(edit::list_devices))
+                .route("/api/devices/{name}", get(edit::get_device))
+                .route("/api/tags", get(edit::list_tags))
+                .route("/api/tags.csv", get(edit::export_csv))
+                .route("/api/tags/{*path}", get(edit::get_tag))
+                .route("/api/namespace", get(edit::get_namespace))
+                .route("/api/sparkplug", get(edit::get_sparkplug))
+                .route("/api/scan-classes", get(edit::get_scan_classes))
+                .merge(account::own_routes());
+        let admin = Router::new()
+            // The whole model includes device passwords: admins only, reading too.
+            .route("/api/model", get(edit::get_model).put(edit::put_model))
+            .route(
+                "/api/model.toml",
+                get(edit::get_model_toml).put(edit::put_model_toml),
+            )
+            .route("/api/devices", post(edit::create_device))
+            .route(
+                "/api/devices/{name}",
+                put(edit::update_device).delete(edit::delete_device),
+            )
+            .route("/api/tags", post(edit::create_tags))
+            .route("/api/tags.csv", post(edit::import_csv))
+            .route(
+                "/api/tags/{*path}",
+                put(edit::update_tag).delete(edit::delete_tag),
+            )
+            .route("/api/namespace", put(edit::put_namespace))
+            .route("/api/namespace/rename", post(edit::rename_node))
+            .route("/api/sparkplug", put(edit::put_sparkplug))
+            .route("/api/scan-classes", put(edit::put_scan_classes))
+            .merge(account::admin_routes());
+        Routes {
+            public: Router::new()
+                .route("/healthz", get(|| async { "ok" }))
+                .merge(account::public_routes()),
+            viewer,
+            operator: Router::new(),
+            admin,
+        }
+    }
+
+    /// The groups behind their login checks, merged, with the `Origin` check on everything.
+    pub fn build(self, state: AppState) -> Router {
+        self.public
+            .merge(guarded(&state, Role::Viewer, self.viewer))
+            .merge(guarded(&state, Role::Operator, self.operator))
+            .merge(guarded(&state, Role::Admin, self.admin))
+            .layer(from_fn(auth::check_origin))
+            // A whole model or a CSV of 100,000 tags is about 10 MB; axum's default is 2 MB.
+            .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+            .with_state(state)
+    }
+}
+
+/// `routes` behind the login check for `role`.
+fn guarded(state: &AppState, role: Role, routes: Router<AppState>) -> Router<AppState> {
+    if !routes.has_routes() {
+        return routes; // axum refuses a route layer without routes
+    }
+    let guard = auth::Guard {
+        state: state.clone(),
+        role,
+    };
+    routes.route_layer(from_fn_with_state(guard, auth::require))
 }
 
 /// Serves until `shutdown` completes.
@@ -188,6 +255,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let app = router(state).layer(axum::Extension(ShutdownSignal(stop_rx)));
+    // The peer address is what failed logins are counted and logged against.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -246,6 +315,10 @@ mod tests {
                 tag("packaging/line3", "state", DataType::String, None),
             ],
         };
+        let users = UserStore::open_in_memory().unwrap();
+        users
+            .add("vera", Role::Viewer, "viewer password", 0)
+            .unwrap();
         AppState {
             live: Arc::new(LiveValues::new(model.tags.len())),
             model: Arc::new(MemoryModel::new(model)),
@@ -253,7 +326,15 @@ mod tests {
             edits: Default::default(),
             status: Default::default(),
             births: None,
+            auth: Arc::new(Auth::new(users).unwrap()),
         }
+    }
+
+    /// The `Cookie` header of a new session of the viewer `state` has.
+    fn viewer_cookie(state: &AppState) -> String {
+        let now = state.auth.clock.now_ms();
+        let session = state.auth.users().start_session("vera", now).unwrap();
+        format!("{}={}", auth::SESSION_COOKIE, session.token)
     }
 
     fn sample(tag: u32, value: Value, quality: Quality) -> TagSample {
@@ -265,8 +346,12 @@ mod tests {
         }
     }
 
+    /// GET as a logged-in viewer.
     async fn get(state: &AppState, uri: &str) -> (StatusCode, Body) {
-        let request = Request::get(uri).body(Body::empty()).unwrap();
+        let request = Request::get(uri)
+            .header("cookie", viewer_cookie(state))
+            .body(Body::empty())
+            .unwrap();
         let response = router(state.clone()).oneshot(request).await.unwrap();
         (response.status(), response.into_body())
     }
@@ -435,14 +520,19 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, state(), async {
+        let state = state();
+        let cookie = viewer_cookie(&state);
+        let server = tokio::spawn(serve(listener, state, async {
             let _ = stop_rx.await;
         }));
 
         let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         client
-            .write_all(b"GET /api/live HTTP/1.1\r\nHost: test\r\n\r\n")
+            .write_all(
+                format!("GET /api/live HTTP/1.1\r\nHost: test\r\nCookie: {cookie}\r\n\r\n")
+                    .as_bytes(),
+            )
             .await
             .unwrap();
         // Wait until the stream is open (its first event arrived) before shutting down.

@@ -8,11 +8,13 @@ use axum::http::HeaderMap;
 use axum::http::header::HOST;
 use uns_model::{Array, Model, TagId, TagSample, Value, tag_names};
 
-use crate::{AppState, LiveValues};
+use crate::{AppState, CurrentUser, LiveValues};
 
 #[derive(askama::Template, askama_web::WebTemplate)]
 #[template(path = "index.html")]
 pub(crate) struct IndexPage {
+    /// Who is logged in: the header's account links, logout form and CSRF meta tag.
+    user: Option<CurrentUser>,
     enterprise: String,
     site: String,
     mqtt_address: String,
@@ -58,16 +60,15 @@ struct TagRow {
 
 pub(crate) async fn index(
     State(state): State<AppState>,
+    user: CurrentUser,
     headers: HeaderMap,
 ) -> Result<IndexPage, (axum::http::StatusCode, String)> {
     let model = crate::running_model(&state).await?;
     let browser_host = headers.get(HOST).and_then(|h| h.to_str().ok());
-    Ok(IndexPage::new(
-        &model,
-        &state.live,
-        &state.mqtt_address,
-        browser_host,
-    ))
+    Ok(IndexPage {
+        user: Some(user),
+        ..IndexPage::new(&model, &state.live, &state.mqtt_address, browser_host)
+    })
 }
 
 impl IndexPage {
@@ -132,6 +133,7 @@ impl IndexPage {
         let enterprise = model.namespace.enterprise.clone();
         let (host, port) = mqtt_host_port(mqtt_address, browser_host);
         IndexPage {
+            user: None,
             subscribe_command: format!("mosquitto_sub -h {host} -p {port} -t '{enterprise}/#' -v"),
             enterprise,
             site: model.namespace.site.clone(),

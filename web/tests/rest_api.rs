@@ -8,16 +8,22 @@ use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value as JsonValue, json};
 use tower::ServiceExt;
 use uns_model::{DriverConfig, Model, file::demo_model};
-use web::{AppState, LiveValues, MemoryModel, ModelSource};
+use web::{AppState, Auth, LiveValues, MemoryModel, ModelSource, Role, UserStore};
 
 struct Api {
     state: AppState,
     model: Arc<MemoryModel>,
+    /// An admin's session cookie and CSRF token, sent with every request.
+    cookie: String,
+    csrf: String,
 }
 
 impl Api {
     fn new() -> Api {
         let model = Arc::new(MemoryModel::new(demo_model()));
+        let users = UserStore::open_in_memory().unwrap();
+        users.add("root", Role::Admin, "root password", 0).unwrap();
+        let session = users.start_session("root", now_ms()).unwrap();
         let state = AppState {
             model: model.clone(),
             live: Arc::new(LiveValues::new(demo_model().tags.len())),
@@ -25,8 +31,25 @@ impl Api {
             edits: Default::default(),
             status: Default::default(),
             births: None,
+            auth: Arc::new(Auth::new(users).unwrap()),
         };
-        Api { state, model }
+        Api {
+            state,
+            model,
+            cookie: format!("sparkedge_session={}", session.token),
+            csrf: session.csrf,
+        }
+    }
+
+    /// `request` as the logged-in admin.
+    async fn call(&self, mut request: Request<Body>) -> axum::response::Response {
+        let headers = request.headers_mut();
+        headers.insert(header::COOKIE, self.cookie.parse().unwrap());
+        headers.insert("x-csrf-token", self.csrf.parse().unwrap());
+        web::router(self.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap()
     }
 
     fn model(&self) -> Arc<Model> {
@@ -51,10 +74,7 @@ impl Api {
     }
 
     async fn raw(&self, request: Request<Body>) -> (StatusCode, JsonValue) {
-        let response = web::router(self.state.clone())
-            .oneshot(request)
-            .await
-            .unwrap();
+        let response = self.call(request).await;
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -67,6 +87,10 @@ impl Api {
     async fn get(&self, uri: &str) -> (StatusCode, JsonValue) {
         self.send(Method::GET, uri, None).await
     }
+}
+
+fn now_ms() -> u64 {
+    web::auth::Clock::system().now_ms()
 }
 
 /// The one error of a response, as (field, value, reason).
@@ -529,10 +553,9 @@ async fn tags_are_exported_and_imported_as_csv_with_every_bad_row_named() {
             .body(Body::from(body))
             .unwrap()
     };
-    let response = web::router(api.state.clone())
-        .oneshot(Request::get("/api/tags.csv").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let response = api
+        .call(Request::get("/api/tags.csv").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()[header::CONTENT_TYPE]
@@ -657,10 +680,7 @@ async fn every_documented_operation_exists_and_every_schema_reference_resolves()
                 .uri(&uri)
                 .body(Body::empty())
                 .unwrap();
-            let response = web::router(fresh.state.clone())
-                .oneshot(request)
-                .await
-                .unwrap();
+            let response = fresh.call(request).await;
             assert!(
                 ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED]
                     .contains(&response.status()),
