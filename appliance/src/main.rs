@@ -12,6 +12,7 @@ mod opcua_cli;
 mod sim;
 mod sparkplug_node;
 mod uns;
+mod user_cli;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,11 @@ enum Command {
     Opcua {
         #[command(subcommand)]
         command: opcua_cli::Command,
+    },
+    /// Web UI users: add, list, remove, passwd.
+    User {
+        #[command(subcommand)]
+        command: user_cli::Command,
     },
 }
 
@@ -148,6 +154,7 @@ fn main() -> ExitCode {
         Command::Import { file, data_dir } => import(&file, &data_dir),
         Command::Export { file, data_dir } => export(file.as_deref(), &data_dir),
         Command::Opcua { command } => opcua_cli::run(command),
+        Command::User { command } => user_cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -429,6 +436,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         status.clone(),
         shutdown.clone(),
     ));
+    let (auth, setup_url) = user_cli::web_auth(&data_dir, web_listen)?;
     let state = web::AppState {
         model: Arc::new(StoreModel {
             store: store.clone(),
@@ -440,6 +448,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         edits: Default::default(),
         status: status.clone(),
         births: Some(Arc::new(inspect::Births(broker.clone()))),
+        auth,
     };
     let mut web_shutdown = shutdown.clone();
     let web = tokio::spawn(web::serve(web_listener, state, async move {
@@ -451,6 +460,9 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
     let port = mqtt_listen.port();
     println!("sparkedge is running");
     println!("  web UI     {web_url}");
+    if let Some(url) = &setup_url {
+        println!("  first login {url}  (no users yet: this link creates the admin, once)");
+    }
     println!("  MQTT       {mqtt_address}  (Sparkplug group {group_id}, edge node {edge_node_id})");
     println!("  data       {}", data_dir.display());
     if uns.is_some() {

@@ -1,7 +1,8 @@
-//! `sparkedge import` / `export` as a user runs them.
+//! `sparkedge import` / `export` and `sparkedge user` as a user runs them.
 
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn sparkedge(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sparkedge"))
@@ -93,4 +94,146 @@ fn import_then_export_round_trips_and_a_bad_import_changes_nothing() {
     let out = sparkedge(&data, &["import", file.to_str().expect("utf-8 path")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&sparkedge(&data, &["export"]).stdout), exported);
+}
+
+/// `sparkedge ARGS --data-dir DATA --password-stdin` with `password` and a newline as input.
+fn with_password(data_dir: &Path, args: &[&str], password: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sparkedge"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--password-stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sparkedge");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{password}").expect("write the password");
+    drop(stdin);
+    child.wait_with_output().expect("wait for sparkedge")
+}
+
+#[test]
+fn users_are_added_listed_and_kept_apart_from_the_model() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+
+    let out = sparkedge(&data, &["user", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("no users yet"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = with_password(
+        &data,
+        &["user", "add", "root", "--role", "admin"],
+        "correct horse",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("added root (admin)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = with_password(
+        &data,
+        &["user", "add", "vera", "--role", "viewer"],
+        "vera's password",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = sparkedge(&data, &["user", "list"]);
+    let listed = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = listed
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows, [["root", "admin"], ["vera", "viewer"]], "{listed}");
+
+    // The users have a file of their own, readable by the service user only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("users.db"))
+        .expect("users.db")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let out = sparkedge(&data, &["user", "remove", "root"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("last admin"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = with_password(&data, &["user", "passwd", "vera"], "a new password");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = sparkedge(&data, &["user", "remove", "vera"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&sparkedge(&data, &["user", "list"]).stdout)
+            .lines()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_bad_role_name_or_password_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let out = with_password(
+        &data,
+        &["user", "add", "root", "--role", "boss"],
+        "correct horse",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("\"boss\" is not a role"), "{err}");
+    assert!(
+        err.contains("viewer") && err.contains("operator") && err.contains("admin"),
+        "{err}"
+    );
+
+    let out = with_password(
+        &data,
+        &["user", "add", "root admin", "--role", "admin"],
+        "correct horse",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("name = \"root admin\"") && err.contains("1 to 64"),
+        "{err}"
+    );
+
+    let out = with_password(&data, &["user", "add", "root", "--role", "admin"], "short");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("password") && err.contains("8 to 128"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("short"),
+        "the password must not be shown: {err}"
+    );
+
+    // Without --password-stdin and without a terminal, it says what to do.
+    let out = Command::new(env!("CARGO_BIN_EXE_sparkedge"))
+        .args(["user", "add", "root", "--role", "admin", "--data-dir"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sparkedge");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--password-stdin"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sparkedge(&data, &["user", "list"]);
+    assert!(text(&out.stdout).contains("no users yet"));
 }

@@ -1,0 +1,203 @@
+//! `sparkedge user …`: web UI users, managed on the appliance itself, and the user database
+//! that `demo` and `run` hand to the web server.
+//!
+//! Whoever can run this command on the box can read the data directory anyway, so it needs
+//! no login: it is how the first admin is created without a browser, and how a forgotten
+//! admin password is reset.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Subcommand;
+use web::{Auth, Role, UserStore};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add a user. The password is asked on the terminal (twice, not shown), or read as one
+    /// line from standard input with --password-stdin.
+    Add {
+        name: String,
+        /// viewer: reads everything but secrets; operator: also writes tag values; admin:
+        /// everything, including configuration and users.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
+    /// List the users and their roles.
+    List {
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
+    /// Remove a user and end their sessions (not the last admin).
+    Remove {
+        name: String,
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
+    /// Set a user's password and end their sessions.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse::<Role>().map_err(|_| {
+        format!("{s:?} is not a role: use viewer (reads), operator (also writes tag values) or admin (everything)")
+    })
+}
+
+pub fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Add {
+            name,
+            role,
+            password_stdin,
+            data_dir,
+        } => {
+            let users = open(&data_dir)?;
+            // Check the name before asking for a password that would then be refused.
+            web::users::check_name(&name).map_err(|e| e.to_string())?;
+            let password = read_password(&name, password_stdin)?;
+            users
+                .add(&name, role, &password, now_ms())
+                .map_err(|e| e.to_string())?;
+            println!("added {name} ({role}) to {}", data_dir.display());
+            Ok(())
+        }
+        Command::List { data_dir } => {
+            let users = open(&data_dir)?.list().map_err(|e| e.to_string())?;
+            if users.is_empty() {
+                println!("no users yet: add the admin with `sparkedge user add NAME --role admin`");
+            }
+            for user in users {
+                println!("{:<24} {}", user.name, user.role);
+            }
+            Ok(())
+        }
+        Command::Remove { name, data_dir } => {
+            open(&data_dir)?.remove(&name).map_err(|e| e.to_string())?;
+            println!("removed {name}");
+            Ok(())
+        }
+        Command::Passwd {
+            name,
+            password_stdin,
+            data_dir,
+        } => {
+            let users = open(&data_dir)?;
+            if !users
+                .list()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .any(|u| u.name == name)
+            {
+                return Err(web::users::UserError::NotFound(name).to_string());
+            }
+            let password = read_password(&name, password_stdin)?;
+            users
+                .set_password(&name, &password)
+                .map_err(|e| e.to_string())?;
+            println!("new password set for {name}; their web sessions were ended");
+            Ok(())
+        }
+    }
+}
+
+/// Opens `<data_dir>/users.db`, creating the folder and the file if missing.
+pub fn open(data_dir: &Path) -> Result<UserStore, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let path = data_dir.join("users.db");
+    UserStore::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// The web server's logins for `demo` and `run`, and, while there is no user, the one-time
+/// address that creates the admin in the browser (also logged, so a service's journal has it).
+pub fn web_auth(
+    data_dir: &Path,
+    web_listen: SocketAddr,
+) -> Result<(Arc<Auth>, Option<String>), String> {
+    let auth = Auth::new(open(data_dir)?).map_err(|e| e.to_string())?;
+    let setup_url = auth.setup_token().map(|token| {
+        // A browser cannot open 0.0.0.0; on the box itself loopback reaches any listener.
+        let host = if web_listen.ip().is_unspecified() {
+            SocketAddr::new([127, 0, 0, 1].into(), web_listen.port())
+        } else {
+            web_listen
+        };
+        let url = format!("http://{host}/setup?token={token}");
+        tracing::warn!(
+            "no users yet: open {url} to create the admin{}, or run `sparkedge user add NAME \
+             --role admin --data-dir {}`",
+            if web_listen.ip().is_unspecified() {
+                " (from another computer, use this machine's address)"
+            } else {
+                ""
+            },
+            data_dir.display()
+        );
+        url
+    });
+    Ok((Arc::new(auth), setup_url))
+}
+
+fn now_ms() -> u64 {
+    web::auth::Clock::system().now_ms()
+}
+
+/// The new password: one line of standard input, or typed twice on the terminal unseen.
+fn read_password(name: &str, from_stdin: bool) -> Result<String, String> {
+    let stdin = std::io::stdin();
+    if from_stdin {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    if !stdin.is_terminal() {
+        return Err(
+            "standard input is not a terminal: pass --password-stdin to read the password from it"
+                .to_owned(),
+        );
+    }
+    let first = prompt_hidden(&format!("Password for {name}: "))?;
+    web::users::check_password(&first).map_err(|e| e.to_string())?;
+    let second = prompt_hidden("Again: ")?;
+    if first != second {
+        return Err("the two passwords differ; nothing changed".to_owned());
+    }
+    Ok(first)
+}
+
+/// Reads a line from the terminal with echo off. rustix (already in the build) sets the
+/// terminal mode without `unsafe`, so no extra crate is needed for this.
+fn prompt_hidden(prompt: &str) -> Result<String, String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let mut stderr = std::io::stderr();
+    let _ = write!(stderr, "{prompt}");
+    let _ = stderr.flush();
+    let saved = tcgetattr(&stdin).map_err(|e| format!("cannot read the terminal mode: {e}"))?;
+    let mut hidden = saved.clone();
+    hidden.local_modes.remove(LocalModes::ECHO);
+    // Echo the Enter key, so the next prompt starts on a new line.
+    hidden.local_modes.insert(LocalModes::ECHONL);
+    tcsetattr(&stdin, OptionalActions::Now, &hidden)
+        .map_err(|e| format!("cannot turn off the terminal's echo: {e}"))?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    read.map_err(|e| format!("cannot read the password: {e}"))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
