@@ -99,6 +99,38 @@ impl Appliance {
         }
     }
 
+    /// Reads the appliance's standard output (of [`Appliance::start`]) up to the first line
+    /// containing `needle`, and returns the lines read, that one last.
+    pub fn stdout_until(&mut self, needle: &str) -> Vec<String> {
+        use std::io::BufRead;
+        let stdout = self
+            .child
+            .stdout
+            .take()
+            .expect("stdout is piped and not taken yet");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads on to the end: a closed pipe would fail the appliance's next print.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut lines = Vec::new();
+        loop {
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx
+                .recv_timeout(wait)
+                .unwrap_or_else(|_| panic!("no {needle:?} on sparkedge's output: {lines:?}"));
+            let found = line.contains(needle);
+            lines.push(line);
+            if found {
+                return lines;
+            }
+        }
+    }
+
     /// SIGKILL: no NDEATH from the appliance, so the broker must publish the Will.
     pub fn kill_hard(&mut self) {
         self.child.kill().expect("kill -9 sparkedge");
@@ -318,27 +350,173 @@ impl Default for TestCertificates {
 
 /// A plain HTTP/1.0 GET to 127.0.0.1:`port`: the status code and the body.
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let response = http(port, "GET", path, &[], "");
+    (response.status, response.body)
+}
+
+/// An HTTP/1.0 GET as the logged-in `session`.
+pub fn http_get_as(port: u16, path: &str, session: &WebSession) -> (u16, String) {
+    let response = http(port, "GET", path, &[("Cookie", &session.cookie)], "");
+    (response.status, response.body)
+}
+
+/// An HTTP response: status, headers (names in lower case), body.
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The value of cookie `name` that the response sets.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(h, _)| h == "set-cookie")
+            .filter_map(|(_, v)| v.split(';').next()?.split_once('='))
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value.to_owned())
+    }
+
+    /// The `value` of the first `<input name="{name}" value="…">` in the body.
+    pub fn input_value(&self, name: &str) -> Option<String> {
+        let at = self.body.find(&format!("name=\"{name}\" value=\""))?;
+        let rest = &self.body[at..];
+        let start = rest.find("value=\"")? + "value=\"".len();
+        Some(rest[start..].split('"').next()?.to_owned())
+    }
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port`; a body is sent as a url-encoded form.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
     use std::io::{Read, Write};
     let mut stream =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the web UI");
     stream
         .set_read_timeout(Some(DEADLINE))
         .expect("set a read timeout");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send the request");
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream
+        .write_all(request.as_bytes())
+        .expect("send the request");
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
         .expect("read the response");
-    let status = response
-        .split_whitespace()
-        .nth(1)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// A logged-in browser: the `Cookie` header to send and the session's CSRF token.
+#[derive(Clone, Debug)]
+pub struct WebSession {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// Adds a web user with `sparkedge user add NAME --role ROLE --password-stdin`.
+pub fn add_web_user(data_dir: &Path, name: &str, role: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(sparkedge_binary())
+        .args([
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--password-stdin",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sparkedge user add");
+    let mut stdin = child.stdin.take().expect("stdin of sparkedge user add");
+    writeln!(stdin, "{password}").expect("write the password");
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .expect("wait for sparkedge user add");
+    assert!(
+        out.status.success(),
+        "sparkedge user add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Logs in through the login form as a browser does: the form's CSRF cookie and field, then
+/// the session cookie, and the session's CSRF token from the start page.
+pub fn web_login(port: u16, name: &str, password: &str) -> WebSession {
+    let form = http(port, "GET", "/login", &[], "");
+    assert_eq!(form.status, 200, "GET /login: {}", form.body);
+    let form_token = form
+        .set_cookie("sparkedge_csrf")
+        .expect("the form's CSRF cookie");
+    let fields = format!(
+        "username={}&password={}&csrf={form_token}&next=%2F",
+        form_encode(name),
+        form_encode(password)
+    );
+    let cookie = format!("sparkedge_csrf={form_token}");
+    let response = http(port, "POST", "/login", &[("Cookie", &cookie)], &fields);
+    assert_eq!(response.status, 303, "POST /login: {}", response.body);
+    let session = response
+        .set_cookie("sparkedge_session")
+        .expect("a session cookie");
+    let cookie = format!("sparkedge_session={session}");
+    let page = http(port, "GET", "/", &[("Cookie", &cookie)], "");
+    let csrf = page
+        .body
+        .split("<meta name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf-token on the start page: {}", page.body))
+        .to_owned();
+    WebSession { cookie, csrf }
+}
+
+/// Percent-encodes a form value.
+pub fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// One received MQTT publish.

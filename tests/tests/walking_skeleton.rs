@@ -45,6 +45,7 @@ async fn primary_host(port: u16) -> Observer {
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
     let data = tempfile::tempdir().expect("temp dir");
+    system_tests::add_web_user(data.path(), "vera", "viewer", "viewer password");
     let mut app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
     let mut host = primary_host(app.mqtt_port).await;
 
@@ -167,8 +168,11 @@ async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
         42.5
     );
 
-    // The web API serves the running model with its live values.
+    // The web API serves the running model with its live values, to a logged-in user only.
     let (status, body) = system_tests::http_get(app.web_port, "/api/values");
+    assert_eq!(status, 401, "{body}");
+    let vera = system_tests::web_login(app.web_port, "vera", "viewer password");
+    let (status, body) = system_tests::http_get_as(app.web_port, "/api/values", &vera);
     assert_eq!(status, 200, "{body}");
     let values: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(values.as_array().map(Vec::len), Some(UNS_TAGS.len()));
@@ -200,7 +204,7 @@ async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
 
     // A model imported while running is not what runs: the UI says so instead of showing
     // live values against the wrong tags.
-    let (status, body) = system_tests::http_get(app.web_port, "/api/values");
+    let (status, body) = system_tests::http_get_as(app.web_port, "/api/values", &vera);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("restart sparkedge"), "{body}");
 
