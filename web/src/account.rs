@@ -80,7 +80,8 @@ fn html(page: &impl askama::Template) -> Response {
     }
 }
 
-/// A form's error: the field at fault (empty if none) and what is wrong.
+/// A form's error: the field at fault (empty if none, its input is marked) and the message,
+/// which names the field itself.
 #[derive(Debug, Default)]
 struct FormError {
     field: String,
@@ -95,6 +96,7 @@ impl FormError {
         }
     }
 
+    /// A store error as it reads: `name = "x y": must be …`.
     fn from_user_error(e: &UserError) -> FormError {
         FormError::new(e.field().unwrap_or(""), e.to_string())
     }
@@ -418,14 +420,14 @@ async fn setup(
             StatusCode::FORBIDDEN,
             FormError::new(
                 "token",
-                "Wrong setup token: copy the whole /setup?token=… address from the service log.",
+                "token: wrong setup token; copy the whole /setup?token=… address from the service log.",
             ),
         );
     }
     if form.password != form.password2 {
         return refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
-            FormError::new("password2", "The two passwords differ."),
+            FormError::new("password2", "password2: the two passwords differ."),
         );
     }
     let now = auth.clock.now_ms();
@@ -486,7 +488,7 @@ async fn change_password(
     if form.password != form.password2 {
         return refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
-            FormError::new("password2", "The two new passwords differ."),
+            FormError::new("password2", "password2: the two new passwords differ."),
         );
     }
     let auth = &state.auth;
@@ -519,7 +521,7 @@ async fn change_password(
             tracing::warn!(target: "audit", user = %user.name, %ip, "password change refused: wrong current password");
             refuse(
                 StatusCode::FORBIDDEN,
-                FormError::new("current", "The current password is wrong."),
+                FormError::new("current", "current: the current password is wrong."),
             )
         }
         Err(e) => refuse(status_of(&e), FormError::from_user_error(&e)),

@@ -164,7 +164,7 @@ mod tests {
         for i in 0..FAILURES {
             limiter.failed(&[address.clone(), user(&format!("u{i}"))], T0);
         }
-        assert!(limiter.locked(&[address.clone()], T0).is_some());
+        assert!(limiter.locked(std::slice::from_ref(&address), T0).is_some());
         assert_eq!(limiter.locked(&[user("u0")], T0), None);
         assert!(limiter.locked(&[user("u0"), address], T0).is_some());
     }
