@@ -141,7 +141,7 @@ impl Auth {
         let users = self.users.clone();
         tokio::task::spawn_blocking(move || call(&users))
             .await
-            .map_err(|e| UserError::Hash(format!("the worker failed: {e}")))?
+            .map_err(|e| UserError::Worker(e.to_string()))?
     }
 
     /// Like [`store`](Auth::store), for calls that hash a password: at most
@@ -154,7 +154,7 @@ impl Auth {
             .hashing
             .acquire()
             .await
-            .map_err(|e| UserError::Hash(e.to_string()))?;
+            .map_err(|e| UserError::Worker(e.to_string()))?;
         self.store(call).await
     }
 

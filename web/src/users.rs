@@ -137,6 +137,9 @@ pub enum UserError {
     Random(getrandom::Error),
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// The blocking task that ran a store call died.
+    #[error("the user database worker failed: {0}")]
+    Worker(String),
 }
 
 impl UserError {
