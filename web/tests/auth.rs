@@ -645,3 +645,48 @@ async fn the_users_page_keeps_the_last_admin_and_names_bad_fields() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Every operation `/api/openapi.json` documents is refused to the role below the one it
+/// names (403) and allowed to that role: the document and the router agree.
+#[tokio::test]
+async fn every_documented_operation_needs_exactly_its_documented_role() {
+    let app = App::new(&[
+        ("vera", Role::Viewer),
+        ("otto", Role::Operator),
+        ("root", Role::Admin),
+    ]);
+    let browsers = [
+        (Role::Viewer, app.login("vera").await),
+        (Role::Operator, app.login("otto").await),
+        (Role::Admin, app.login("root").await),
+    ];
+    let doc = json_of(app.get("/api/openapi.json", Some(&browsers[0].1)).await).await;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let uri = path
+            .replace("{name}", "demo-plc")
+            .replace("{path}", "packaging/line3/filler/temperature")
+            .replace("{topic}", "spBv1.0/plant-a/NBIRTH/sparkedge");
+        for (method, op) in item.as_object().unwrap() {
+            let needed: Role = op["x-required-role"].as_str().unwrap().parse().unwrap();
+            for (role, browser) in &browsers {
+                let request = Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(&uri)
+                    .header("cookie", &browser.cookie)
+                    .header("x-csrf-token", &browser.csrf)
+                    .body(Body::empty())
+                    .unwrap();
+                let status = app.send(request).await.status();
+                let refused = [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&status);
+                assert_eq!(
+                    refused,
+                    !role.allows(needed),
+                    "{method} {uri} (documented for {needed}) as {role}: {status}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} operations documented");
+}
