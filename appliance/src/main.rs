@@ -81,7 +81,7 @@ enum Command {
         #[command(subcommand)]
         command: opcua_cli::Command,
     },
-    /// Web UI users: add, list, remove, passwd.
+    /// Web UI users: add, list, remove, passwd, token.
     User {
         #[command(subcommand)]
         command: user_cli::Command,

@@ -39,6 +39,15 @@ pub enum Command {
         #[arg(long, default_value = "sparkedge-data")]
         data_dir: PathBuf,
     },
+    /// Print a new API token for scripts (`Authorization: Bearer TOKEN`), acting with the
+    /// user's role; with --revoke, revoke all of the user's tokens instead.
+    Token {
+        name: String,
+        #[arg(long)]
+        revoke: bool,
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
     /// Set a user's password and end their sessions.
     Passwd {
         name: String,
@@ -86,6 +95,31 @@ pub fn run(command: Command) -> Result<(), String> {
         Command::Remove { name, data_dir } => {
             open(&data_dir)?.remove(&name).map_err(|e| e.to_string())?;
             println!("removed {name}");
+            Ok(())
+        }
+        Command::Token {
+            name,
+            revoke: false,
+            data_dir,
+        } => {
+            let token = open(&data_dir)?
+                .create_api_token(&name, now_ms())
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "API token for {name} (shown once; send it as `Authorization: Bearer TOKEN`):"
+            );
+            println!("{token}");
+            Ok(())
+        }
+        Command::Token {
+            name,
+            revoke: true,
+            data_dir,
+        } => {
+            let count = open(&data_dir)?
+                .revoke_api_tokens(&name)
+                .map_err(|e| e.to_string())?;
+            println!("revoked {count} API token(s) of {name}");
             Ok(())
         }
         Command::Passwd {

@@ -161,6 +161,29 @@ fn users_are_added_listed_and_kept_apart_from_the_model() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
+    // An API token is printed alone on standard output, for `TOKEN=$(sparkedge user token …)`.
+    let out = sparkedge(&data, &["user", "token", "vera"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout);
+    assert_eq!(token.trim().len(), 64, "{token}");
+    assert!(
+        token.trim().bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
+    let out = sparkedge(&data, &["user", "token", "vera", "--revoke"]);
+    assert!(
+        text(&out.stdout).contains("revoked 1 API token"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = sparkedge(&data, &["user", "token", "nobody"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no user \"nobody\""),
+        "{}",
+        text(&out.stderr)
+    );
+
     let out = sparkedge(&data, &["user", "remove", "root"]);
     assert!(!out.status.success());
     assert!(

@@ -14,6 +14,10 @@
 //! into an account of its choosing. On top of that, any unsafe request whose `Origin` is not
 //! this server is refused ([`check_origin`]), and the cookies are `SameSite=Strict`.
 //!
+//! Scripts may instead send `Authorization: Bearer TOKEN` with an API token from
+//! `sparkedge user token NAME`: it acts with that user's role and needs no CSRF token, since a
+//! browser never attaches it on its own.
+//!
 //! The cookies are not `Secure`: the appliance serves plain HTTP on the plant network, and a
 //! `Secure` cookie would never be sent back. Put it behind a TLS reverse proxy to protect the
 //! cookie in transit.
@@ -27,7 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
-use axum::http::header::{CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -158,6 +162,25 @@ impl Auth {
         self.store(call).await
     }
 
+    /// Who an `Authorization: Bearer` header stands for: `None` without the header,
+    /// `Some(None)` for a header that is not a valid API token.
+    async fn bearer(&self, headers: &HeaderMap) -> Result<Option<Option<Session>>, UserError> {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let Some(token) = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned())
+        else {
+            return Ok(Some(None));
+        };
+        self.store(move |users| users.api_token(&token))
+            .await
+            .map(Some)
+    }
+
     /// The session the request's cookie names, if it is valid now.
     pub(crate) async fn session(&self, headers: &HeaderMap) -> Result<Option<Session>, UserError> {
         let Some(token) = cookie(headers, SESSION_COOKIE).map(str::to_owned) else {
@@ -232,6 +255,21 @@ pub(crate) struct Guard {
 pub(crate) async fn require(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let api = is_api(request.uri().path());
     let auth = &guard.state.auth;
+    // A script's API token: the role check, but no CSRF check (no browser sends it unasked).
+    match auth.bearer(request.headers()).await {
+        Err(e) => return server_error(api, &e),
+        Ok(Some(None)) => {
+            return refuse(
+                api,
+                StatusCode::UNAUTHORIZED,
+                "the Authorization header is not a valid API token (\"Bearer TOKEN\", from \
+                 `sparkedge user token NAME`)"
+                    .to_owned(),
+            );
+        }
+        Ok(Some(Some(token))) => return admit(&guard, token, Csrf::NotNeeded, request, next).await,
+        Ok(None) => {}
+    }
     let session = match auth.session(request.headers()).await {
         Ok(session) => session,
         Err(e) => return server_error(api, &e),
@@ -267,6 +305,26 @@ pub(crate) async fn require(State(guard): State<Guard>, request: Request, next: 
         }
         return response;
     };
+    admit(&guard, session, Csrf::Check, request, next).await
+}
+
+/// Whether an unsafe request must carry the session's CSRF token: yes for a cookie, which
+/// the browser sends whoever made the page; no for an API token, which it never sends unasked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Csrf {
+    Check,
+    NotNeeded,
+}
+
+/// The role check, the CSRF check, then the route with the [`CurrentUser`].
+async fn admit(
+    guard: &Guard,
+    session: Session,
+    csrf: Csrf,
+    request: Request,
+    next: Next,
+) -> Response {
+    let api = is_api(request.uri().path());
     if !session.role.allows(guard.role) {
         tracing::info!(
             user = %session.user,
@@ -277,7 +335,7 @@ pub(crate) async fn require(State(guard): State<Guard>, request: Request, next: 
         );
         return forbidden_role(api, guard.role, &session);
     }
-    let mut request = if is_unsafe(request.method()) {
+    let mut request = if is_unsafe(request.method()) && csrf == Csrf::Check {
         match check_csrf(request, &session.csrf).await {
             Ok(request) => request,
             Err(reason) => {

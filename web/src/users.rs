@@ -237,7 +237,8 @@ fn decoy_hash() -> &'static str {
     })
 }
 
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
     CREATE TABLE users (
         name TEXT PRIMARY KEY NOT NULL,
         role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
@@ -252,7 +253,16 @@ const MIGRATIONS: [&str; 1] = ["
         last_seen_ms INTEGER NOT NULL
     );
     CREATE INDEX sessions_user ON sessions (user);
-"];
+",
+    "
+    CREATE TABLE api_tokens (
+        token_sha256 TEXT PRIMARY KEY NOT NULL,
+        user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX api_tokens_user ON api_tokens (user);
+",
+];
 
 /// Users and sessions in `users.db`.
 #[derive(Debug)]
@@ -549,6 +559,52 @@ fn ms_of(sql: i64) -> u64 {
     u64::try_from(sql).unwrap_or(0)
 }
 
+impl UserStore {
+    /// A new API token for `user`, for scripts (`Authorization: Bearer …`). It acts with the
+    /// user's role, as it is at each request, until revoked or the user is removed. Only its
+    /// digest is stored: it is shown once.
+    pub fn create_api_token(&self, user: &str, now_ms: u64) -> Result<String, UserError> {
+        let token = random_token()?;
+        let conn = self.conn();
+        role_of(&conn, user)?;
+        conn.execute(
+            "INSERT INTO api_tokens (token_sha256, user, created_ms) VALUES (?1, ?2, ?3)",
+            params![token_digest(&token), user, sql_ms(now_ms)],
+        )?;
+        Ok(token)
+    }
+
+    /// Revokes every API token of `user`; returns how many there were.
+    pub fn revoke_api_tokens(&self, user: &str) -> Result<usize, UserError> {
+        let conn = self.conn();
+        role_of(&conn, user)?;
+        Ok(conn.execute("DELETE FROM api_tokens WHERE user = ?1", [user])?)
+    }
+
+    /// The user and role an API token stands for, if it is valid (`csrf` is empty: a token
+    /// needs none).
+    pub fn api_token(&self, token: &str) -> Result<Option<Session>, UserError> {
+        let found: Option<(String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT t.user, u.role FROM api_tokens t JOIN users u ON u.name = t.user
+                 WHERE t.token_sha256 = ?1",
+                [token_digest(token)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        found
+            .map(|(user, role)| {
+                Ok(Session {
+                    user,
+                    role: role.parse()?,
+                    csrf: String::new(),
+                })
+            })
+            .transpose()
+    }
+}
+
 fn role_of(conn: &Connection, name: &str) -> Result<Role, UserError> {
     let role: Option<String> = conn
         .query_row("SELECT role FROM users WHERE name = ?1", [name], |r| {
@@ -711,6 +767,33 @@ mod tests {
         let s = store.start_session("anna", T0).unwrap();
         store.remove("anna").unwrap();
         assert_eq!(store.session(&s.token, T0).unwrap(), None);
+    }
+
+    #[test]
+    fn api_tokens_act_with_the_users_current_role_until_revoked() {
+        let store = store_with(&[("root", Role::Admin), ("scada", Role::Viewer)]);
+        let token = store.create_api_token("scada", T0).unwrap();
+        let other = store.create_api_token("scada", T0).unwrap();
+        assert_ne!(token, other);
+        assert_eq!(store.api_token(&token).unwrap().unwrap().role, Role::Viewer);
+        store.set_role("scada", Role::Operator).unwrap();
+        assert_eq!(
+            store.api_token(&token).unwrap().unwrap().role,
+            Role::Operator
+        );
+        // A session token is not an API token, nor the other way round.
+        let session = store.start_session("scada", T0).unwrap();
+        assert_eq!(store.api_token(&session.token).unwrap(), None);
+        assert_eq!(store.session(&token, T0).unwrap(), None);
+        assert_eq!(store.revoke_api_tokens("scada").unwrap(), 2);
+        assert_eq!(store.api_token(&token).unwrap(), None);
+        let token = store.create_api_token("scada", T0).unwrap();
+        store.remove("scada").unwrap();
+        assert_eq!(store.api_token(&token).unwrap(), None);
+        assert!(matches!(
+            store.create_api_token("nobody", T0),
+            Err(UserError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -690,3 +690,41 @@ async fn every_documented_operation_needs_exactly_its_documented_role() {
     }
     assert!(checked >= 20, "{checked} operations documented");
 }
+
+#[tokio::test]
+async fn scripts_use_api_tokens_with_their_users_role_and_no_csrf() {
+    let app = App::new(&[("root", Role::Admin), ("scada", Role::Viewer)]);
+    let users = app.state.auth.users();
+    let token = users.create_api_token("scada", T0).unwrap();
+    let bearer = |method: &str, uri: &str, token: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let response = app.send(bearer("GET", "/api/probe", &token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_of(response).await, json!({"user": "scada"}));
+    // The role still counts; no CSRF token is needed.
+    let response = app.send(bearer("POST", "/api/probe", &token)).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    users.set_role("scada", Role::Operator).unwrap();
+    let response = app.send(bearer("POST", "/api/probe", &token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // A bad token is refused outright, even next to a good cookie.
+    let root = app.login("root").await;
+    let mut request = bearer("GET", "/api/probe", "not-a-token");
+    request
+        .headers_mut()
+        .insert("cookie", root.cookie.parse().unwrap());
+    let response = app.send(request).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let reason = json_of(response).await["error"]["reason"].to_string();
+    assert!(reason.contains("sparkedge user token"), "{reason}");
+    users.revoke_api_tokens("scada").unwrap();
+    let response = app.send(bearer("GET", "/api/probe", &token)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
