@@ -283,8 +283,8 @@ pub(crate) async fn require(State(guard): State<Guard>, request: Request, next: 
             Ok(true) if api => refuse(
                 true,
                 StatusCode::UNAUTHORIZED,
-                "not logged in: log in at /login (POST form fields username, password) and send \
-                 the sparkedge_session cookie"
+                "not logged in: send `Authorization: Bearer TOKEN` (a token from `sparkedge user \
+                 token NAME`), or the sparkedge_session cookie of a login at /login"
                     .to_owned(),
             ),
             Ok(true) => {
