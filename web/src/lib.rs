@@ -212,6 +212,7 @@ impl Routes {
         Routes {
             public: Router::new()
                 .route("/healthz", get(|| async { "ok" }))
+                .route("/static/app.js", get(app_js))
                 .merge(account::public_routes()),
             viewer,
             operator: Router::new(),
@@ -230,6 +231,21 @@ impl Routes {
             .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
             .with_state(state)
     }
+}
+
+/// The pages' script, compiled in (no CDN: the appliance works without internet). Public,
+/// like the login page that uses it; revalidated on every load so an upgrade takes effect.
+async fn app_js() -> impl axum::response::IntoResponse {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../static/app.js"),
+    )
 }
 
 /// `routes` behind the login check for `role`.

@@ -1,0 +1,158 @@
+// sparkedge web UI: the little the browser does. Pages are rendered on the server; this file
+// sends forms to the REST API (so a form is checked by exactly the rules the API applies),
+// puts each error beside the field it names, and keeps live values current. No framework, no
+// CDN: the appliance works without internet.
+"use strict";
+
+const sparkedge = (() => {
+  const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+
+  // Calls the REST API; resolves to {ok, status, data} and never throws for an HTTP error.
+  async function api(method, url, body, contentType) {
+    const headers = { "X-CSRF-Token": csrf(), Accept: "application/json" };
+    let payload;
+    if (body !== undefined) {
+      headers["Content-Type"] = contentType ?? "application/json";
+      payload = headers["Content-Type"] === "application/json" ? JSON.stringify(body) : body;
+    }
+    let response;
+    try {
+      response = await fetch(url, { method, headers, body: payload, credentials: "same-origin" });
+    } catch (e) {
+      return { ok: false, status: 0, data: { errors: [{ reason: `the appliance did not answer: ${e}` }] } };
+    }
+    const text = await response.text();
+    let data = text;
+    try { data = JSON.parse(text); } catch (_) { /* not JSON: keep the text */ }
+    if (response.status === 401) {
+      location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+    }
+    return { ok: response.ok, status: response.status, data };
+  }
+
+  // A form's fields as JSON. Empty fields are left out (the model's default applies);
+  // numbers, checkboxes and data-type="json" fields become typed values.
+  function formJson(form) {
+    const out = {};
+    for (const el of form.elements) {
+      if (!el.name || el.disabled || el.dataset.skip !== undefined) continue;
+      if (el.type === "checkbox") { out[el.name] = el.checked; continue; }
+      if (el.type === "radio" && !el.checked) continue;
+      const v = el.value.trim();
+      if (v === "") continue;
+      if (el.type === "number" || el.dataset.type === "number") out[el.name] = Number(v);
+      else if (el.dataset.type === "json") {
+        try { out[el.name] = JSON.parse(v); } catch (_) { out[el.name] = v; }
+      } else out[el.name] = v;
+    }
+    return out;
+  }
+
+  function clearErrors(root) {
+    root.querySelectorAll(".field-error, .form-errors").forEach((e) => e.remove());
+    root.querySelectorAll(".invalid").forEach((e) => e.classList.remove("invalid"));
+  }
+
+  // Puts each API error beside the field it names; errors about no field of this form go in a
+  // box at its top, with field and value, so nothing the server said is hidden.
+  function showErrors(root, errors, prefix = "") {
+    clearErrors(root);
+    const unplaced = [];
+    for (const e of errors ?? []) {
+      const name = (e.field ?? "").startsWith(prefix) ? (e.field ?? "").slice(prefix.length) : null;
+      const field = name ? root.querySelector(`[name="${CSS.escape(name)}"]`) : null;
+      if (field) {
+        field.classList.add("invalid");
+        const note = document.createElement("div");
+        note.className = "field-error";
+        note.textContent = e.reason;
+        field.insertAdjacentElement("afterend", note);
+      } else {
+        unplaced.push(e);
+      }
+    }
+    if (unplaced.length) {
+      const box = document.createElement("div");
+      box.className = "form-errors error";
+      box.setAttribute("role", "alert");
+      const list = document.createElement("ul");
+      for (const e of unplaced) {
+        const item = document.createElement("li");
+        const where = e.field ? `${e.field}${e.value !== undefined ? ` = ${JSON.stringify(e.value)}` : ""}: ` : "";
+        item.textContent = where + e.reason;
+        list.append(item);
+      }
+      box.append(list);
+      root.prepend(box);
+    }
+  }
+
+  // Shows an outcome in the element `target` (an id or element): text, and ok or error style.
+  function say(target, text, ok) {
+    const el = typeof target === "string" ? document.getElementById(target) : target;
+    if (!el) return;
+    el.textContent = text;
+    el.className = ok ? "ok" : "error";
+    el.hidden = false;
+  }
+
+  // The text of every error of an API answer, one per line.
+  function errorText(data) {
+    if (data && Array.isArray(data.errors)) {
+      return data.errors
+        .map((e) => (e.field ? `${e.field}${e.value !== undefined ? ` = ${JSON.stringify(e.value)}` : ""}: ` : "") + e.reason)
+        .join("\n");
+    }
+    return typeof data === "string" ? data : JSON.stringify(data);
+  }
+
+  // Forms with data-api="METHOD URL" are sent to the API as JSON. On success the page goes to
+  // data-redirect (with {field} filled from the answer) or reloads.
+  function bindForms(root = document) {
+    for (const form of root.querySelectorAll("form[data-api]")) {
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        if (form.dataset.confirm && !confirm(form.dataset.confirm)) return;
+        const [method, url] = form.dataset.api.split(" ");
+        const button = form.querySelector("[type=submit]");
+        if (button) button.disabled = true;
+        const body = method === "DELETE" ? undefined : formJson(form);
+        const { ok, data } = await api(method, url, body);
+        if (button) button.disabled = false;
+        if (!ok) { showErrors(form, data?.errors ?? [{ reason: errorText(data) }]); return; }
+        clearErrors(form);
+        const next = form.dataset.redirect;
+        if (next) location.href = next.replace(/\{(\w+)\}/g, (_, k) => encodeURIComponent(data?.[k] ?? ""));
+        else location.reload();
+      });
+    }
+  }
+
+  // Keeps elements with data-live="<tag id>" (value), data-live-quality and data-live-time
+  // current from /api/live. When the model changes under the page, the page reloads.
+  function live() {
+    if (!document.querySelector("[data-live]")) return;
+    const status = document.getElementById("live-status");
+    const source = new EventSource("/api/live");
+    source.onopen = () => { if (status) { status.textContent = "● live"; status.className = "live on"; } };
+    source.onerror = () => { if (status) { status.textContent = "● reconnecting"; status.className = "live off"; } };
+    source.addEventListener("model", () => location.reload());
+    source.onmessage = (event) => {
+      for (const s of JSON.parse(event.data)) {
+        for (const el of document.querySelectorAll(`[data-live="${s.tag}"]`)) {
+          el.textContent = s.value === null ? "—" : typeof s.value === "object" ? JSON.stringify(s.value) : String(s.value);
+        }
+        for (const el of document.querySelectorAll(`[data-live-quality="${s.tag}"]`)) {
+          el.textContent = s.quality;
+          el.className = `q q-${s.quality}`;
+        }
+        for (const el of document.querySelectorAll(`[data-live-time="${s.tag}"]`)) {
+          el.textContent = s.timestamp ? new Date(s.timestamp).toISOString() : "";
+        }
+      }
+    };
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { bindForms(); live(); });
+  return { api, formJson, showErrors, clearErrors, say, errorText, bindForms };
+})();
