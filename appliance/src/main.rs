@@ -6,6 +6,7 @@
 
 mod config;
 mod dashboard;
+mod device_access;
 mod hub;
 mod inspect;
 mod opcua_cli;
@@ -344,6 +345,11 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         })
         .collect();
     let pki = opcua_cli::pki_for(&model, &data_dir);
+    let devices = device_access::ApplianceDevices::new(
+        opcua_cli::pki_dir(&data_dir),
+        pki.clone(),
+        write_tx.clone(),
+    );
     // Devices sharing a serial line or RTU gateway share one driver task.
     let drivers = southbound::spawn_model(&model, pki.as_ref(), event_tx.clone());
     drop(event_tx);
@@ -449,6 +455,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         status: status.clone(),
         births: Some(Arc::new(inspect::Births(broker.clone()))),
         auth,
+        devices: web::Devices::new(Arc::new(devices)),
     };
     let mut web_shutdown = shutdown.clone();
     let web = tokio::spawn(web::serve(web_listener, state, async move {

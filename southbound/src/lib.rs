@@ -5,10 +5,13 @@
 //! slow or dead device therefore never delays another.
 //!
 //! Drivers: the built-in [`sim`]ulated PLC, [`modbus`] (TCP, RTU on a serial line, RTU
-//! over TCP) and [`opcua`] (subscriptions), all behind the same [`spawn`] interface.
+//! over TCP) and [`opcua`] (subscriptions), all behind the same [`spawn`] interface; and
+//! [`probe`], one-off contact with a device for the people configuring it (test a
+//! connection, read tags once, preview registers, browse a server).
 
 pub mod modbus;
 pub mod opcua;
+pub mod probe;
 pub mod sim;
 
 use std::sync::Arc;
@@ -196,7 +199,7 @@ fn same_line(a: &modbus::Transport, b: &modbus::Transport) -> bool {
 
 /// The transport and unit settings of a Modbus device; `None` for other drivers. A tag is
 /// read at its scan class's period, or else at its device's.
-fn modbus_unit(
+pub(crate) fn modbus_unit(
     id: DeviceId,
     driver: &DriverConfig,
     tags: &[(TagId, &Tag)],

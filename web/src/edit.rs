@@ -99,7 +99,7 @@ async fn change<R: Send + 'static>(
 }
 
 /// The running model, off the async threads.
-async fn running(state: &AppState) -> Result<Arc<Model>, ApiError> {
+pub(crate) async fn running(state: &AppState) -> Result<Arc<Model>, ApiError> {
     crate::running_model(state)
         .await
         .map_err(|(_, reason)| ApiError::unavailable(reason))
@@ -120,7 +120,7 @@ fn device_json(device: &Device, tags: usize) -> JsonValue {
 
 /// A PUT without a password keeps the stored one, so a client that read the device (which
 /// never shows the password) can write it back unchanged.
-fn keep_password(old: &Device, new: &mut Device) {
+pub(crate) fn keep_password(old: &Device, new: &mut Device) {
     if let (
         DriverConfig::OpcUa {
             password: Some(old),
@@ -141,7 +141,7 @@ fn keep_password(old: &Device, new: &mut Device) {
 /// "modbus-tcp"`), which serde reads from a buffer and so loses track of the field at fault.
 /// The error text still says what it is about (a missing or unknown field by name, a bad
 /// value by value), so the field is recovered from that when it is unambiguous.
-fn parse_device(json: JsonValue) -> Result<Device, ApiError> {
+pub(crate) fn parse_device(json: JsonValue) -> Result<Device, ApiError> {
     #[derive(Deserialize)]
     struct Common {
         name: String,
@@ -204,7 +204,7 @@ fn name_the_field(mut error: ApiError, map: &serde_json::Map<String, JsonValue>)
     error
 }
 
-fn text_of(v: &JsonValue) -> String {
+pub(crate) fn text_of(v: &JsonValue) -> String {
     match v {
         JsonValue::String(s) => s.clone(),
         other => other.to_string(),
@@ -221,7 +221,7 @@ fn mentions(reason: &str, value: &JsonValue) -> bool {
     }
 }
 
-fn find_device(model: &Model, name: &str) -> Result<usize, ApiError> {
+pub(crate) fn find_device(model: &Model, name: &str) -> Result<usize, ApiError> {
     model
         .devices
         .iter()
@@ -236,7 +236,7 @@ fn find_device(model: &Model, name: &str) -> Result<usize, ApiError> {
 }
 
 /// A tag is addressed by its place below the site, `location/name`, which is unique.
-fn find_tag(model: &Model, path: &str) -> Result<usize, ApiError> {
+pub(crate) fn find_tag(model: &Model, path: &str) -> Result<usize, ApiError> {
     let matches = |t: &Tag, exact: bool| {
         let Some((location, name)) = path.rsplit_once('/') else {
             return false;

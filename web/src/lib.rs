@@ -16,13 +16,19 @@
 //!   one event per 250 ms per client; the REST API's reads (`GET /api/…`, described by
 //!   `GET /api/openapi.json`, which names each operation's role); `POST /logout`;
 //!   `GET/POST /account` (own password).
+//! - operator: `POST /api/tags/{location/name}/value` — write a tag's value (`device_api`).
 //! - admin: the REST API's writes and the whole model (`/api/model`, which holds device
-//!   passwords); `/users` — list, add, change role, reset password, delete.
+//!   passwords); the probes that reach the devices themselves with whatever settings they are
+//!   given: test a connection, read tags once, preview Modbus registers, browse an OPC UA
+//!   server (`device_api`, through [`DeviceAccess`]); `/users` — list, add, change role,
+//!   reset password, delete.
 
 mod account;
 mod api;
 pub mod api_error;
 pub mod auth;
+mod device_api;
+pub mod devices;
 mod edit;
 mod inspector;
 mod live;
@@ -40,6 +46,7 @@ use axum::routing::{get, post, put};
 use tokio::sync::watch;
 
 pub use auth::{Auth, CurrentUser};
+pub use devices::{DeviceAccess, Devices};
 pub use inspector::SparkplugBirths;
 pub use live::LiveValues;
 pub use status::StatusBoard;
@@ -128,6 +135,8 @@ pub struct AppState {
     pub births: Option<Arc<dyn SparkplugBirths>>,
     /// Users, sessions, the first-run setup token.
     pub auth: Arc<Auth>,
+    /// The devices themselves: probes for the configuration pages, writes of values.
+    pub devices: Devices,
 }
 
 /// Tells long-lived responses (SSE) that the server is shutting down; set by [`serve`].
@@ -196,8 +205,19 @@ impl Routes {
             .route("/api/devices", post(edit::create_device))
             .route(
                 "/api/devices/{name}",
-                put(edit::update_device).delete(edit::delete_device),
+                put(edit::update_device)
+                    .delete(edit::delete_device)
+                    // POST /api/devices/test and /api/devices/test-read: unsaved devices.
+                    .post(device_api::post_device),
             )
+            // Probes connect to plant equipment with whatever settings they are given.
+            .route("/api/devices/{name}/test", post(device_api::test_saved))
+            .route("/api/devices/{name}/read", post(device_api::read_saved))
+            .route(
+                "/api/devices/{name}/modbus-preview",
+                post(device_api::modbus_preview),
+            )
+            .route("/api/devices/{name}/browse", get(device_api::browse))
             .route("/api/tags", post(edit::create_tags))
             .route("/api/tags.csv", post(edit::import_csv))
             .route(
@@ -215,7 +235,8 @@ impl Routes {
                 .route("/static/app.js", get(app_js))
                 .merge(account::public_routes()),
             viewer,
-            operator: Router::new(),
+            // Writing a tag's value; `{*path}` ends in `/value` (device_api::post_tag).
+            operator: Router::new().route("/api/tags/{*path}", post(device_api::post_tag)),
             admin,
         }
     }
@@ -343,6 +364,7 @@ mod tests {
             status: Default::default(),
             births: None,
             auth: Arc::new(Auth::new(users).unwrap()),
+            devices: Devices::unavailable(),
         }
     }
 

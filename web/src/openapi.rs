@@ -12,6 +12,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value as JsonValue, json};
 use uns_model::{Device, Model, ScanClass, SparkplugIds, Tag};
 
+use crate::device_api::{PreviewBody, TestReadBody, ValueBody};
 use crate::edit::{NamespaceTree, Rename};
 
 /// `GET /api/openapi.json`.
@@ -29,6 +30,8 @@ struct Op {
     request: Option<JsonValue>,
     success: (&'static str, JsonValue),
     params: Vec<JsonValue>,
+    /// Error statuses beyond 401, 403 and 422, with what each means.
+    errors: Vec<(&'static str, &'static str)>,
 }
 
 fn op(method: &'static str, summary: &'static str, role: &'static str) -> Op {
@@ -39,6 +42,7 @@ fn op(method: &'static str, summary: &'static str, role: &'static str) -> Op {
         request: None,
         success: ("200", json!({})),
         params: Vec::new(),
+        errors: Vec::new(),
     }
 }
 
@@ -61,10 +65,17 @@ impl Op {
             "description": description,
             "schema": if name == "dry_run" || name == "delete_tags" {
                 json!({"type": "boolean"})
+            } else if name == "limit" {
+                json!({"type": "integer", "minimum": 1})
             } else {
                 json!({"type": "string"})
             },
         }));
+        self
+    }
+
+    fn fails(mut self, status: &'static str, why: &'static str) -> Op {
+        self.errors.push((status, why));
         self
     }
 
@@ -88,6 +99,9 @@ impl Op {
                 "422".to_owned(),
                 error_response("invalid input: each error names the field, the value and the rule"),
             );
+        }
+        for (status, why) in self.errors {
+            responses.insert(status.to_owned(), error_response(why));
         }
         let mut op = json!({
             "summary": self.summary,
@@ -125,6 +139,9 @@ fn build() -> JsonValue {
     let rename = schema(|g| g.subschema_for::<Rename>());
     let sparkplug = schema(|g| g.subschema_for::<SparkplugIds>());
     let scan_classes = schema(|g| g.subschema_for::<Vec<ScanClass>>());
+    let preview = schema(|g| g.subschema_for::<PreviewBody>());
+    let test_read = schema(|g| g.subschema_for::<TestReadBody>());
+    let write_value = schema(|g| g.subschema_for::<ValueBody>());
     let mut schemas = generator.take_definitions(true);
     schemas.insert(
         "Errors".to_owned(),
@@ -145,6 +162,27 @@ fn build() -> JsonValue {
     let object = json!({"type": "object"});
     let list = json!({"type": "array", "items": {"type": "object"}});
     let dry_run = "only check and report what would change";
+    // What a probe answers: what the device said, failures included (see device_api.rs).
+    let probe = |extra: JsonValue| {
+        let mut properties = json!({
+            "device": {"type": "string"},
+            "ok": {"type": "boolean", "description": "the device answered; when false, `error` says what happened"},
+            "error": {"type": "string", "description": "the device's or the transport's own words"},
+        });
+        if let (Some(p), JsonValue::Object(more)) = (properties.as_object_mut(), extra) {
+            p.extend(more);
+        }
+        json!({"type": "object", "required": ["device", "ok"], "properties": properties})
+    };
+    let readings = json!({"type": "array", "items": {"type": "object", "properties": {
+        "tag": {"type": "string", "description": "location/name"},
+        "value": {"description": "the value read, as in /api/values"},
+        "quality": {"type": "string", "enum": ["good", "uncertain", "bad", "stale"]},
+        "timestamp": {"type": "integer"},
+        "error": {"type": "string", "description": "why there is no value (a Modbus exception, an OPC UA status code)"},
+    }}});
+    let busy = "all probe slots are taken (4 run at once)";
+    let hung = "the device call gave no result within its limit";
 
     let paths: Vec<(&str, Vec<Op>)> = vec![
         (
@@ -207,13 +245,99 @@ fn build() -> JsonValue {
                 op("get", "One device", "viewer").param("name", "path", "device name").returns("200", object.clone()),
                 op("put", "Replace a device's settings; a new name renames it with its tags; no password keeps the stored one", "admin")
                     .param("name", "path", "device name")
-                    .body(device)
+                    .body(device.clone())
                     .returns("200", object.clone()),
                 op("delete", "Delete a device (with its tags only when delete_tags=true)", "admin")
                     .param("name", "path", "device name")
                     .param("delete_tags", "query", "also delete the device's tags")
                     .returns("200", object.clone()),
             ],
+        ),
+        (
+            "/api/devices/test",
+            vec![op("post", "Test the connection to a device described in the body (not saved); a saved device's password is used when the body leaves it out", "admin")
+                .body(device.clone())
+                .returns("200", probe(json!({"message": {"type": "string"}})))
+                .fails("503", busy)
+                .fails("504", hung)],
+        ),
+        (
+            "/api/devices/test-read",
+            vec![op("post", "Read tags once from a device, neither saved", "admin")
+                .body(test_read)
+                .returns("200", probe(json!({"tags": readings.clone()})))
+                .fails("503", busy)
+                .fails("504", hung)],
+        ),
+        (
+            "/api/devices/{name}/test",
+            vec![op("post", "Test the connection to a saved device", "admin")
+                .param("name", "path", "device name")
+                .returns("200", probe(json!({"message": {"type": "string"}})))
+                .fails("404", "no device of that name")
+                .fails("503", busy)
+                .fails("504", hung)],
+        ),
+        (
+            "/api/devices/{name}/read",
+            vec![op("post", "Read tags (not saved; `device` may be left out) once from a saved device", "admin")
+                .param("name", "path", "device name")
+                .body(json!({"oneOf": [tag.clone(), {"type": "array", "items": tag.clone()}]}))
+                .returns("200", probe(json!({"tags": readings})))
+                .fails("404", "no device of that name")
+                .fails("503", busy)
+                .fails("504", hung)],
+        ),
+        (
+            "/api/devices/{name}/modbus-preview",
+            vec![op("post", "Read raw Modbus registers and decode the value at their start under every byte order (422 naming `device` for a device that is not Modbus)", "admin")
+                .param("name", "path", "device name")
+                .body(preview)
+                .returns("200", probe(json!({
+                    "address": {"type": "string"},
+                    "count": {"type": "integer"},
+                    "registers": {"type": "array", "items": {"type": "object", "properties": {
+                        "address": {"type": "string"}, "hex": {"type": "string"}, "value": {"type": "integer"}}}},
+                    "bits": {"type": "array", "items": {"type": "object", "properties": {
+                        "address": {"type": "string"}, "value": {"type": "boolean"}}}},
+                    "datatype": {"type": "string"},
+                    "raw_type": {"type": "string"},
+                    "orders": {"type": "array", "items": {"type": "object", "properties": {
+                        "byte_order": {"type": "string", "description": "as a tag's byte_order takes it"},
+                        "raw": {"description": "the register type's value"},
+                        "value": {"description": "the tag's value (scaled)"},
+                        "error": {"type": "string"},
+                        "selected": {"type": "boolean", "description": "the byte_order sent"}}}},
+                })))
+                .fails("404", "no device of that name")
+                .fails("503", busy)
+                .fails("504", hung)],
+        ),
+        (
+            "/api/devices/{name}/browse",
+            vec![op("get", "One level of an OPC UA server's address space (422 naming `device` for a device that is not OPC UA)", "admin")
+                .param("name", "path", "device name")
+                .param("node", "query", "the node whose children to list, e.g. nsu=urn:plc;s=Line1 (default: the Objects folder, i=85)")
+                .param("limit", "query", "children listed at most, 1 to 5000 (default 1000); `truncated` says when there were more")
+                .returns("200", probe(json!({
+                    "node": {"type": "string"},
+                    "truncated": {"type": "boolean"},
+                    "children": {"type": "array", "items": {"type": "object", "properties": {
+                        "address": {"type": "string", "description": "as a tag's address takes it"},
+                        "name": {"type": "string"},
+                        "browse_name": {"type": "string"},
+                        "node_class": {"type": "string", "enum": ["folder", "object", "variable"]},
+                        "description": {"type": "string"},
+                        "has_children": {"type": "boolean"},
+                        "opcua_type": {"type": "string"},
+                        "datatype": {"type": "string", "description": "the tag data type the variable reads as; null when none fits"},
+                        "value_rank": {"type": "integer"},
+                        "readable": {"type": "boolean"},
+                        "writable": {"type": "boolean"}}}},
+                })))
+                .fails("404", "no device of that name")
+                .fails("503", busy)
+                .fails("504", hung)],
         ),
         (
             "/api/tags",
@@ -254,6 +378,18 @@ fn build() -> JsonValue {
                     .param("path", "path", "location/name")
                     .returns("200", object.clone()),
             ],
+        ),
+        (
+            "/api/tags/{path}/value",
+            vec![op("post", "Write a value to a writable tag; answers once the device confirmed it (the value read back arrives as a normal sample)", "operator")
+                .param("path", "path", "location/name")
+                .body(write_value)
+                .returns("200", json!({"type": "object", "properties": {
+                    "tag": {"type": "string"}, "value": {}, "written": {"type": "boolean"}}}))
+                .fails("404", "no tag of that name")
+                .fails("409", "the tag is not writable (field `writable`) or its device is disabled (field `device`)")
+                .fails("502", "the device refused the write or could not be reached: the reason is the device's")
+                .fails("504", "the device did not confirm the write in time")],
         ),
         (
             "/api/namespace",

@@ -53,6 +53,7 @@ impl App {
             status: Default::default(),
             births: None,
             auth: Arc::new(auth),
+            devices: web::Devices::unavailable(),
         };
         let mut routes = Routes::app();
         let who = |user: CurrentUser| async move { Json(json!({"user": user.name})) };

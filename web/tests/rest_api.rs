@@ -32,6 +32,7 @@ impl Api {
             status: Default::default(),
             births: None,
             auth: Arc::new(Auth::new(users).unwrap()),
+            devices: web::Devices::unavailable(),
         };
         Api {
             state,

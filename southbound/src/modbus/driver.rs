@@ -46,7 +46,7 @@ pub(crate) struct UnitConfig {
 #[derive(Clone, Debug)]
 pub(crate) struct ModbusTag {
     id: TagId,
-    address: ModbusAddress,
+    pub(crate) address: ModbusAddress,
     /// The tag's type; also the register's unless `conversion` says otherwise.
     datatype: DataType,
     /// Register type and scaling, for the few tags that have them (boxed: a large plain
@@ -85,7 +85,7 @@ impl ModbusTag {
     }
 
     /// Registers (or bits) this tag occupies.
-    fn count(&self) -> u16 {
+    pub(crate) fn count(&self) -> u16 {
         if self.address.kind.is_bit() || self.address.bit.is_some() {
             1
         } else {
@@ -94,7 +94,7 @@ impl ModbusTag {
     }
 
     /// Its value from the data of a read starting at `start`.
-    fn decode(&self, data: &Data, start: u16) -> Result<Value, String> {
+    pub(crate) fn decode(&self, data: &Data, start: u16) -> Result<Value, String> {
         let at = usize::from(self.address.offset - start);
         let count = usize::from(self.count());
         match data {
