@@ -121,24 +121,27 @@ impl web::DeviceAccess for ApplianceDevices {
         request: PreviewRequest,
     ) -> DeviceCall<'_, RegisterPreview> {
         Box::pin(async move {
-            let registers = probe::read_registers(&device, request.kind, request.start, request.count)
-                .await
-                .map_err(|e| e.to_string())?;
+            let registers =
+                probe::read_registers(&device, request.kind, request.start, request.count)
+                    .await
+                    .map_err(|e| e.to_string())?;
             let (data, orders) = match registers {
                 Registers::Bits(bits) => (RegisterData::Bits(bits), Vec::new()),
                 Registers::Words(words) => {
                     let orders = match &request.decode {
                         None => Vec::new(),
-                        Some(d) => probe::decode_every_order(&words, &d.conversion, usize::from(d.length))
-                            .map_err(|e| e.to_string())?
-                            .into_iter()
-                            .map(|o| DecodedOrder {
-                                order: o.order,
-                                name: o.name.to_owned(),
-                                raw: o.raw,
-                                value: o.value,
-                            })
-                            .collect(),
+                        Some(d) => {
+                            probe::decode_every_order(&words, &d.conversion, usize::from(d.length))
+                                .map_err(|e| e.to_string())?
+                                .into_iter()
+                                .map(|o| DecodedOrder {
+                                    order: o.order,
+                                    name: o.name.to_owned(),
+                                    raw: o.raw,
+                                    value: o.value,
+                                })
+                                .collect()
+                        }
                     };
                     (RegisterData::Words(words), orders)
                 }

@@ -23,8 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 use uns_model::opcua::NodeAddress;
 use uns_model::{
-    ByteOrder, Conversion, DataType, Device, DriverConfig, Quality, RegisterKind, Tag, TagId,
-    Value,
+    ByteOrder, Conversion, DataType, Device, DriverConfig, Quality, RegisterKind, Tag, TagId, Value,
 };
 
 use crate::modbus::codec::{self, CodecError};
@@ -47,7 +46,9 @@ pub const MAX_TIME: Duration = Duration::from_secs(120);
 /// endpoints, the session, the namespace table) and closing, at most [`MAX_TIME`].
 pub fn time_limit(device: &Device, requests: usize) -> Duration {
     let per_request = request_timeout(&device.driver);
-    let n = u32::try_from(requests).unwrap_or(u32::MAX).saturating_add(5);
+    let n = u32::try_from(requests)
+        .unwrap_or(u32::MAX)
+        .saturating_add(5);
     per_request.saturating_mul(n).min(MAX_TIME)
 }
 
@@ -143,10 +144,10 @@ async fn bounded<T>(
 pub async fn test_connection(device: &Device, pki: Option<&Pki>) -> Result<String, ProbeError> {
     bounded(time_limit(device, 2), async {
         match &device.driver {
-            DriverConfig::Simulator { .. } => {
-                Ok("the built-in simulator runs inside sparkedge: there is nothing to connect to"
-                    .to_owned())
-            }
+            DriverConfig::Simulator { .. } => Ok(
+                "the built-in simulator runs inside sparkedge: there is nothing to connect to"
+                    .to_owned(),
+            ),
             DriverConfig::OpcUa { .. } => opcua_test(device, pki).await,
             _ => modbus_test(device).await,
         }
@@ -199,7 +200,11 @@ async fn opcua_test(device: &Device, pki: Option<&Pki>) -> Result<String, ProbeE
             Some(Variant::String(s)) => s.as_ref().to_owned(),
             _ => String::new(),
         };
-        format!("{} {}", text(values[0].value.as_ref()), text(values[1].value.as_ref()))
+        format!(
+            "{} {}",
+            text(values[0].value.as_ref()),
+            text(values[1].value.as_ref())
+        )
     })
     .filter(|p| !p.trim().is_empty());
     close(opened, connection.timeout).await;
@@ -277,9 +282,12 @@ async fn modbus_read(
         };
         let (kind, start, count) = (modbus.address.kind, modbus.address.offset, modbus.count());
         let t = now_ms();
-        let answer = timeout_at(deadline, link.call(unit, limit, Op::Read(kind, start, count)))
-            .await
-            .unwrap_or_else(|_| Err(Failure::Timeout("the test's time ran out".to_owned())));
+        let answer = timeout_at(
+            deadline,
+            link.call(unit, limit, Op::Read(kind, start, count)),
+        )
+        .await
+        .unwrap_or_else(|_| Err(Failure::Timeout("the test's time ran out".to_owned())));
         readings.push(match answer {
             Ok(data) => match modbus.decode(&data, start) {
                 Ok(value) => TagReading::good(value, t),
@@ -360,13 +368,14 @@ async fn opcua_read_in(
     for chunk in reads.chunks(browse::DEFAULT_NODES_PER_READ) {
         let got = timeout(
             limit,
-            opened
-                .session
-                .read(chunk, TimestampsToReturn::Both, 0.0),
+            opened.session.read(chunk, TimestampsToReturn::Both, 0.0),
         )
         .await
         .map_err(|_| {
-            ProbeError::Unreachable(format!("no answer to a Read within {} ms", limit.as_millis()))
+            ProbeError::Unreachable(format!(
+                "no answer to a Read within {} ms",
+                limit.as_millis()
+            ))
         })?
         .map_err(|e| ProbeError::Unreachable(format!("the Read failed: {e}")))?;
         values.extend(got);
@@ -550,7 +559,8 @@ pub fn decode_every_order(
     Ok(orders
         .iter()
         .map(|&order| {
-            let raw = codec::decode(registers, raw_type, order, string_len).map_err(|e| e.to_string());
+            let raw =
+                codec::decode(registers, raw_type, order, string_len).map_err(|e| e.to_string());
             let value = match &raw {
                 Ok(r) => conversion.to_eng(r.clone()),
                 Err(e) => Err(e.clone()),
@@ -602,8 +612,8 @@ pub async fn browse(
 
 /// An open line to a Modbus device, its unit id and its request timeout.
 async fn modbus_link(device: &Device) -> Result<(Link, u8, Duration), ProbeError> {
-    let (transport, unit) = crate::modbus_unit(DeviceId(0), &device.driver, &[], &[])
-        .ok_or_else(|| {
+    let (transport, unit) =
+        crate::modbus_unit(DeviceId(0), &device.driver, &[], &[]).ok_or_else(|| {
             ProbeError::Unsupported(format!("{} is not a Modbus device", device.name))
         })?;
     let mut link = Link::new(transport);
@@ -644,7 +654,9 @@ async fn read_values(
         .collect();
     let values = timeout(
         limit,
-        opened.session.read(&reads, TimestampsToReturn::Neither, 0.0),
+        opened
+            .session
+            .read(&reads, TimestampsToReturn::Neither, 0.0),
     )
     .await
     .map_err(|_| format!("no answer within {} ms", limit.as_millis()))?
@@ -688,8 +700,7 @@ mod tests {
     #[test]
     fn a_float32_is_shown_under_all_four_orders() {
         // 1234.5 is 0x449A5000: bytes A=44 B=9A C=50 D=00.
-        let decoded =
-            decode_every_order(&[0x449A, 0x5000], &plain(DataType::Float32), 0).unwrap();
+        let decoded = decode_every_order(&[0x449A, 0x5000], &plain(DataType::Float32), 0).unwrap();
         let f = |bytes: [u8; 4]| Value::Float32(f32::from_be_bytes(bytes));
         assert_eq!(
             names_and_values(&decoded),
@@ -701,8 +712,7 @@ mod tests {
             ]
         );
         // The same registers written low word first read back right under CDAB.
-        let swapped =
-            decode_every_order(&[0x5000, 0x449A], &plain(DataType::Float32), 0).unwrap();
+        let swapped = decode_every_order(&[0x5000, 0x449A], &plain(DataType::Float32), 0).unwrap();
         assert_eq!(swapped[2].value, Ok(Value::Float32(1234.5)));
     }
 
@@ -726,10 +736,12 @@ mod tests {
         let decoded = decode_every_order(&[0x0102], &plain(DataType::Int16), 0).unwrap();
         assert_eq!(
             names_and_values(&decoded),
-            vec![("ABCD", Value::Int16(0x0102)), ("BADC", Value::Int16(0x0201))]
+            vec![
+                ("ABCD", Value::Int16(0x0102)),
+                ("BADC", Value::Int16(0x0201))
+            ]
         );
-        let decoded =
-            decode_every_order(&[0x5350, 0x4B00], &plain(DataType::String), 4).unwrap();
+        let decoded = decode_every_order(&[0x5350, 0x4B00], &plain(DataType::String), 4).unwrap();
         assert_eq!(
             names_and_values(&decoded),
             vec![
@@ -830,7 +842,8 @@ mod tests {
     #[tokio::test]
     async fn each_modbus_tag_gets_its_value_or_the_device_s_exception() {
         let port = sim().await;
-        let tag = |address: &str, datatype: DataType| Tag::new("plc", "a/b", "t", datatype, address);
+        let tag =
+            |address: &str, datatype: DataType| Tag::new("plc", "a/b", "t", datatype, address);
         let readings = read_tags(
             &modbus(port),
             &[
@@ -845,7 +858,10 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(readings[0].value, Some(Value::String("SPARKEDGE SIM".into())));
+        assert_eq!(
+            readings[0].value,
+            Some(Value::String("SPARKEDGE SIM".into()))
+        );
         assert_eq!(readings[0].quality, Quality::Good);
         assert_eq!(readings[1].quality, Quality::Bad);
         let error = readings[1].error.as_deref().unwrap();
@@ -865,7 +881,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(regs, Registers::Words(vec![0x5350, 0x4152]));
-        let bits = read_registers(&device, RegisterKind::Coil, 0, 3).await.unwrap();
+        let bits = read_registers(&device, RegisterKind::Coil, 0, 3)
+            .await
+            .unwrap();
         assert_eq!(bits, Registers::Bits(vec![false; 3]));
         let e = read_registers(&device, RegisterKind::HoldingRegister, 0, 126)
             .await

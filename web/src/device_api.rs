@@ -39,7 +39,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 use uns_model::{
-    Acquisition, DataType, Device, DriverConfig, Model, ModbusAddress, NodeAddress, Tag, TagId,
+    Acquisition, DataType, Device, DriverConfig, ModbusAddress, Model, NodeAddress, Tag, TagId,
     Value,
 };
 
@@ -75,7 +75,9 @@ fn request_timeout(device: &Device) -> Duration {
 /// implementation's own bound (a request each plus connecting), so this one only catches a
 /// call that hangs.
 fn probe_limit(device: &Device, requests: usize) -> Duration {
-    let n = u32::try_from(requests).unwrap_or(u32::MAX).saturating_add(8);
+    let n = u32::try_from(requests)
+        .unwrap_or(u32::MAX)
+        .saturating_add(8);
     request_timeout(device)
         .saturating_mul(n)
         .saturating_add(Duration::from_secs(5))
@@ -119,7 +121,11 @@ fn slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError>
 fn driver_name(device: &Device) -> String {
     serde_json::to_value(&device.driver)
         .ok()
-        .and_then(|v| v.get("driver").and_then(JsonValue::as_str).map(str::to_owned))
+        .and_then(|v| {
+            v.get("driver")
+                .and_then(JsonValue::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_default()
 }
 
@@ -359,7 +365,11 @@ pub(crate) async fn read_saved(
     read(&state, device, tags).await
 }
 
-async fn read(state: &AppState, device: Device, tags: Vec<Tag>) -> Result<Json<JsonValue>, ApiError> {
+async fn read(
+    state: &AppState,
+    device: Device,
+    tags: Vec<Tag>,
+) -> Result<Json<JsonValue>, ApiError> {
     let _slot = slot(state)?;
     let paths: Vec<String> = tags
         .iter()
@@ -451,7 +461,9 @@ fn registers_of(datatype: DataType, length: u16) -> Option<u16> {
 
 impl PreviewBody {
     /// The read and decoding asked for, checked; and the byte order to mark.
-    fn request(&self) -> Result<(PreviewRequest, ModbusAddress, Option<uns_model::ByteOrder>), ApiError> {
+    fn request(
+        &self,
+    ) -> Result<(PreviewRequest, ModbusAddress, Option<uns_model::ByteOrder>), ApiError> {
         let bad = |field: &str, value: String, reason: String| {
             ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, field, value, reason)
         };
@@ -464,7 +476,11 @@ impl PreviewBody {
         let decode = match datatype {
             None => None,
             Some(_) if kind.is_bit() => {
-                let field = if self.datatype.is_some() { "datatype" } else { "raw_type" };
+                let field = if self.datatype.is_some() {
+                    "datatype"
+                } else {
+                    "raw_type"
+                };
                 let value = datatype.map(|d| d.to_string()).unwrap_or_default();
                 return Err(bad(
                     field,
@@ -487,7 +503,11 @@ impl PreviewBody {
                 .boxed();
                 let conversion = tag.conversion();
                 let raw = conversion.raw_type;
-                let field = if self.raw_type.is_some() { "raw_type" } else { "datatype" };
+                let field = if self.raw_type.is_some() {
+                    "raw_type"
+                } else {
+                    "datatype"
+                };
                 let length = match (raw, self.length) {
                     (DataType::String, None | Some(0)) => {
                         return Err(bad(
@@ -629,7 +649,8 @@ fn preview_json(
                 .map(|(i, w)| json!({ "address": at(i), "hex": format!("{w:04X}"), "value": w }))
                 .collect();
             if let (Some(bit), Some(word)) = (address.bit, words.first()) {
-                answer["bit"] = json!({ "address": address.to_string(), "value": word >> bit & 1 == 1 });
+                answer["bit"] =
+                    json!({ "address": address.to_string(), "value": word >> bit & 1 == 1 });
             }
         }
         RegisterData::Bits(bits) => {
@@ -838,7 +859,10 @@ pub(crate) async fn post_tag(
             StatusCode::CONFLICT,
             "device",
             &device.name,
-            format!("device {} is disabled: no driver runs to write through", device.name),
+            format!(
+                "device {} is disabled: no driver runs to write through",
+                device.name
+            ),
         ));
     }
     let value = parse_value(tag, &body.value).map_err(|reason| {
@@ -896,7 +920,10 @@ mod tests {
         assert!(e.contains("out of range for int16 (-32768..=32767)"), "{e}");
         let e = parse_value(&int16, &json!(1.5)).unwrap_err();
         assert!(e.contains("not an integer"), "{e}");
-        assert_eq!(parse_value(&tag(DataType::Bool), &json!(true)), Ok(Value::Bool(true)));
+        assert_eq!(
+            parse_value(&tag(DataType::Bool), &json!(true)),
+            Ok(Value::Bool(true))
+        );
         assert!(parse_value(&tag(DataType::Bool), &json!(1)).is_err());
         assert_eq!(
             parse_value(&tag(DataType::Float32), &json!(21.5)),
@@ -936,7 +963,9 @@ mod tests {
         assert!(e.contains("4 characters"), "{e}");
     }
 
-    fn preview(body: JsonValue) -> Result<(PreviewRequest, ModbusAddress, Option<uns_model::ByteOrder>), ApiError> {
+    fn preview(
+        body: JsonValue,
+    ) -> Result<(PreviewRequest, ModbusAddress, Option<uns_model::ByteOrder>), ApiError> {
         crate::api_error::parse::<PreviewBody>(&body)?.request()
     }
 
@@ -950,10 +979,13 @@ mod tests {
         let (r, _, selected) =
             preview(json!({"address": "40101", "datatype": "float64", "byte_order": "cdab"}))
                 .unwrap();
-        assert_eq!((r.kind, r.start, r.count), (uns_model::RegisterKind::HoldingRegister, 100, 4));
+        assert_eq!(
+            (r.kind, r.start, r.count),
+            (uns_model::RegisterKind::HoldingRegister, 100, 4)
+        );
         assert_eq!(selected, Some(uns_model::ByteOrder::CDAB));
-        let (r, _, _) = preview(json!({"address": "hr:130", "datatype": "string", "length": 13}))
-            .unwrap();
+        let (r, _, _) =
+            preview(json!({"address": "hr:130", "datatype": "string", "length": 13})).unwrap();
         assert_eq!(r.count, 7);
         let (r, _, _) = preview(json!({"address": "coil:3", "count": 16})).unwrap();
         assert!(r.decode.is_none());
@@ -971,12 +1003,36 @@ mod tests {
             (json!({"address": "hr:x"}), "address", "hr:x"),
             (json!({"address": "hr:0", "count": 126}), "count", "126"),
             (json!({"address": "hr:65535", "count": 2}), "count", "2"),
-            (json!({"address": "hr:0", "datatype": "float32", "count": 1}), "count", "1"),
-            (json!({"address": "hr:0", "datatype": "datetime"}), "datatype", "datetime"),
-            (json!({"address": "hr:0", "datatype": "string"}), "length", ""),
-            (json!({"address": "coil:0", "datatype": "bool"}), "datatype", "bool"),
-            (json!({"address": "hr:0", "datatype": "int32", "byte_order": "ACBD"}), "byte_order", "ACBD"),
-            (json!({"address": "hr:0", "datatype": "flaot32"}), "datatype", "flaot32"),
+            (
+                json!({"address": "hr:0", "datatype": "float32", "count": 1}),
+                "count",
+                "1",
+            ),
+            (
+                json!({"address": "hr:0", "datatype": "datetime"}),
+                "datatype",
+                "datetime",
+            ),
+            (
+                json!({"address": "hr:0", "datatype": "string"}),
+                "length",
+                "",
+            ),
+            (
+                json!({"address": "coil:0", "datatype": "bool"}),
+                "datatype",
+                "bool",
+            ),
+            (
+                json!({"address": "hr:0", "datatype": "int32", "byte_order": "ACBD"}),
+                "byte_order",
+                "ACBD",
+            ),
+            (
+                json!({"address": "hr:0", "datatype": "flaot32"}),
+                "datatype",
+                "flaot32",
+            ),
         ] {
             let e = preview(body.clone()).unwrap_err();
             assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -986,13 +1042,25 @@ mod tests {
 
     #[test]
     fn validation_errors_are_named_as_the_caller_sent_them() {
-        let one = Names { device: "", tags: "", many: false };
+        let one = Names {
+            device: "",
+            tags: "",
+            many: false,
+        };
         assert_eq!(one.relabel("device[0].port"), "port");
         assert_eq!(one.relabel("tag[0].address"), "address");
-        let nested = Names { device: "device.", tags: "tags", many: true };
+        let nested = Names {
+            device: "device.",
+            tags: "tags",
+            many: true,
+        };
         assert_eq!(nested.relabel("device[0].port"), "device.port");
         assert_eq!(nested.relabel("tag[3].address"), "tags[3].address");
-        let single = Names { device: "device.", tags: "tags", many: false };
+        let single = Names {
+            device: "device.",
+            tags: "tags",
+            many: false,
+        };
         assert_eq!(single.relabel("tag[0].address"), "tags.address");
         assert_eq!(single.relabel("namespace.site"), "namespace.site");
         let e = prefixed(

@@ -15,7 +15,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use uns_model::{ByteOrder, Conversion, DataType, Device, NodeAddress, Quality, RegisterKind, Tag, TagId, Value};
+use uns_model::{
+    ByteOrder, Conversion, DataType, Device, NodeAddress, Quality, RegisterKind, Tag, TagId, Value,
+};
 
 /// The answer of a device call: `Err` carries the text to show, as the device or the
 /// transport gave it (a refused connection, a Modbus exception, an OPC UA status code, an

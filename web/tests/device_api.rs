@@ -1,0 +1,321 @@
+//! The device endpoints' own rules, through the real router, with a stand-in for the
+//! devices that records what reaches it: what is refused never reaches a device, probes are
+//! bounded in number, and the routes for unsaved devices leave a device named `test` alone.
+//! (The devices themselves, over real sockets, are tested in tests/tests/device_api.rs.)
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value as JsonValue, json};
+use tokio::sync::Notify;
+use tower::ServiceExt;
+use uns_model::{Device, NodeAddress, Tag, TagId, Value, file::demo_model};
+use web::devices::{BrowseLevel, DeviceCall, PreviewRequest, RegisterPreview, TagReading};
+use web::{AppState, DeviceAccess, Devices, LiveValues, MemoryModel};
+
+/// Records every call; connection tests wait for `release` while `hold` is set.
+#[derive(Debug, Default)]
+struct Recorder {
+    calls: Mutex<Vec<String>>,
+    writes: Mutex<Vec<(TagId, Value)>>,
+    hold: std::sync::atomic::AtomicBool,
+    release: Notify,
+}
+
+impl Recorder {
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl DeviceAccess for Recorder {
+    fn test_connection(&self, device: Device) -> DeviceCall<'_, String> {
+        Box::pin(async move {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("test {}", device.name));
+            if self.hold.load(std::sync::atomic::Ordering::SeqCst) {
+                self.release.notified().await;
+            }
+            Ok(format!("{} answered", device.name))
+        })
+    }
+
+    fn test_read(&self, device: Device, tags: Vec<Tag>) -> DeviceCall<'_, Vec<TagReading>> {
+        Box::pin(async move {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("read {} {}", device.name, tags.len()));
+            Err("unreachable in this test".to_owned())
+        })
+    }
+
+    fn modbus_preview(&self, _: Device, _: PreviewRequest) -> DeviceCall<'_, RegisterPreview> {
+        Box::pin(async { Err("no registers here".to_owned()) })
+    }
+
+    fn browse(&self, _: Device, _: Option<NodeAddress>, _: usize) -> DeviceCall<'_, BrowseLevel> {
+        Box::pin(async { Err("no server here".to_owned()) })
+    }
+
+    fn write(&self, tag: TagId, value: Value) -> DeviceCall<'_, ()> {
+        Box::pin(async move {
+            self.writes.lock().unwrap().push((tag, value));
+            Ok(())
+        })
+    }
+}
+
+fn app() -> (AppState, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let mut model = demo_model();
+    model.devices.push(Device {
+        name: "test".into(),
+        enabled: true,
+        driver: uns_model::DriverConfig::Simulator { period_ms: 1000 },
+    });
+    let state = AppState {
+        live: Arc::new(LiveValues::new(model.tags.len())),
+        model: Arc::new(MemoryModel::new(model)),
+        mqtt_address: "127.0.0.1:1883".to_owned(),
+        edits: Default::default(),
+        devices: Devices::new(recorder.clone()),
+    };
+    (state, recorder)
+}
+
+async fn send(
+    state: &AppState,
+    method: Method,
+    uri: &str,
+    body: Option<JsonValue>,
+) -> (StatusCode, JsonValue) {
+    let request = Request::builder().method(method).uri(uri);
+    let request = match body {
+        Some(b) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = web::router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(JsonValue::Null),
+    )
+}
+
+fn only_error(body: &JsonValue) -> (String, String) {
+    let errors = body["errors"].as_array().expect("an errors list");
+    assert_eq!(errors.len(), 1, "{body}");
+    let text = |k: &str| errors[0][k].as_str().unwrap_or_default().to_owned();
+    (text("field"), text("value"))
+}
+
+const SETPOINT: &str = "/api/tags/packaging/line3/filler/setpoint/value";
+
+#[tokio::test]
+async fn a_write_reaches_the_device_only_when_the_tag_and_value_allow_it() {
+    let (state, recorder) = app();
+    let (status, body) = send(&state, Method::POST, SETPOINT, Some(json!({"value": 42.5}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"tag": "packaging/line3/filler/setpoint", "value": 42.5, "written": true})
+    );
+    // The tag's index in the running model: the sixth tag.
+    assert_eq!(
+        *recorder.writes.lock().unwrap(),
+        [(TagId(5), Value::Float32(42.5))]
+    );
+
+    for (uri, body, status, field) in [
+        (
+            "/api/tags/packaging/line3/filler/temperature/value",
+            json!({"value": 1}),
+            StatusCode::CONFLICT,
+            "writable",
+        ),
+        (
+            SETPOINT,
+            json!({"value": "warm"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "value",
+        ),
+        (
+            SETPOINT,
+            json!({"value": 1e300}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "value",
+        ),
+        (
+            SETPOINT,
+            json!({"valeu": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "valeu",
+        ),
+        (
+            "/api/tags/packaging/line3/filler/nope/value",
+            json!({"value": 1}),
+            StatusCode::NOT_FOUND,
+            "tag",
+        ),
+        (
+            "/api/tags/packaging/line3/filler/setpoint",
+            json!({"value": 1}),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "path",
+        ),
+    ] {
+        let (got, answer) = send(&state, Method::POST, uri, Some(body.clone())).await;
+        assert_eq!(got, status, "{uri} {body}: {answer}");
+        assert_eq!(only_error(&answer).0, field, "{uri} {body}: {answer}");
+    }
+    assert_eq!(
+        recorder.writes.lock().unwrap().len(),
+        1,
+        "nothing refused was written"
+    );
+}
+
+#[tokio::test]
+async fn a_device_named_test_stays_reachable_beside_the_test_of_unsaved_devices() {
+    let (state, recorder) = app();
+    let (status, body) = send(&state, Method::GET, "/api/devices/test", None).await;
+    assert_eq!(
+        (status, &body["name"]),
+        (StatusCode::OK, &json!("test")),
+        "{body}"
+    );
+    let (status, body) = send(&state, Method::POST, "/api/devices/test/test", None).await;
+    assert_eq!(
+        (status, &body["message"]),
+        (StatusCode::OK, &json!("test answered")),
+        "{body}"
+    );
+    let unsaved = json!({"name": "new", "driver": "modbus-tcp", "host": "10.0.0.9"});
+    let (status, body) = send(&state, Method::POST, "/api/devices/test", Some(unsaved)).await;
+    assert_eq!(
+        (status, &body["ok"]),
+        (StatusCode::OK, &json!(true)),
+        "{body}"
+    );
+    let (status, body) = send(
+        &state,
+        Method::POST,
+        "/api/devices/demo-plc",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(recorder.calls(), ["test test", "test new"]);
+}
+
+#[tokio::test]
+async fn unsaved_settings_are_checked_before_any_device_is_contacted() {
+    let (state, recorder) = app();
+    let bad_device = json!({"name": "new", "driver": "modbus-tcp", "host": "10.0.0.9", "port": 0});
+    let (status, body) = send(
+        &state,
+        Method::POST,
+        "/api/devices/test",
+        Some(bad_device.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(only_error(&body), ("port".to_owned(), "0".to_owned()));
+
+    let tag =
+        json!({"location": "packaging/line3", "name": "t", "datatype": "int16", "address": "hr:0"});
+    let (status, body) = send(
+        &state,
+        Method::POST,
+        "/api/devices/test-read",
+        Some(json!({"device": bad_device, "tags": [tag]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(only_error(&body).0, "device.port");
+
+    let good_device = json!({"name": "new", "driver": "modbus-tcp", "host": "10.0.0.9"});
+    let bad_tag = json!({"location": "packaging/nowhere", "name": "t", "datatype": "int16", "address": "hr:0"});
+    let (status, body) = send(
+        &state,
+        Method::POST,
+        "/api/devices/test-read",
+        Some(json!({"device": good_device, "tags": [tag, bad_tag]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(only_error(&body).0, "tags[1].location", "{body}");
+    assert!(recorder.calls().is_empty(), "{:?}", recorder.calls());
+
+    // Valid: the device is asked, and its failure is the answer, per tag.
+    let (status, body) = send(
+        &state,
+        Method::POST,
+        "/api/devices/test-read",
+        Some(json!({"device": good_device, "tags": tag})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ok"], false);
+    assert_eq!(
+        body["tags"][0]["error"],
+        "not read: unreachable in this test"
+    );
+    assert_eq!(recorder.calls(), ["read new 1"]);
+}
+
+#[tokio::test]
+async fn at_most_four_probes_run_at_once() {
+    let (state, recorder) = app();
+    recorder
+        .hold
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut running = Vec::new();
+    for _ in 0..4 {
+        let state = state.clone();
+        running.push(tokio::spawn(async move {
+            send(&state, Method::POST, "/api/devices/demo-plc/test", None).await
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while recorder.calls().len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "four probes did not start"
+        );
+        tokio::task::yield_now().await;
+    }
+    let (status, body) = send(&state, Method::POST, "/api/devices/demo-plc/test", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("4 device tests"),
+        "{body}"
+    );
+    // Writes are not probes: they still go through.
+    let (status, _) = send(&state, Method::POST, SETPOINT, Some(json!({"value": 1}))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    recorder
+        .hold
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    recorder.release.notify_waiters();
+    for r in running {
+        assert_eq!(r.await.unwrap().0, StatusCode::OK);
+    }
+    let (status, _) = send(&state, Method::POST, "/api/devices/demo-plc/test", None).await;
+    assert_eq!(status, StatusCode::OK, "a slot is free again");
+}
