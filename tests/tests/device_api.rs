@@ -653,3 +653,56 @@ async fn an_opcua_server_is_browsed_tested_read_and_written() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secure_server_is_tested_until_both_sides_trust_each_other() {
+    let ua_port = free_port();
+    let server_pki = tempfile::tempdir().expect("temp dir");
+    let _server = KillOnDrop::spawn(
+        Command::new(sparkedge_binary())
+            .args(["sim", "opcua", "--secure", "--listen", &format!("127.0.0.1:{ua_port}")])
+            .arg("--pki-dir")
+            .arg(server_pki.path()),
+        "sparkedge sim opcua --secure",
+    );
+    // The demo model: no secure device, so the appliance has opened no certificate folder.
+    let data = tempfile::tempdir().expect("temp dir");
+    let app = Appliance::start(data.path(), &[]);
+    let web = app.web_port;
+    wait_for("the OPC UA simulator", || listening(ua_port)).await;
+    web_up(web).await;
+    let device = json!({
+        "name": "secure-plc", "driver": "opc-ua", "endpoint": format!("opc.tcp://127.0.0.1:{ua_port}/"),
+        "security_policy": "basic256sha256", "timeout_ms": 5000,
+    });
+
+    // 1. We do not trust the server yet: the error says how, with its thumbprint.
+    let (status, body) = post(web, "/api/devices/test", device.clone()).await;
+    assert_eq!((status, &body["ok"]), (200, &json!(false)), "{body}");
+    let error = body["error"].as_str().unwrap();
+    let thumbprint = error
+        .split_once("sparkedge opcua trust ")
+        .map(|(_, t)| t.trim().to_owned())
+        .unwrap_or_else(|| panic!("no trust command in {error:?}"));
+    assert!(error.contains("is not trusted"), "{error}");
+    system_tests::sparkedge(data.path(), &["opcua", "trust", &thumbprint]);
+
+    // 2. The server does not trust us yet: the error names our certificate.
+    let (status, body) = post(web, "/api/devices/test", device.clone()).await;
+    assert_eq!((status, &body["ok"]), (200, &json!(false)), "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("may not trust the appliance's certificate"), "{error}");
+    assert!(error.contains("opcua-pki/own/cert.der"), "{error}");
+
+    // 3. The server's administrator trusts what it refused: the session opens.
+    let rejected = server_pki.path().join("rejected");
+    for entry in std::fs::read_dir(&rejected).expect("the server's rejected folder") {
+        let entry = entry.unwrap();
+        std::fs::rename(entry.path(), server_pki.path().join("trusted").join(entry.file_name()))
+            .expect("trust our certificate on the server");
+    }
+    let (status, body) = post(web, "/api/devices/test", device).await;
+    assert_eq!((status, &body["ok"]), (200, &json!(true)), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("security policy basic256sha256, mode sign-and-encrypt"), "{message}");
+}
