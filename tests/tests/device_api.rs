@@ -2,18 +2,55 @@
 //! simulators over real sockets: connection tests with the real error text, test reads of
 //! unsaved tags, the Modbus register preview under every byte order, browsing an OPC UA
 //! server, and writing values (refused when the tag is not writable or the value does not
-//! fit, confirmed by the PLC and read back otherwise).
+//! fit, confirmed by the PLC and read back otherwise). Probes are an admin's, writes an
+//! operator's: each test logs both in through the login form.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as JsonValue, json};
-use system_tests::{Appliance, DEADLINE, KillOnDrop, free_port, import_model, sparkedge_binary};
+use std::path::Path;
+
+use system_tests::{
+    Appliance, DEADLINE, KillOnDrop, WebSession, add_web_user, free_port, import_model,
+    sparkedge_binary, web_login,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_modbus::client::{Reader, Writer};
 
-/// One HTTP/1.0 request with an optional JSON body: the status and the body as JSON.
-async fn http(port: u16, method: &str, path: &str, body: Option<JsonValue>) -> (u16, JsonValue) {
+const PASSWORD: &str = "a long enough password";
+
+/// The web UI as one logged-in user sees it.
+struct Web {
+    port: u16,
+    /// `None`: not logged in.
+    who: Option<WebSession>,
+}
+
+/// Adds the admin `ada` and the operator `otto` (before the appliance starts).
+fn add_users(data_dir: &Path) {
+    add_web_user(data_dir, "ada", "admin", PASSWORD);
+    add_web_user(data_dir, "otto", "operator", PASSWORD);
+}
+
+/// `user` logged in on the web UI at `port`, once it answers.
+async fn login(port: u16, user: &str) -> Web {
+    web_up(port).await;
+    let who = web_login(port, user, PASSWORD);
+    Web {
+        port,
+        who: Some(who),
+    }
+}
+
+/// One HTTP/1.0 request with an optional JSON body as `web`'s user: the status and the body
+/// as JSON.
+async fn http(web: &Web, method: &str, path: &str, body: Option<JsonValue>) -> (u16, JsonValue) {
+    let port = web.port;
+    let session = match &web.who {
+        Some(s) => format!("Cookie: {}\r\nX-CSRF-Token: {}\r\n", s.cookie, s.csrf),
+        None => String::new(),
+    };
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -25,7 +62,7 @@ async fn http(port: u16, method: &str, path: &str, body: Option<JsonValue>) -> (
             "Content-Type: application/json\r\n"
         };
         let request = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{session}{content_type}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
         stream.write_all(request.as_bytes()).await.expect("send");
@@ -46,12 +83,12 @@ async fn http(port: u16, method: &str, path: &str, body: Option<JsonValue>) -> (
     (status, json)
 }
 
-async fn post(port: u16, path: &str, body: JsonValue) -> (u16, JsonValue) {
-    http(port, "POST", path, Some(body)).await
+async fn post(web: &Web, path: &str, body: JsonValue) -> (u16, JsonValue) {
+    http(web, "POST", path, Some(body)).await
 }
 
-async fn get(port: u16, path: &str) -> (u16, JsonValue) {
-    http(port, "GET", path, None).await
+async fn get(web: &Web, path: &str) -> (u16, JsonValue) {
+    http(web, "GET", path, None).await
 }
 
 /// Waits until `ready` holds, checking every 50 ms, failing after [`DEADLINE`].
@@ -72,7 +109,8 @@ async fn listening(port: u16) -> bool {
 /// The web UI answers.
 async fn web_up(port: u16) {
     wait_for("the web UI", || async move {
-        listening(port).await && get(port, "/healthz").await.0 == 200
+        let anyone = Web { port, who: None };
+        listening(port).await && get(&anyone, "/healthz").await.0 == 200
     })
     .await;
 }
@@ -153,10 +191,11 @@ async fn modbus_devices_are_tested_read_previewed_and_written() {
     let _plc = sim("modbus", plc_port);
     let data = tempfile::tempdir().expect("temp dir");
     import_model(data.path(), &modbus_model(plc_port));
+    add_users(data.path());
     let app = Appliance::start(data.path(), &[]);
-    let web = app.web_port;
     wait_for("the Modbus simulator", || listening(plc_port)).await;
-    web_up(web).await;
+    let web = &login(app.web_port, "ada").await;
+    let operator = &login(app.web_port, "otto").await;
 
     // -- test connection: an unsaved device, a closed port, a saved device --
     let unsaved = json!({"name": "new-plc", "driver": "modbus-tcp", "host": "127.0.0.1", "port": plc_port, "timeout_ms": 500});
@@ -186,6 +225,16 @@ async fn modbus_devices_are_tested_read_previewed_and_written() {
 
     let (status, body) = post(web, "/api/devices/plc/test", json!(null)).await;
     assert_eq!((status, &body["ok"]), (200, &json!(true)), "{body}");
+
+    // Probes are an admin's; nobody else reaches the plant through them.
+    let (status, body) = post(operator, "/api/devices/plc/test", json!(null)).await;
+    assert_eq!(status, 403, "{body}");
+    let anyone = &Web {
+        port: web.port,
+        who: None,
+    };
+    let (status, body) = post(anyone, "/api/devices/plc/test", json!(null)).await;
+    assert_eq!(status, 401, "{body}");
 
     // A setting a save would refuse is refused before anything connects.
     let bad = json!({"name": "new-plc", "driver": "modbus-tcp", "host": "127.0.0.1", "port": plc_port, "timeout_ms": 0});
@@ -354,7 +403,7 @@ async fn modbus_devices_are_tested_read_previewed_and_written() {
     })
     .await;
     let (status, body) = post(
-        web,
+        operator,
         "/api/tags/assembly/line1/setpoint/value",
         json!({"value": -1234}),
     )
@@ -370,7 +419,7 @@ async fn modbus_devices_are_tested_read_previewed_and_written() {
     .await;
 
     let (status, body) = post(
-        web,
+        operator,
         "/api/tags/assembly/line1/seconds/value",
         json!({"value": 5}),
     )
@@ -387,7 +436,7 @@ async fn modbus_devices_are_tested_read_previewed_and_written() {
         ),
     ] {
         let (status, body) = post(
-            web,
+            operator,
             "/api/tags/assembly/line1/setpoint/value",
             json!({"value": value}),
         )
@@ -400,7 +449,7 @@ async fn modbus_devices_are_tested_read_previewed_and_written() {
 
     // The PLC refuses a register it does not have: its own reason comes back.
     let (status, body) = post(
-        web,
+        operator,
         "/api/tags/assembly/line1/missing/value",
         json!({"value": 1}),
     )
@@ -469,10 +518,11 @@ async fn an_opcua_server_is_browsed_tested_read_and_written() {
     let _server = sim("opcua", ua_port);
     let data = tempfile::tempdir().expect("temp dir");
     import_model(data.path(), &opcua_model(ua_port));
+    add_users(data.path());
     wait_for("the OPC UA simulator", || listening(ua_port)).await;
     let app = Appliance::start(data.path(), &[]);
-    let web = app.web_port;
-    web_up(web).await;
+    let web = &login(app.web_port, "ada").await;
+    let operator = &login(app.web_port, "otto").await;
 
     // -- browse, level by level from the Objects folder --
     let (status, body) = get(web, "/api/devices/ua/browse").await;
@@ -642,7 +692,7 @@ async fn an_opcua_server_is_browsed_tested_read_and_written() {
     })
     .await;
     let (status, body) = post(
-        web,
+        operator,
         "/api/tags/mixing/line1/target/value",
         json!({"value": 4242}),
     )
@@ -660,17 +710,23 @@ async fn a_secure_server_is_tested_until_both_sides_trust_each_other() {
     let server_pki = tempfile::tempdir().expect("temp dir");
     let _server = KillOnDrop::spawn(
         Command::new(sparkedge_binary())
-            .args(["sim", "opcua", "--secure", "--listen", &format!("127.0.0.1:{ua_port}")])
+            .args([
+                "sim",
+                "opcua",
+                "--secure",
+                "--listen",
+                &format!("127.0.0.1:{ua_port}"),
+            ])
             .arg("--pki-dir")
             .arg(server_pki.path()),
         "sparkedge sim opcua --secure",
     );
     // The demo model: no secure device, so the appliance has opened no certificate folder.
     let data = tempfile::tempdir().expect("temp dir");
+    add_users(data.path());
     let app = Appliance::start(data.path(), &[]);
-    let web = app.web_port;
     wait_for("the OPC UA simulator", || listening(ua_port)).await;
-    web_up(web).await;
+    let web = &login(app.web_port, "ada").await;
     let device = json!({
         "name": "secure-plc", "driver": "opc-ua", "endpoint": format!("opc.tcp://127.0.0.1:{ua_port}/"),
         "security_policy": "basic256sha256", "timeout_ms": 5000,
@@ -691,18 +747,27 @@ async fn a_secure_server_is_tested_until_both_sides_trust_each_other() {
     let (status, body) = post(web, "/api/devices/test", device.clone()).await;
     assert_eq!((status, &body["ok"]), (200, &json!(false)), "{body}");
     let error = body["error"].as_str().unwrap();
-    assert!(error.contains("may not trust the appliance's certificate"), "{error}");
+    assert!(
+        error.contains("may not trust the appliance's certificate"),
+        "{error}"
+    );
     assert!(error.contains("opcua-pki/own/cert.der"), "{error}");
 
     // 3. The server's administrator trusts what it refused: the session opens.
     let rejected = server_pki.path().join("rejected");
     for entry in std::fs::read_dir(&rejected).expect("the server's rejected folder") {
         let entry = entry.unwrap();
-        std::fs::rename(entry.path(), server_pki.path().join("trusted").join(entry.file_name()))
-            .expect("trust our certificate on the server");
+        std::fs::rename(
+            entry.path(),
+            server_pki.path().join("trusted").join(entry.file_name()),
+        )
+        .expect("trust our certificate on the server");
     }
     let (status, body) = post(web, "/api/devices/test", device).await;
     assert_eq!((status, &body["ok"]), (200, &json!(true)), "{body}");
     let message = body["message"].as_str().unwrap();
-    assert!(message.contains("security policy basic256sha256, mode sign-and-encrypt"), "{message}");
+    assert!(
+        message.contains("security policy basic256sha256, mode sign-and-encrypt"),
+        "{message}"
+    );
 }

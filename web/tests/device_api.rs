@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tower::ServiceExt;
 use uns_model::{Device, NodeAddress, Tag, TagId, Value, file::demo_model};
 use web::devices::{BrowseLevel, DeviceCall, PreviewRequest, RegisterPreview, TagReading};
-use web::{AppState, DeviceAccess, Devices, LiveValues, MemoryModel};
+use web::{AppState, Auth, DeviceAccess, Devices, LiveValues, MemoryModel, Role, UserStore};
 
 /// Records every call; connection tests wait for `release` while `hold` is set.
 #[derive(Debug, Default)]
@@ -70,7 +70,15 @@ impl DeviceAccess for Recorder {
     }
 }
 
-fn app() -> (AppState, Arc<Recorder>) {
+/// The app with an admin's session (cookie and CSRF token) to send with every request.
+#[derive(Clone)]
+struct App {
+    state: AppState,
+    cookie: String,
+    csrf: String,
+}
+
+fn app() -> (App, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     let mut model = demo_model();
     model.devices.push(Device {
@@ -78,23 +86,39 @@ fn app() -> (AppState, Arc<Recorder>) {
         enabled: true,
         driver: uns_model::DriverConfig::Simulator { period_ms: 1000 },
     });
+    let users = UserStore::open_in_memory().unwrap();
+    users.add("root", Role::Admin, "root password", 0).unwrap();
+    let now = web::auth::Clock::system().now_ms();
+    let session = users.start_session("root", now).unwrap();
     let state = AppState {
         live: Arc::new(LiveValues::new(model.tags.len())),
         model: Arc::new(MemoryModel::new(model)),
         mqtt_address: "127.0.0.1:1883".to_owned(),
         edits: Default::default(),
+        status: Default::default(),
+        births: None,
+        auth: Arc::new(Auth::new(users).unwrap()),
         devices: Devices::new(recorder.clone()),
     };
-    (state, recorder)
+    let app = App {
+        state,
+        cookie: format!("sparkedge_session={}", session.token),
+        csrf: session.csrf,
+    };
+    (app, recorder)
 }
 
 async fn send(
-    state: &AppState,
+    app: &App,
     method: Method,
     uri: &str,
     body: Option<JsonValue>,
 ) -> (StatusCode, JsonValue) {
-    let request = Request::builder().method(method).uri(uri);
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::COOKIE, &app.cookie)
+        .header("x-csrf-token", &app.csrf);
     let request = match body {
         Some(b) => request
             .header(header::CONTENT_TYPE, "application/json")
@@ -102,7 +126,10 @@ async fn send(
         None => request.body(Body::empty()),
     }
     .unwrap();
-    let response = web::router(state.clone()).oneshot(request).await.unwrap();
+    let response = web::router(app.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
@@ -124,8 +151,8 @@ const SETPOINT: &str = "/api/tags/packaging/line3/filler/setpoint/value";
 
 #[tokio::test]
 async fn a_write_reaches_the_device_only_when_the_tag_and_value_allow_it() {
-    let (state, recorder) = app();
-    let (status, body) = send(&state, Method::POST, SETPOINT, Some(json!({"value": 42.5}))).await;
+    let (app, recorder) = app();
+    let (status, body) = send(&app, Method::POST, SETPOINT, Some(json!({"value": 42.5}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
@@ -175,7 +202,7 @@ async fn a_write_reaches_the_device_only_when_the_tag_and_value_allow_it() {
             "path",
         ),
     ] {
-        let (got, answer) = send(&state, Method::POST, uri, Some(body.clone())).await;
+        let (got, answer) = send(&app, Method::POST, uri, Some(body.clone())).await;
         assert_eq!(got, status, "{uri} {body}: {answer}");
         assert_eq!(only_error(&answer).0, field, "{uri} {body}: {answer}");
     }
@@ -188,43 +215,37 @@ async fn a_write_reaches_the_device_only_when_the_tag_and_value_allow_it() {
 
 #[tokio::test]
 async fn a_device_named_test_stays_reachable_beside_the_test_of_unsaved_devices() {
-    let (state, recorder) = app();
-    let (status, body) = send(&state, Method::GET, "/api/devices/test", None).await;
+    let (app, recorder) = app();
+    let (status, body) = send(&app, Method::GET, "/api/devices/test", None).await;
     assert_eq!(
         (status, &body["name"]),
         (StatusCode::OK, &json!("test")),
         "{body}"
     );
-    let (status, body) = send(&state, Method::POST, "/api/devices/test/test", None).await;
+    let (status, body) = send(&app, Method::POST, "/api/devices/test/test", None).await;
     assert_eq!(
         (status, &body["message"]),
         (StatusCode::OK, &json!("test answered")),
         "{body}"
     );
     let unsaved = json!({"name": "new", "driver": "modbus-tcp", "host": "10.0.0.9"});
-    let (status, body) = send(&state, Method::POST, "/api/devices/test", Some(unsaved)).await;
+    let (status, body) = send(&app, Method::POST, "/api/devices/test", Some(unsaved)).await;
     assert_eq!(
         (status, &body["ok"]),
         (StatusCode::OK, &json!(true)),
         "{body}"
     );
-    let (status, body) = send(
-        &state,
-        Method::POST,
-        "/api/devices/demo-plc",
-        Some(json!({})),
-    )
-    .await;
+    let (status, body) = send(&app, Method::POST, "/api/devices/demo-plc", Some(json!({}))).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
     assert_eq!(recorder.calls(), ["test test", "test new"]);
 }
 
 #[tokio::test]
 async fn unsaved_settings_are_checked_before_any_device_is_contacted() {
-    let (state, recorder) = app();
+    let (app, recorder) = app();
     let bad_device = json!({"name": "new", "driver": "modbus-tcp", "host": "10.0.0.9", "port": 0});
     let (status, body) = send(
-        &state,
+        &app,
         Method::POST,
         "/api/devices/test",
         Some(bad_device.clone()),
@@ -236,7 +257,7 @@ async fn unsaved_settings_are_checked_before_any_device_is_contacted() {
     let tag =
         json!({"location": "packaging/line3", "name": "t", "datatype": "int16", "address": "hr:0"});
     let (status, body) = send(
-        &state,
+        &app,
         Method::POST,
         "/api/devices/test-read",
         Some(json!({"device": bad_device, "tags": [tag]})),
@@ -248,7 +269,7 @@ async fn unsaved_settings_are_checked_before_any_device_is_contacted() {
     let good_device = json!({"name": "new", "driver": "modbus-tcp", "host": "10.0.0.9"});
     let bad_tag = json!({"location": "packaging/nowhere", "name": "t", "datatype": "int16", "address": "hr:0"});
     let (status, body) = send(
-        &state,
+        &app,
         Method::POST,
         "/api/devices/test-read",
         Some(json!({"device": good_device, "tags": [tag, bad_tag]})),
@@ -260,7 +281,7 @@ async fn unsaved_settings_are_checked_before_any_device_is_contacted() {
 
     // Valid: the device is asked, and its failure is the answer, per tag.
     let (status, body) = send(
-        &state,
+        &app,
         Method::POST,
         "/api/devices/test-read",
         Some(json!({"device": good_device, "tags": tag})),
@@ -277,15 +298,15 @@ async fn unsaved_settings_are_checked_before_any_device_is_contacted() {
 
 #[tokio::test]
 async fn at_most_four_probes_run_at_once() {
-    let (state, recorder) = app();
+    let (app, recorder) = app();
     recorder
         .hold
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let mut running = Vec::new();
     for _ in 0..4 {
-        let state = state.clone();
+        let app = app.clone();
         running.push(tokio::spawn(async move {
-            send(&state, Method::POST, "/api/devices/demo-plc/test", None).await
+            send(&app, Method::POST, "/api/devices/demo-plc/test", None).await
         }));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -296,7 +317,7 @@ async fn at_most_four_probes_run_at_once() {
         );
         tokio::task::yield_now().await;
     }
-    let (status, body) = send(&state, Method::POST, "/api/devices/demo-plc/test", None).await;
+    let (status, body) = send(&app, Method::POST, "/api/devices/demo-plc/test", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
         body["errors"][0]["reason"]
@@ -306,7 +327,7 @@ async fn at_most_four_probes_run_at_once() {
         "{body}"
     );
     // Writes are not probes: they still go through.
-    let (status, _) = send(&state, Method::POST, SETPOINT, Some(json!({"value": 1}))).await;
+    let (status, _) = send(&app, Method::POST, SETPOINT, Some(json!({"value": 1}))).await;
     assert_eq!(status, StatusCode::OK);
 
     recorder
@@ -316,6 +337,6 @@ async fn at_most_four_probes_run_at_once() {
     for r in running {
         assert_eq!(r.await.unwrap().0, StatusCode::OK);
     }
-    let (status, _) = send(&state, Method::POST, "/api/devices/demo-plc/test", None).await;
+    let (status, _) = send(&app, Method::POST, "/api/devices/demo-plc/test", None).await;
     assert_eq!(status, StatusCode::OK, "a slot is free again");
 }
