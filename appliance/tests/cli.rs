@@ -109,7 +109,12 @@ fn with_password(data_dir: &Path, args: &[&str], password: &str) -> Output {
         .spawn()
         .expect("run sparkedge");
     let mut stdin = child.stdin.take().expect("stdin");
-    writeln!(stdin, "{password}").expect("write the password");
+    // A command that refuses its arguments (bad role, bad name) exits without reading
+    // standard input: the write then fails with a broken pipe, which is its answer, not an
+    // error of the test.
+    if let Err(e) = writeln!(stdin, "{password}") {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write the password: {e}");
+    }
     drop(stdin);
     child.wait_with_output().expect("wait for sparkedge")
 }
