@@ -60,14 +60,17 @@ pub(crate) async fn live(
         live: state.live,
         stop: shutdown.map(|Extension(ShutdownSignal(rx))| rx),
         seen: None,
+        model: 0,
         next_event_at: Instant::now(),
     };
     let events = futures_util::stream::unfold(client, |mut client| async move {
-        let samples = client.next_changes().await?;
-        Some((
-            Ok(Event::default().data(live_json(&samples).to_string())),
-            client,
-        ))
+        let event = match client.next_changes().await? {
+            Some(samples) => Event::default().data(live_json(&samples).to_string()),
+            // The tags were renumbered: a page reloads to show the new model; the stream goes
+            // on with every value under its new number.
+            None => Event::default().event("model").data("changed"),
+        };
+        Some((Ok(event), client))
     });
     Sse::new(events).keep_alive(KeepAlive::default())
 }
@@ -79,20 +82,25 @@ struct LiveClient {
     stop: Option<watch::Receiver<bool>>,
     /// The version of the last event sent; `None` before the first.
     seen: Option<u64>,
+    /// The model count ([`LiveValues::model`]) of the tag numbers sent.
+    model: u64,
     next_event_at: Instant,
 }
 
 impl LiveClient {
-    /// Waits for the next batch of changes to send; `None` once the server shuts down.
-    async fn next_changes(&mut self) -> Option<Vec<TagSample>> {
+    /// Waits for the next batch of changes to send; `None` once the server shuts down,
+    /// `Some(None)` when the model changed (the next batch is then every value).
+    async fn next_changes(&mut self) -> Option<Option<Vec<TagSample>>> {
         let Some(mut seen) = self.seen else {
             // Mark seen before the snapshot: an update racing with it wakes us again, and
-            // `changed_since` then returns only what the snapshot missed.
+            // `changed_since` then returns only what the snapshot missed. The model count
+            // likewise, so a renumbering racing with the snapshot is announced.
             self.changes.borrow_and_update();
+            self.model = self.live.model();
             let (version, samples) = self.live.changed_since(0);
             self.seen = Some(version);
             self.next_event_at = Instant::now() + EVENT_INTERVAL;
-            return Some(samples);
+            return Some(Some(samples));
         };
         loop {
             tokio::select! {
@@ -104,13 +112,17 @@ impl LiveClient {
                 () = stopped(&mut self.stop) => return None,
             }
             self.changes.borrow_and_update();
+            if self.live.model() != self.model {
+                self.seen = None;
+                return Some(None);
+            }
             let (version, samples) = self.live.changed_since(seen);
             seen = version;
             self.seen = Some(version);
             // Empty when an earlier event already carried the changes that woke us.
             if !samples.is_empty() {
                 self.next_event_at = Instant::now() + EVENT_INTERVAL;
-                return Some(samples);
+                return Some(Some(samples));
             }
         }
     }

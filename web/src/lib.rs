@@ -547,6 +547,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn live_announces_a_changed_model_then_sends_every_value_renumbered() {
+        let state = state();
+        state
+            .live
+            .update(&[sample(0, Value::Float32(1.5), Quality::Good)]);
+        let (_, body) = get(&state, "/api/live").await;
+        let mut stream = body.into_data_stream();
+        let mut buffer = String::new();
+        next_event(&mut stream, &mut buffer).await;
+
+        // A tag was inserted ahead of the first: it is tag 1 now.
+        state.live.remap(3, [(TagId(0), TagId(1))]);
+        while !buffer.contains("event: model\n") {
+            let chunk = tokio::time::timeout(DEADLINE, stream.next())
+                .await
+                .expect("no model event before the deadline")
+                .expect("SSE stream ended")
+                .unwrap();
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        let end = buffer.find("event: model\n").unwrap();
+        let end = end + buffer[end..].find("\n\n").unwrap() + 2;
+        buffer.drain(..end);
+        assert_eq!(
+            next_event(&mut stream, &mut buffer).await,
+            json!([{"tag": 1, "value": 1.5, "quality": "good", "timestamp": 1_700_000_000_000u64}])
+        );
+    }
+
+    #[tokio::test]
     async fn healthz_says_ok() {
         let (status, body) = get(&state(), "/healthz").await;
         assert_eq!(status, StatusCode::OK);

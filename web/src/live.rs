@@ -1,5 +1,5 @@
 //! The latest sample of every tag, with a version per tag so each reader can ask what changed
-//! since it last looked.
+//! since it last looked, and a model count that tells readers when tag numbers changed.
 
 use std::sync::{PoisonError, RwLock};
 
@@ -22,6 +22,8 @@ pub struct LiveValues {
 #[derive(Debug)]
 struct Slots {
     version: u64,
+    /// How many times [`LiveValues::remap`] renumbered the tags.
+    model: u64,
     samples: Vec<Option<TagSample>>,
     versions: Vec<u64>,
 }
@@ -31,6 +33,7 @@ impl LiveValues {
         LiveValues {
             slots: RwLock::new(Slots {
                 version: 0,
+                model: 0,
                 samples: vec![None; tag_count],
                 versions: vec![0; tag_count],
             }),
@@ -93,6 +96,44 @@ impl LiveValues {
             version
         };
         self.changed.send_replace(version);
+    }
+
+    /// Renumbers the table for a changed model of `tag_count` tags: each `(old, new)` pair
+    /// moves the last sample of a tag that persists to its new number; every other tag starts
+    /// without a value. The moved samples get a new version, so a reader that keeps going
+    /// receives them under their new numbers, and [`LiveValues::model`] counts up, so a
+    /// reader that shows names (the page) knows to load the model again.
+    pub fn remap(&self, tag_count: usize, moves: impl IntoIterator<Item = (TagId, TagId)>) {
+        let version = {
+            let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+            let slots = &mut *slots;
+            let version = slots.version + 1;
+            let mut old = std::mem::replace(&mut slots.samples, vec![None; tag_count]);
+            slots.versions = vec![0; tag_count];
+            for (from, to) in moves {
+                let (Some(slot), Some(sample)) = (
+                    slots.samples.get_mut(to.index()),
+                    old.get_mut(from.index()).and_then(Option::take),
+                ) else {
+                    continue;
+                };
+                *slot = Some(TagSample { tag: to, ..sample });
+                slots.versions[to.index()] = version;
+            }
+            slots.version = version;
+            slots.model += 1;
+            version
+        };
+        self.changed.send_replace(version);
+    }
+
+    /// Counts the model changes ([`LiveValues::remap`]); tag numbers read under one count
+    /// mean nothing under another.
+    pub fn model(&self) -> u64 {
+        self.slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .model
     }
 
     pub fn get(&self, tag: TagId) -> Option<TagSample> {
@@ -174,5 +215,42 @@ mod tests {
         let (v2, changed) = live.changed_since(v1);
         assert_eq!(changed, vec![sample(1, 5.0)]);
         assert!(live.changed_since(v2).1.is_empty());
+    }
+
+    #[test]
+    fn remap_moves_the_samples_of_persisting_tags_and_announces_the_change() {
+        let live = LiveValues::new(3);
+        live.update(&[sample(0, 1.0), sample(1, 2.0), sample(2, 3.0)]);
+        let (v1, _) = live.changed_since(0);
+        let mut changes = live.subscribe();
+        changes.borrow_and_update();
+        assert_eq!(live.model(), 0);
+        // Tag 0 is removed, 1 becomes 2 and 2 becomes 0; tag 1 is new. Moves naming a tag
+        // outside either table are ignored.
+        live.remap(
+            3,
+            [
+                (TagId(1), TagId(2)),
+                (TagId(2), TagId(0)),
+                (TagId(7), TagId(1)),
+                (TagId(0), TagId(9)),
+            ],
+        );
+        assert_eq!(live.model(), 1);
+        assert!(changes.has_changed().unwrap(), "readers are woken");
+        assert_eq!(live.get(TagId(0)), Some(sample(0, 3.0)));
+        assert_eq!(live.get(TagId(1)), None);
+        assert_eq!(live.get(TagId(2)), Some(sample(2, 2.0)));
+        // A reader that keeps going receives the moved samples under their new numbers.
+        let (v2, moved) = live.changed_since(v1);
+        assert!(v2 > v1);
+        assert_eq!(moved, vec![sample(0, 3.0), sample(2, 2.0)]);
+        // The table has the new size: samples for tag 3 are outside it.
+        live.update(&[sample(3, 1.0)]);
+        assert_eq!(live.get(TagId(3)), None);
+        live.remap(5, []);
+        assert_eq!(live.changed_since(0).1, vec![]);
+        live.update(&[sample(4, 4.0)]);
+        assert_eq!(live.get(TagId(4)), Some(sample(4, 4.0)));
     }
 }
