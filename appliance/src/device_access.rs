@@ -7,7 +7,9 @@
 //! same checks and the same read-back as one written by SCADA.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::hub::Write;
 use southbound::WriteCommand;
 use southbound::opcua::pki::Pki;
 use southbound::probe::{self, Registers};
@@ -26,19 +28,23 @@ pub struct ApplianceDevices {
     /// RSA key, which nobody testing a Modbus device should wait for.
     pki: OnceCell<Pki>,
     /// The hub's write channel.
-    writes: mpsc::Sender<WriteCommand>,
+    writes: mpsc::Sender<Write>,
+    /// Its model count is the hub's model generation, which a write carries.
+    live: Arc<web::LiveValues>,
 }
 
 impl ApplianceDevices {
     pub fn new(
         pki_dir: PathBuf,
         pki: Option<Pki>,
-        writes: mpsc::Sender<WriteCommand>,
+        writes: mpsc::Sender<Write>,
+        live: Arc<web::LiveValues>,
     ) -> ApplianceDevices {
         ApplianceDevices {
             pki_dir,
             pki: OnceCell::new_with(pki),
             writes,
+            live,
         }
     }
 
@@ -171,15 +177,21 @@ impl web::DeviceAccess for ApplianceDevices {
     fn write(&self, tag: TagId, value: Value) -> DeviceCall<'_, ()> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            let command = WriteCommand {
-                tag,
-                value,
-                reply: Some(reply),
+            // `tag` numbers the running model: the one the hub runs now, as the caller looked
+            // the tag up with no await since (and holds the web's edit lock). Should the model
+            // change before the hub takes the write, the hub renumbers it or refuses it.
+            let write = Write {
+                generation: self.live.model(),
+                command: WriteCommand {
+                    tag,
+                    value,
+                    reply: Some(reply),
+                },
             };
             // The caller bounds the wait; the hub's channel is full only under a storm of
             // commands, and then waiting for room is the fair thing.
             self.writes
-                .send(command)
+                .send(write)
                 .await
                 .map_err(|_| "the appliance is shutting down".to_owned())?;
             answer.await.map_err(|_| {

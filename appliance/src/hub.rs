@@ -1,18 +1,34 @@
 //! The hub: last value of every tag, report by exception, and fan-out to the sinks.
 //!
-//! Drivers send [`DriverEvent`]s into one bounded channel. The hub keeps the last reported
+//! Drivers send [`DriverEvent`]s into bounded channels. The hub keeps the last reported
 //! sample per tag, drops samples that change nothing (or move a numeric value no more than
 //! the tag's deadband), lets a bad or stale sample keep the last value read (good or
 //! uncertain), and hands the changes to each sink's [`Mailbox`]. A mailbox holds at most one
 //! pending sample per tag (a newer one replaces the older), so a slow sink costs memory
 //! bounded by the tag count and never blocks the hub or a poll loop.
+//!
+//! When the model changes, the pipeline hands the hub a [`Reload`] and the hub switches in
+//! one step, with no await in between: drivers whose device and tags are unchanged keep
+//! running, the others stop and new ones start; the last values and every mailbox's pending
+//! samples move to the new tag numbers; and each mailbox gets its sink's part of the new
+//! model ahead of anything numbered by it. Drivers keep the tag and device numbers of the
+//! model they were started with, so the hub translates each batch of drivers' numbers
+//! ([`DriverSet`]) to the running model's, and writes back.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use southbound::{DeviceId, DriverEvent, DriverHandle, WriteCommand};
 use tokio::sync::{Notify, mpsc};
-use uns_model::TagSample;
+use uns_model::{Model, TagId, TagSample};
+
+use crate::pipeline::SinkModel;
+
+/// "No such tag or device" in the `u32` tables below: four bytes a tag rather than eight
+/// for an `Option<u32>`, because a 100,000-tag node has several such tables.
+pub const NONE: u32 = u32::MAX;
 
 /// Pending changes for one sink.
 #[derive(Debug)]
@@ -30,13 +46,15 @@ struct Pending {
     samples: Vec<TagSample>,
     /// Device status changes in order (they are rare and each one is a birth or death).
     status: VecDeque<(DeviceId, bool)>,
+    /// The sink's part of a new model, to take before the samples (which are numbered by it).
+    model: Option<SinkModel>,
 }
 
-const NONE: u32 = u32::MAX;
-
-/// What a sink takes from its mailbox in one go.
+/// What a sink takes from its mailbox in one go: first the new model, if any, then the
+/// samples and device status changes, all numbered by that model.
 #[derive(Debug, Default)]
 pub struct Delivery {
+    pub model: Option<SinkModel>,
     pub samples: Vec<TagSample>,
     pub status: Vec<(DeviceId, bool)>,
 }
@@ -73,17 +91,56 @@ impl Mailbox {
         self.notify.notify_one();
     }
 
+    /// Renumbers what is pending for a new model of `tag_count` tags and queues the sink's
+    /// part of it. `tags` maps each tag of the running model to its new number, `kept` each
+    /// device whose driver keeps running; a status change of any other device came from a
+    /// driver that stopped, and its new driver reports afresh.
+    fn reload(&self, model: SinkModel, tags: &[u32], tag_count: usize, kept: &[u32]) {
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let p = &mut *p;
+            p.slot = vec![NONE; tag_count];
+            let samples = std::mem::take(&mut p.samples);
+            for mut s in samples {
+                let Some(&to) = tags.get(s.tag.index()) else {
+                    continue;
+                };
+                let Some(slot) = p.slot.get_mut(to as usize) else {
+                    continue;
+                };
+                *slot = p.samples.len() as u32;
+                s.tag = TagId(to);
+                p.samples.push(s);
+            }
+            p.status.retain_mut(|(device, _)| match kept.get(device.0) {
+                Some(&to) if to != NONE => {
+                    device.0 = to as usize;
+                    true
+                }
+                _ => false,
+            });
+            p.model = Some(match p.model.take() {
+                Some(earlier) => earlier.then(model),
+                None => model,
+            });
+        }
+        self.notify.notify_one();
+    }
+
     /// Waits until something is pending and takes all of it.
     pub async fn take(&self) -> Delivery {
         loop {
             {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                if !p.samples.is_empty() || !p.status.is_empty() {
+                if !p.samples.is_empty() || !p.status.is_empty() || p.model.is_some() {
                     let samples = std::mem::take(&mut p.samples);
                     for s in &samples {
-                        p.slot[s.tag.index()] = NONE;
+                        if let Some(slot) = p.slot.get_mut(s.tag.index()) {
+                            *slot = NONE;
+                        }
                     }
                     return Delivery {
+                        model: p.model.take(),
                         samples,
                         status: p.status.drain(..).collect(),
                     };
@@ -116,68 +173,324 @@ fn reportable(reported: &TagSample, new: &TagSample, deadband: f64) -> bool {
     }
 }
 
-/// Runs the hub until the driver channel closes. `deadbands` has one entry per tag (0 for
-/// none), or none at all when no tag has a deadband.
-pub async fn run(
-    mut events: mpsc::Receiver<DriverEvent>,
-    mut writes: mpsc::Receiver<WriteCommand>,
+/// A write on its way to a driver, numbered by the model of `generation` (a sink may send
+/// one just before it takes a new model).
+#[derive(Debug)]
+pub struct Write {
+    pub generation: u64,
+    pub command: WriteCommand,
+}
+
+/// A new model for the hub, prepared by the pipeline: the numbers are those of the running
+/// model ("old") and of the new one.
+#[derive(Debug)]
+pub struct Reload {
+    /// Counts the models; writes carry it.
+    pub generation: u64,
+    /// Per old tag: its new number, or [`NONE`] when it is gone (or no longer the same
+    /// tag: another device or type). Its last value moves with it.
+    pub tags: Vec<u32>,
+    /// Per old device: its new number when its driver keeps running, else [`NONE`].
+    pub kept: Vec<u32>,
+    /// The drivers to start: a model holding just their devices and tags, whose numbers
+    /// `start_devices` and `start_tags` map to the new model's.
+    pub start: Model,
+    pub start_devices: Vec<u32>,
+    pub start_tags: Vec<u32>,
+    pub opcua_pki: Option<southbound::opcua::pki::Pki>,
+    pub device_count: usize,
+    /// Per new tag: its device.
+    pub tag_devices: Vec<u32>,
+    /// Per new tag: its deadband (0 for none), or empty when no tag has one.
+    pub deadbands: Vec<f64>,
+    /// One per mailbox, in the hub's order.
+    pub sinks: Vec<SinkModel>,
+    /// Told once the hub runs the new model.
+    pub taken: Option<std::sync::mpsc::SyncSender<()>>,
+}
+
+/// Drivers started together, with the numbers they know their devices and tags by.
+#[derive(Debug)]
+struct DriverSet {
+    events: mpsc::Receiver<DriverEvent>,
+    /// Per tag number of these drivers: the running model's, or [`NONE`] (gone, or its
+    /// driver was replaced: a last sample still queued from it is dropped).
+    tags: Vec<u32>,
+    /// Per device number of these drivers: the running model's, or [`NONE`].
+    devices: Vec<u32>,
+}
+
+/// Events queued from one set of drivers before they wait for the hub.
+const EVENT_QUEUE: usize = 1024;
+
+/// The hub's state; [`Hub::run`] drives it.
+#[derive(Debug)]
+pub struct Hub {
+    sets: Vec<DriverSet>,
+    /// The set polled first next time, so a busy set cannot starve the others.
+    first_set: usize,
+    /// Per device: its driver, `None` when disabled.
     drivers: Vec<Option<DriverHandle>>,
-    tag_devices: Vec<DeviceId>,
+    /// Per tag: its device.
+    tag_devices: Vec<u32>,
+    /// Per tag: the number its driver knows it by.
+    tag_local: Vec<u32>,
+    /// Per tag (0 for none), or empty when no tag has a deadband.
     deadbands: Vec<f64>,
     sinks: Vec<Arc<Mailbox>>,
     live: Arc<web::LiveValues>,
-) {
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Some(DriverEvent::Samples(samples)) => {
-                    // The web view's table is the hub's last-value table too.
-                    let changes = live.record(samples, |prev, sample| {
-                        let Some(prev) = prev else { return true };
-                        if sample.value.is_none() {
-                            // A failed read keeps the last value; the quality says why.
-                            sample.value = prev.value.clone();
-                        }
-                        let deadband = deadbands.get(sample.tag.index()).copied().unwrap_or(0.0);
-                        reportable(prev, sample, deadband) // report by exception
-                    });
-                    if !changes.is_empty() {
-                        for sink in &sinks {
-                            sink.post(&changes, None);
-                        }
-                    }
+    generation: u64,
+    /// Old → new tag numbers of the last reload, for writes sent just before it.
+    previous: Vec<u32>,
+}
+
+impl Hub {
+    /// A hub with no model yet: [`Hub::reload`] gives it one.
+    pub fn new(sinks: Vec<Arc<Mailbox>>, live: Arc<web::LiveValues>) -> Hub {
+        Hub {
+            sets: Vec::new(),
+            first_set: 0,
+            drivers: Vec::new(),
+            tag_devices: Vec::new(),
+            tag_local: Vec::new(),
+            deadbands: Vec::new(),
+            sinks,
+            live,
+            generation: 0,
+            previous: Vec::new(),
+        }
+    }
+
+    /// Switches to a new model (see the module documentation). Nothing here waits, so no
+    /// event or write is handled half under one model and half under the other.
+    pub fn reload(&mut self, r: Reload) {
+        let Reload {
+            generation,
+            tags,
+            kept,
+            start,
+            start_devices,
+            start_tags,
+            opcua_pki,
+            device_count,
+            tag_devices,
+            deadbands,
+            sinks,
+            taken,
+        } = r;
+        let kept_device = |device: u32| {
+            kept.get(device as usize)
+                .copied()
+                .filter(|&d| d != NONE)
+                .is_some()
+        };
+        // The numbers of running drivers, moved to the new model.
+        let mut tag_local = vec![NONE; tag_devices.len()];
+        for (old, &local) in self.tag_local.iter().enumerate() {
+            if let (Some(&to), Some(&device)) = (tags.get(old), self.tag_devices.get(old))
+                && to != NONE
+                && kept_device(device)
+                && let Some(slot) = tag_local.get_mut(to as usize)
+            {
+                *slot = local;
+            }
+        }
+        for set in &mut self.sets {
+            for tag in &mut set.tags {
+                let device = self.tag_devices.get(*tag as usize).copied();
+                *tag = match (tags.get(*tag as usize), device) {
+                    (Some(&to), Some(device)) if kept_device(device) => to,
+                    _ => NONE,
+                };
+            }
+            for device in &mut set.devices {
+                *device = kept.get(*device as usize).copied().unwrap_or(NONE);
+            }
+        }
+        // Replaced and removed drivers stop here (dropping the handle aborts the task),
+        // before their successors start: a serial port is free for the new line task.
+        let mut drivers: Vec<Option<DriverHandle>> = (0..device_count).map(|_| None).collect();
+        for (old, handle) in std::mem::take(&mut self.drivers).into_iter().enumerate() {
+            if let Some(&to) = kept.get(old)
+                && let Some(slot) = drivers.get_mut(to as usize)
+            {
+                *slot = handle;
+            }
+        }
+        if !start.devices.is_empty() {
+            let (events, rx) = mpsc::channel(EVENT_QUEUE);
+            let handles = southbound::spawn_model(&start, opcua_pki.as_ref(), events);
+            for (local, handle) in handles.into_iter().enumerate() {
+                if let (Some(handle), Some(&to)) = (handle, start_devices.get(local))
+                    && let Some(slot) = drivers.get_mut(to as usize)
+                {
+                    *slot = Some(handle);
                 }
-                Some(DriverEvent::DeviceStatus { device, online, error }) => {
-                    match error {
-                        Some(e) => tracing::warn!(device = device.0, online, "device status: {e}"),
-                        None => tracing::info!(device = device.0, online, "device status"),
-                    }
-                    for sink in &sinks {
-                        sink.post(&[], Some((device, online)));
-                    }
+            }
+            for (local, &to) in start_tags.iter().enumerate() {
+                if let Some(slot) = tag_local.get_mut(to as usize) {
+                    *slot = local as u32;
                 }
-                None => return,
-            },
-            Some(write) = writes.recv() => {
-                let driver = tag_devices
-                    .get(write.tag.index())
-                    .and_then(|d| drivers.get(d.0))
-                    .and_then(Option::as_ref);
-                match driver {
-                    Some(driver) => {
-                        if let Err(e) = driver.write(write) {
-                            tracing::warn!("write dropped: {e}");
-                        }
+            }
+            self.sets.push(DriverSet {
+                events: rx,
+                tags: start_tags,
+                devices: start_devices,
+            });
+        }
+        drop(start);
+        let tag_count = tag_devices.len();
+        let moves = tags
+            .iter()
+            .enumerate()
+            .filter(|(_, to)| **to != NONE)
+            .map(|(from, &to)| (TagId(from as u32), TagId(to)));
+        self.live.remap(tag_count, moves);
+        for (sink, model) in self.sinks.iter().zip(sinks) {
+            sink.reload(model, &tags, tag_count, &kept);
+        }
+        self.drivers = drivers;
+        self.tag_devices = tag_devices;
+        self.tag_local = tag_local;
+        self.deadbands = deadbands;
+        self.previous = tags;
+        self.generation = generation;
+        if let Some(taken) = taken {
+            let _ = taken.send(());
+        }
+    }
+
+    /// Runs the hub: driver events, writes and new models, until the process ends.
+    pub async fn run(
+        mut self,
+        mut writes: mpsc::Receiver<Write>,
+        mut reloads: mpsc::UnboundedReceiver<Reload>,
+    ) {
+        loop {
+            tokio::select! {
+                (set, event) = self.next_event() => self.event(set, event),
+                Some(write) = writes.recv() => self.write(write),
+                Some(reload) = reloads.recv() => self.reload(reload),
+            }
+        }
+    }
+
+    /// The next event of any driver set, with the set's index; a set whose drivers are all
+    /// gone is removed. Pending while there is none.
+    async fn next_event(&mut self) -> (usize, DriverEvent) {
+        poll_fn(|cx| {
+            let mut tried = 0;
+            while tried < self.sets.len() {
+                let index = (self.first_set + tried) % self.sets.len();
+                match self.sets[index].events.poll_recv(cx) {
+                    Poll::Ready(Some(event)) => {
+                        self.first_set = index + 1;
+                        return Poll::Ready((index, event));
                     }
-                    None => {
-                        let reason = format!("tag {} has no running driver (device disabled?)", write.tag.0);
-                        match write.reply {
-                            Some(reply) => { let _ = reply.send(Err(reason)); }
-                            None => tracing::warn!("{reason}"),
-                        }
+                    // Another set takes its place: poll that one next.
+                    Poll::Ready(None) => {
+                        self.sets.swap_remove(index);
+                    }
+                    Poll::Pending => tried += 1,
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn event(&mut self, set: usize, event: DriverEvent) {
+        let Some(set) = self.sets.get(set) else {
+            return;
+        };
+        match event {
+            DriverEvent::Samples(mut samples) => {
+                samples.retain_mut(|s| match set.tags.get(s.tag.index()) {
+                    Some(&to) if to != NONE => {
+                        s.tag = TagId(to);
+                        true
+                    }
+                    _ => false,
+                });
+                let deadbands = &self.deadbands;
+                // The web view's table is the hub's last-value table too.
+                let changes = self.live.record(samples, |prev, sample| {
+                    let Some(prev) = prev else { return true };
+                    if sample.value.is_none() {
+                        // A failed read keeps the last value; the quality says why.
+                        sample.value = prev.value.clone();
+                    }
+                    let deadband = deadbands.get(sample.tag.index()).copied().unwrap_or(0.0);
+                    reportable(prev, sample, deadband) // report by exception
+                });
+                if !changes.is_empty() {
+                    for sink in &self.sinks {
+                        sink.post(&changes, None);
                     }
                 }
             }
+            DriverEvent::DeviceStatus {
+                device,
+                online,
+                error,
+            } => {
+                let Some(&to) = set.devices.get(device.0).filter(|&&d| d != NONE) else {
+                    return;
+                };
+                let device = DeviceId(to as usize);
+                match error {
+                    Some(e) => tracing::warn!(device = device.0, online, "device status: {e}"),
+                    None => tracing::info!(device = device.0, online, "device status"),
+                }
+                for sink in &self.sinks {
+                    sink.post(&[], Some((device, online)));
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, write: Write) {
+        let Write {
+            generation,
+            mut command,
+        } = write;
+        let tag = command.tag.0;
+        let current = if generation == self.generation {
+            Some(tag)
+        } else if generation + 1 == self.generation {
+            self.previous.get(command.tag.index()).copied()
+        } else {
+            None
+        };
+        let target = current.filter(|&t| t != NONE).and_then(|t| {
+            let device = *self.tag_devices.get(t as usize)?;
+            let driver = self.drivers.get(device as usize)?.as_ref()?;
+            Some((driver, *self.tag_local.get(t as usize)?))
+        });
+        let reason = match (current, target) {
+            (_, Some((driver, local))) => {
+                command.tag = TagId(local);
+                match driver.write(command) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!("write to tag {tag} dropped: {e}");
+                        return;
+                    }
+                }
+            }
+            (Some(t), None) if t != NONE => {
+                format!("tag {t} has no running driver (device disabled?)")
+            }
+            _ => format!(
+                "tag {tag} was removed from the model (or the model changed again) while the \
+                 write was on its way; nothing was written"
+            ),
+        };
+        match command.reply {
+            Some(reply) => {
+                let _ = reply.send(Err(reason));
+            }
+            None => tracing::warn!("write refused: {reason}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! This crate is the shell around the libraries: the command line, the embedded MQTT broker,
 //! and the wiring store → drivers → hub → sinks (Sparkplug session, UNS publisher, web live
 //! view). Protocol logic lives in the library crates; everything here is I/O and lifetimes.
+//! What depends on the model is rebuilt when it changes, without a restart (`pipeline`).
 
 mod config;
 mod dashboard;
@@ -10,6 +11,7 @@ mod device_access;
 mod hub;
 mod inspect;
 mod opcua_cli;
+mod pipeline;
 mod sim;
 mod sparkplug_node;
 mod uns;
@@ -257,11 +259,11 @@ fn serve(settings: Settings, store: Store) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(run(Arc::new(model), store, settings))
+    runtime.block_on(run(model, store, settings))
 }
 
 /// Wires store → drivers → hub → sinks and runs until SIGINT or SIGTERM.
-async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), String> {
+async fn run(model: Model, store: Store, settings: Settings) -> Result<(), String> {
     let Settings {
         mqtt_listen,
         web_listen,
@@ -294,10 +296,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
             sparkplug_node::ConnectionConfig {
                 name: format!("northbound/{}", nb.name),
                 servers,
-                client_id: nb
-                    .client_id
-                    .clone()
-                    .unwrap_or_else(|| format!("sparkedge-{}", model.sparkplug.edge_node_id)),
+                client_id: nb.client_id.clone(),
                 credentials: nb
                     .username
                     .clone()
@@ -329,33 +328,6 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
     let mqtt_address = format!("{mqtt_host}:{}", mqtt_listen.port());
     let (shutdown_tx, shutdown) = watch::channel(false);
 
-    let (event_tx, event_rx) = mpsc::channel(1024);
-    let (write_tx, write_rx) = mpsc::channel(256);
-    let tag_devices: Vec<southbound::DeviceId> = model
-        .tags
-        .iter()
-        .map(|t| {
-            southbound::DeviceId(
-                model
-                    .devices
-                    .iter()
-                    .position(|d| d.name == t.device)
-                    .unwrap_or(usize::MAX),
-            )
-        })
-        .collect();
-    let pki = opcua_cli::pki_for(&model, &data_dir);
-    let devices = device_access::ApplianceDevices::new(
-        opcua_cli::pki_dir(&data_dir),
-        pki.clone(),
-        write_tx.clone(),
-    );
-    // Devices sharing a serial line or RTU gateway share one driver task.
-    let drivers = southbound::spawn_model(&model, pki.as_ref(), event_tx.clone());
-    drop(event_tx);
-
-    let live = Arc::new(web::LiveValues::new(model.tags.len()));
-    let uns_box = hub::Mailbox::new(model.tags.len());
     // The session on the embedded broker, then one per northbound connection.
     connections.insert(
         0,
@@ -367,56 +339,70 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
                     host: mqtt_host.clone(),
                     port: mqtt_listen.port(),
                 }],
-                client_id: format!("sparkedge-{}", model.sparkplug.edge_node_id),
+                client_id: None,
                 credentials: None,
                 ca_pem: None,
             },
             primary_host_id,
         ),
     );
-    let sparkplug_boxes: Vec<_> = connections
-        .iter()
-        .map(|_| hub::Mailbox::new(model.tags.len()))
-        .collect();
-    let deadbands: Vec<f64> = if model.tags.iter().any(|t| t.deadband_abs().is_some()) {
-        model
-            .tags
-            .iter()
-            .map(|t| t.deadband_abs().unwrap_or(0.0))
-            .collect()
-    } else {
-        Vec::new()
+    let sinks = pipeline::Sinks {
+        sparkplug: connections.len(),
+        uns,
     };
-    tokio::spawn(hub::run(
-        event_rx,
-        write_rx,
-        drivers,
-        tag_devices,
-        deadbands,
-        sparkplug_boxes
-            .iter()
-            .cloned()
-            .chain(uns.then(|| uns_box.clone()))
-            .collect(),
-        live.clone(),
-    ));
-
-    let known_aliases = store.sparkplug_aliases().map_err(|e| e.to_string())?;
-    let model_version = store.model_version().map_err(|e| e.to_string())?;
-    let store = Arc::new(Mutex::new(store));
-    let (group_id, edge_node_id) = (
+    let (group_id, edge_node_id, enterprise) = (
         model.sparkplug_group_id().to_owned(),
         model.sparkplug.edge_node_id.clone(),
+        model.namespace.enterprise.clone(),
     );
+    let known_aliases = store.sparkplug_aliases().map_err(|e| e.to_string())?;
+    let model_version = store.model_version().map_err(|e| e.to_string())?;
+    let tag_count = model.tags.len();
+    // Start-up is a change from nothing: every driver starts. The model is taken apart for
+    // them and not kept (BENCHMARKS.md, memory).
+    let generation = 1;
+    let pipeline::Plan {
+        print, mut reload, ..
+    } = pipeline::plan(
+        &pipeline::Fingerprint::default(),
+        model,
+        generation,
+        sinks,
+        known_aliases,
+        &data_dir,
+    );
+    let mut sink_models = std::mem::take(&mut reload.sinks).into_iter();
+    let live = Arc::new(web::LiveValues::new(0));
+    let (write_tx, write_rx) = mpsc::channel(256);
+    let devices = device_access::ApplianceDevices::new(
+        opcua_cli::pki_dir(&data_dir),
+        reload.opcua_pki.clone(),
+        write_tx.clone(),
+        live.clone(),
+    );
+    let mailboxes: Vec<_> = (0..sinks.count())
+        .map(|_| hub::Mailbox::new(tag_count))
+        .collect();
+    let mut hub = hub::Hub::new(mailboxes.clone(), live.clone());
+    hub.reload(reload);
+    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+    tokio::spawn(hub.run(write_rx, reload_rx));
+
+    let store = Arc::new(Mutex::new(store));
+    let mut mailboxes = mailboxes.into_iter();
     let mut nodes = Vec::new();
-    for ((connection, primary_host_id), mailbox) in connections.into_iter().zip(sparkplug_boxes) {
-        let (mut session, map) =
-            sparkplug_node::session_config(&model, primary_host_id, known_aliases.clone());
-        session.server_count = connection.servers.len();
+    for (connection, primary_host_id) in connections {
+        let (Some(pipeline::SinkModel::Sparkplug(model)), Some(mailbox)) =
+            (sink_models.next(), mailboxes.next())
+        else {
+            return Err("internal error: no Sparkplug model for a connection".to_owned());
+        };
+        let mut model = *model;
+        model.config.primary_host_id = primary_host_id;
+        model.config.server_count = connection.servers.len();
         nodes.push(tokio::spawn(sparkplug_node::run(
             connection,
-            session,
-            map,
+            model,
             store.clone(),
             mailbox,
             write_tx.clone(),
@@ -424,16 +410,28 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         )));
     }
     drop(write_tx);
-    drop(known_aliases);
-    let uns = uns.then(|| {
-        tokio::spawn(uns::run(
-            model.clone(),
+    let uns = match (sink_models.next(), mailboxes.next()) {
+        (Some(pipeline::SinkModel::Uns(model)), Some(mailbox)) => Some(tokio::spawn(uns::run(
+            model.into_tags(),
+            format!("sparkedge-uns-{edge_node_id}"),
             mqtt_host.clone(),
             mqtt_listen.port(),
-            uns_box,
+            mailbox,
+            live.clone(),
             shutdown.clone(),
-        ))
-    });
+        ))),
+        _ => None,
+    };
+    let pipeline = Arc::new(pipeline::Pipeline::new(
+        store,
+        reload_tx,
+        sinks,
+        data_dir.clone(),
+        print,
+        model_version,
+        generation,
+    ));
+    let watcher = tokio::spawn(pipeline::watch_store(pipeline.clone(), shutdown.clone()));
     let status = Arc::new(web::StatusBoard::default());
     status.update(|s| s.started_ms = southbound::now_ms());
     tokio::spawn(dashboard::sample_broker(
@@ -444,11 +442,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
     ));
     let (auth, setup_url) = user_cli::web_auth(&data_dir, web_listen)?;
     let state = web::AppState {
-        model: Arc::new(StoreModel {
-            store: store.clone(),
-            version: model_version,
-            data_dir: data_dir.clone(),
-        }),
+        model: pipeline.clone(),
         live,
         mqtt_address: mqtt_address.clone(),
         edits: Default::default(),
@@ -463,7 +457,6 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
     }));
 
     let web_url = format!("http://{web_listen}/");
-    let enterprise = &model.namespace.enterprise;
     let port = mqtt_listen.port();
     println!("sparkedge is running");
     println!("  web UI     {web_url}");
@@ -481,11 +474,12 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         "  Sparkplug  mosquitto_sub -h {mqtt_host} -p {port} -t 'spBv1.0/#' -F '%t (%l bytes)'"
     );
     println!("Press Ctrl-C to stop.");
-    // Everything that needs the model has taken what it needs: a large model is not kept.
-    drop(model);
 
     let signal = signals.recv().await;
     tracing::info!("{signal}: stopping");
+    // No model change starts from now on; one under way finishes first.
+    let closing = pipeline.clone();
+    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
     let _ = shutdown_tx.send(true);
     // NDEATH first (QoS 1, acknowledged), then the rest; the broker stops with the process.
     let stopping = async {
@@ -495,6 +489,7 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         if let Some(uns) = uns {
             let _ = uns.await;
         }
+        let _ = watcher.await;
         let _ = web.await;
     };
     if tokio::time::timeout(Duration::from_secs(10), stopping)
@@ -504,38 +499,6 @@ async fn run(model: Arc<Model>, store: Store, settings: Settings) -> Result<(), 
         tracing::warn!("shutdown took longer than 10 s; exiting anyway");
     }
     Ok(())
-}
-
-/// The web UI's model: read from the store per request, and only while the store still
-/// holds the model this process runs (its tag indices are those of the live values).
-#[derive(Debug)]
-struct StoreModel {
-    store: Arc<Mutex<Store>>,
-    version: u64,
-    data_dir: PathBuf,
-}
-
-impl web::ModelSource for StoreModel {
-    fn load(&self) -> Result<Arc<Model>, String> {
-        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        let version = store.model_version().map_err(|e| e.to_string())?;
-        if version != self.version {
-            return Err(format!(
-                "the model in {} was replaced after sparkedge started; restart sparkedge to run it",
-                self.data_dir.display()
-            ));
-        }
-        let model = store.load_model().map_err(|e| e.to_string())?;
-        model
-            .map(Arc::new)
-            .ok_or_else(|| "the store holds no model".to_owned())
-    }
-
-    fn apply(&self, _model: Model) -> Result<(), web::ApplyError> {
-        Err(web::ApplyError::Failed(
-            "changing the model while sparkedge runs is not wired yet".to_owned(),
-        ))
-    }
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).

@@ -1,7 +1,9 @@
 //! The I/O shell around [`sparkplug::EdgeNodeSession`]: one MQTT connection at a time
 //! (rumqttc over TCP or TLS) to one server of a list, walking to the next one on failure or
 //! when the session asks; bdSeq persisted in the store before every CONNECT, samples from the
-//! hub turned into metric updates, and writes from DCMD handed to the hub.
+//! hub turned into metric updates, and writes from DCMD handed to the hub. A changed model
+//! arrives through the mailbox ([`NodeModel`]) and goes to [`EdgeNodeSession::reconfigure`]
+//! on the open connection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,11 +15,12 @@ use sparkplug::{
     DataType, DeviceDef, EdgeNodeSession, MetricDef, MetricUpdate, MetricValue, Output, Publish,
     SessionConfig,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use uns_model::{Array, Model, Quality, Store, TagId, Value};
 
 use crate::config::ServerAddr;
-use crate::hub::{Delivery, Mailbox};
+use crate::hub::{Delivery, Mailbox, Write};
+use crate::pipeline::SinkModel;
 
 /// Where one Sparkplug session connects and how it identifies itself.
 #[derive(Clone, Debug)]
@@ -26,7 +29,8 @@ pub struct ConnectionConfig {
     pub name: String,
     /// Tried in order; the session is on at most one of them at a time.
     pub servers: Vec<ServerAddr>,
-    pub client_id: String,
+    /// `None`: `sparkedge-<edge node id>`, following the model's edge node id.
+    pub client_id: Option<String>,
     pub credentials: Option<(String, String)>,
     /// PEM of the CA for `mqtts://` servers.
     pub ca_pem: Option<Vec<u8>>,
@@ -41,6 +45,17 @@ pub struct MetricMap {
     tags: Vec<Vec<TagId>>,
     /// Per model device: the session device index.
     by_device: Vec<Option<usize>>,
+}
+
+/// A session's part of a model: what [`EdgeNodeSession::reconfigure`] takes, and how tags
+/// map onto it.
+#[derive(Debug)]
+pub struct NodeModel {
+    pub config: SessionConfig,
+    /// Shared by the sessions of every connection.
+    pub map: Arc<MetricMap>,
+    /// The model's number, carried by the writes this map numbers.
+    pub generation: u64,
 }
 
 /// Builds the session configuration from the model, with names from [`uns_model::tag_names`]
@@ -301,34 +316,20 @@ fn connect_never_sent(e: &rumqttc::ConnectionError) -> bool {
 /// walking the server list. On shutdown it publishes NDEATH at QoS 1 and waits for the PUBACK.
 pub async fn run(
     connection: ConnectionConfig,
-    session: SessionConfig,
-    map: MetricMap,
+    model: NodeModel,
     store: Arc<Mutex<Store>>,
     mailbox: Arc<Mailbox>,
-    writes: mpsc::Sender<WriteCommand>,
+    writes: mpsc::Sender<Write>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut node = Node {
-        session: EdgeNodeSession::new(session),
-        map,
+        session: EdgeNodeSession::new(model.config),
+        map: model.map,
+        generation: model.generation,
         writes,
+        store: store.clone(),
     };
-    let aliases = node.session.take_new_aliases();
-    let saved = if aliases.is_empty() {
-        Ok(Ok(()))
-    } else {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .save_sparkplug_aliases(&aliases)
-        })
-        .await
-    };
-    if !matches!(saved, Ok(Ok(()))) {
-        tracing::warn!("Sparkplug aliases not saved; hosts may see new aliases after a restart");
-    }
+    save_aliases(store.clone(), node.session.take_new_aliases()).await;
     let mut backoff = Duration::from_millis(200);
     let mut unsent_bd_seq = None;
     let mut index = 0;
@@ -353,7 +354,11 @@ pub async fn run(
             }
         };
         let will = node.session.connect(bd_seq, index, now_ms());
-        let mut options = MqttOptions::new(&connection.client_id, &server.host, server.port);
+        let client_id = connection
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("sparkedge-{}", node.session.config().edge_node_id));
+        let mut options = MqttOptions::new(client_id, &server.host, server.port);
         if let Some((user, password)) = &connection.credentials {
             options.set_credentials(user, password);
         }
@@ -433,6 +438,23 @@ async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration)
     }
 }
 
+/// Persists aliases numbered by the session, so hosts see the same ones after a restart.
+async fn save_aliases(store: Arc<Mutex<Store>>, aliases: Vec<(String, String, u64)>) {
+    if aliases.is_empty() {
+        return;
+    }
+    let saved = tokio::task::spawn_blocking(move || {
+        store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .save_sparkplug_aliases(&aliases)
+    })
+    .await;
+    if !matches!(saved, Ok(Ok(()))) {
+        tracing::warn!("Sparkplug aliases not saved; hosts may see new aliases after a restart");
+    }
+}
+
 async fn next_bd_seq(store: &Arc<Mutex<Store>>, server: &str) -> Result<u8, uns_model::StoreError> {
     let store = store.clone();
     let server = server.to_owned();
@@ -452,8 +474,11 @@ async fn next_bd_seq(store: &Arc<Mutex<Store>>, server: &str) -> Result<u8, uns_
 
 struct Node {
     session: EdgeNodeSession,
-    map: MetricMap,
-    writes: mpsc::Sender<WriteCommand>,
+    map: Arc<MetricMap>,
+    /// The model `map` belongs to.
+    generation: u64,
+    writes: mpsc::Sender<Write>,
+    store: Arc<Mutex<Store>>,
 }
 
 impl Node {
@@ -523,19 +548,7 @@ impl Node {
                             };
                         }
                     }
-                    Output::Write(w) => {
-                        let tag = self.map.tags[w.device][w.metric];
-                        if let Some(value) = tag_value(w.value) {
-                            let cmd = WriteCommand {
-                                tag,
-                                value,
-                                reply: None,
-                            };
-                            if let Err(e) = self.writes.try_send(cmd) {
-                                tracing::warn!("DCMD write to tag {} dropped: {e}", tag.0);
-                            }
-                        }
-                    }
+                    Output::Write(w) => self.write(w),
                     Output::CommandRejected(why) => tracing::warn!("command ignored: {why}"),
                     Output::Reconnect { next_server } => {
                         let _ = client.try_disconnect();
@@ -561,7 +574,90 @@ impl Node {
         }
     }
 
+    /// Hands a DCMD write to the hub. The driver, or the hub when the tag is gone, says
+    /// in the log why a write was refused; a write that gets no answer at all was still
+    /// queued in a driver that stopped (its device was changed), which is logged here.
+    fn write(&self, w: sparkplug::WriteRequest) {
+        let Some(&tag) = self.map.tags.get(w.device).and_then(|d| d.get(w.metric)) else {
+            return;
+        };
+        let Some(value) = tag_value(w.value) else {
+            return;
+        };
+        let (reply, answer) = oneshot::channel();
+        let write = Write {
+            generation: self.generation,
+            command: WriteCommand {
+                tag,
+                value,
+                reply: Some(reply),
+            },
+        };
+        match self.writes.try_send(write) {
+            Ok(()) => {
+                tokio::spawn(async move {
+                    if answer.await.is_err() {
+                        tracing::warn!(
+                            "DCMD write to tag {} was not carried out: its driver stopped \
+                             before writing it (the device was changed)",
+                            tag.0
+                        );
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("DCMD write to tag {} dropped: {e}", tag.0),
+        }
+    }
+
+    /// Takes a new model (spec §2.11: a changed metric set needs a new birth).
+    fn reconfigure(&mut self, model: NodeModel, now: u64) -> Vec<Output> {
+        let NodeModel {
+            mut config,
+            map,
+            generation,
+        } = model;
+        let current = self.session.config();
+        // These come from the process configuration, not the model.
+        config.primary_host_id = current.primary_host_id.clone();
+        config.server_count = current.server_count;
+        let mut out = Vec::new();
+        if config.group_id == current.group_id && config.edge_node_id == current.edge_node_id {
+            // A device whose metrics change dies now and is born again once its driver,
+            // restarted with the new tags, has read them: so its DBIRTH carries every new
+            // metric with a value rather than a null (the session would re-birth it at once).
+            let changed: Vec<usize> = current
+                .devices
+                .iter()
+                .enumerate()
+                .filter(|(_, def)| {
+                    config
+                        .devices
+                        .iter()
+                        .find(|d| d.device_id == def.device_id)
+                        .is_some_and(|d| !def.same_metrics(d))
+                })
+                .map(|(d, _)| d)
+                .collect();
+            for d in changed {
+                out.extend(self.session.device_online(d, false, now));
+            }
+        }
+        out.extend(self.session.reconfigure(config, now));
+        self.map = map;
+        self.generation = generation;
+        let aliases = self.session.take_new_aliases();
+        if !aliases.is_empty() {
+            tokio::spawn(save_aliases(self.store.clone(), aliases));
+        }
+        out
+    }
+
     fn deliver(&mut self, delivery: Delivery) -> Vec<Output> {
+        let now = now_ms();
+        let mut out = match delivery.model {
+            Some(SinkModel::Sparkplug(model)) => self.reconfigure(*model, now),
+            _ => Vec::new(),
+        };
         let updates: Vec<MetricUpdate> = delivery
             .samples
             .iter()
@@ -576,8 +672,7 @@ impl Node {
                 })
             })
             .collect();
-        let now = now_ms();
-        let mut out = self.session.update(&updates, now);
+        out.extend(self.session.update(&updates, now));
         for (DeviceId(d), online) in delivery.status {
             if let Some(Some(device)) = self.map.by_device.get(d) {
                 out.extend(self.session.device_online(*device, online, now));
@@ -678,22 +773,30 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_uncertain_sample_reaches_hosts_as_bad_with_its_value() {
-        let model = uns_model::file::demo_model();
-        let (config, map) = session_config(&model, None, HashMap::new());
+    /// A node for `model` whose session is online (NBIRTH published), no device online yet.
+    fn online_node(model: &Model) -> Node {
+        let (config, map) = session_config(model, None, HashMap::new());
         let (writes, _) = mpsc::channel(1);
         let mut node = Node {
             session: EdgeNodeSession::new(config),
-            map,
+            map: Arc::new(map),
+            generation: 1,
             writes,
+            store: Arc::new(Mutex::new(Store::open_in_memory().unwrap())),
         };
         node.session.connect(0, 0, now_ms());
         node.session.connected();
         node.session.subscribed(now_ms());
+        node
+    }
+
+    #[test]
+    fn an_uncertain_sample_reaches_hosts_as_bad_with_its_value() {
+        let mut node = online_node(&uns_model::file::demo_model());
         let online = Delivery {
             samples: Vec::new(),
             status: vec![(DeviceId(0), true)],
+            ..Delivery::default()
         };
         assert_eq!(node.deliver(online).len(), 1, "DBIRTH");
         let reading = |value: f32, quality| uns_model::TagSample {
@@ -705,7 +808,7 @@ mod tests {
         let mut data = |sample| {
             let out = node.deliver(Delivery {
                 samples: vec![sample],
-                status: Vec::new(),
+                ..Delivery::default()
             });
             let [Output::Publish(p)] = &out[..] else {
                 return None;

@@ -9,20 +9,73 @@
 //! Messages are QoS 0: the publisher keeps the newest payload of every tag and republishes
 //! all of them after every (re)connect, so a lost connection cannot leave a stale retained
 //! value behind, and the broker never has to track acknowledgements for 10,000 tags a second.
+//!
+//! When the model changes, topics move ([`UnsModel`]): the retained message of a topic no tag
+//! has any more is cleared (an empty retained message), a tag that persists under a new topic
+//! (or with a new type or unit) is published there at once with its last value, and a new
+//! tag is published on its first sample.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ClientError, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{Notify, watch};
-use uns_model::{Model, TagSample};
+use uns_model::{Model, TagId, TagSample};
 
-use crate::hub::Mailbox;
+use crate::hub::{Mailbox, NONE};
+use crate::pipeline::SinkModel;
 
-struct UnsTag {
+#[derive(Debug)]
+pub struct UnsTag {
     topic: String,
     datatype: &'static str,
     unit: Option<String>,
+}
+
+/// The topic and payload fields of every tag of `model`.
+pub fn tags(model: &Model) -> Vec<UnsTag> {
+    model
+        .tags
+        .iter()
+        .map(|t| UnsTag {
+            topic: uns_model::tag_names(model, t).uns_topic,
+            datatype: t.datatype.as_str(),
+            unit: t.unit.clone(),
+        })
+        .collect()
+}
+
+/// The publisher's part of a new model.
+#[derive(Debug)]
+pub struct UnsModel {
+    tags: Vec<UnsTag>,
+    /// Per tag of the model before: its number in this one, or [`NONE`].
+    moved: Vec<u32>,
+}
+
+impl UnsModel {
+    pub fn new(tags: Vec<UnsTag>, moved: Vec<u32>) -> UnsModel {
+        UnsModel { tags, moved }
+    }
+
+    /// The topics, for a publisher starting with this model.
+    pub fn into_tags(self) -> Vec<UnsTag> {
+        self.tags
+    }
+
+    /// This model followed by `later`, for a publisher that took neither yet.
+    pub fn then(self, later: UnsModel) -> UnsModel {
+        let moved = self
+            .moved
+            .iter()
+            .map(|&to| later.moved.get(to as usize).copied().unwrap_or(NONE))
+            .collect();
+        UnsModel {
+            tags: later.tags,
+            moved,
+        }
+    }
 }
 
 /// The JSON document of one sample, fields in the documented order.
@@ -51,27 +104,18 @@ fn payload(tag: &UnsTag, sample: &TagSample) -> Vec<u8> {
     serde_json::to_vec(&doc).unwrap_or_default()
 }
 
-/// Publishes every change from `mailbox` until `shutdown` turns true.
+/// Publishes every change from `mailbox` until `shutdown` turns true; `live` has the last
+/// value of a tag whose topic moves.
 pub async fn run(
-    model: Arc<Model>,
+    mut tags: Vec<UnsTag>,
+    client_id: String,
     host: String,
     port: u16,
     mailbox: Arc<Mailbox>,
+    live: Arc<web::LiveValues>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let tags: Vec<UnsTag> = model
-        .tags
-        .iter()
-        .map(|t| UnsTag {
-            topic: uns_model::tag_names(&model, t).uns_topic,
-            datatype: t.datatype.as_str(),
-            unit: t.unit.clone(),
-        })
-        .collect();
     let mut last: Vec<Option<Vec<u8>>> = vec![None; tags.len()];
-    let client_id = format!("sparkedge-uns-{}", model.sparkplug.edge_node_id);
-    // An async fn keeps its arguments alive: let the model go now that the topics are built.
-    drop(model);
     let mut options = MqttOptions::new(client_id, host, port);
     options.set_keep_alive(Duration::from_secs(15));
     options.set_clean_session(true);
@@ -102,6 +146,11 @@ pub async fn run(
     loop {
         tokio::select! {
             delivery = mailbox.take() => {
+                if let Some(SinkModel::Uns(model)) = delivery.model
+                    && let Err(e) = move_topics(&client, &mut tags, &mut last, *model, &live).await
+                {
+                    tracing::warn!("UNS topics not moved: {e}");
+                }
                 for sample in &delivery.samples {
                     let Some(tag) = tags.get(sample.tag.index()) else { continue };
                     let body = payload(tag, sample);
@@ -123,6 +172,84 @@ pub async fn run(
         }
     }
     poller.abort();
+}
+
+/// Switches to a new model's topics (see the module documentation); the switch happens
+/// even when a publish fails, since the samples that follow are numbered by the new model.
+async fn move_topics(
+    client: &AsyncClient,
+    tags: &mut Vec<UnsTag>,
+    last: &mut Vec<Option<Vec<u8>>>,
+    model: UnsModel,
+    live: &web::LiveValues,
+) -> Result<(), ClientError> {
+    let UnsModel {
+        tags: new_tags,
+        moved,
+    } = model;
+    let (cleared, new_last, republish) = retopic(tags, last, &new_tags, &moved);
+    let cleared: Vec<String> = cleared
+        .into_iter()
+        .map(|old| std::mem::take(&mut tags[old].topic))
+        .collect();
+    *tags = new_tags;
+    *last = new_last;
+    let mut bodies = Vec::with_capacity(republish.len());
+    for new in republish {
+        if let (Some(tag), Some(sample)) = (tags.get(new), live.get(TagId(new as u32))) {
+            let body = payload(tag, &sample);
+            last[new] = Some(body.clone());
+            bodies.push((new, body));
+        }
+    }
+    for topic in cleared {
+        client
+            .publish(topic, QoS::AtMostOnce, true, Vec::new())
+            .await?;
+    }
+    for (new, body) in bodies {
+        client
+            .publish(tags[new].topic.as_str(), QoS::AtMostOnce, true, body)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What moving from `tags` to `new_tags` takes: the old tags whose published topic no tag
+/// has any more, the retained payloads that stay as they are (by new tag), and the new tags
+/// that persist but must be published again (new topic, type or unit).
+fn retopic(
+    tags: &[UnsTag],
+    last: &mut [Option<Vec<u8>>],
+    new_tags: &[UnsTag],
+    moved: &[u32],
+) -> (Vec<usize>, Vec<Option<Vec<u8>>>, Vec<usize>) {
+    let topics: HashSet<&str> = new_tags.iter().map(|t| t.topic.as_str()).collect();
+    let cleared = tags
+        .iter()
+        .zip(last.iter())
+        .enumerate()
+        .filter(|(_, (tag, body))| body.is_some() && !topics.contains(tag.topic.as_str()))
+        .map(|(old, _)| old)
+        .collect();
+    let mut new_last = vec![None; new_tags.len()];
+    let mut republish = Vec::new();
+    for (old, tag) in tags.iter().enumerate() {
+        let Some((new, new_tag)) = moved
+            .get(old)
+            .and_then(|&n| Some((n as usize, new_tags.get(n as usize)?)))
+        else {
+            continue;
+        };
+        if (&new_tag.topic, new_tag.datatype, &new_tag.unit)
+            == (&tag.topic, tag.datatype, &tag.unit)
+        {
+            new_last[new] = last[old].take();
+        } else {
+            republish.push(new);
+        }
+    }
+    (cleared, new_last, republish)
 }
 
 #[cfg(test)]

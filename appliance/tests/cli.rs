@@ -113,7 +113,11 @@ fn with_password(data_dir: &Path, args: &[&str], password: &str) -> Output {
     // standard input: the write then fails with a broken pipe, which is its answer, not an
     // error of the test.
     if let Err(e) = writeln!(stdin, "{password}") {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write the password: {e}");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "write the password: {e}"
+        );
     }
     drop(stdin);
     child.wait_with_output().expect("wait for sparkedge")

@@ -64,6 +64,19 @@ pub struct DeviceDef {
     pub metrics: Vec<MetricDef>,
 }
 
+impl DeviceDef {
+    /// Whether a DBIRTH of `other` would define the same metrics as one of `self`: names,
+    /// types and properties in the same order. When not, [`EdgeNodeSession::reconfigure`]
+    /// re-births the device.
+    pub fn same_metrics(&self, other: &DeviceDef) -> bool {
+        self.metrics.len() == other.metrics.len()
+            && self.metrics.iter().zip(&other.metrics).all(|(a, b)| {
+                (&a.name, a.datatype, &a.unit, a.writable, &a.eng_range)
+                    == (&b.name, b.datatype, &b.unit, b.writable, &b.eng_range)
+            })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct MetricDef {
     /// Inline when up to 24 bytes, as most metric names are: a node keeps one per metric.
@@ -388,12 +401,7 @@ impl EdgeNodeSession {
             let Some(before) = old.devices.iter().find(|o| o.device_id == def.device_id) else {
                 continue;
             };
-            let same = before.metrics.len() == def.metrics.len()
-                && before.metrics.iter().zip(&def.metrics).all(|(a, b)| {
-                    (&a.name, a.datatype, &a.unit, a.writable, &a.eng_range)
-                        == (&b.name, b.datatype, &b.unit, b.writable, &b.eng_range)
-                });
-            if !same && self.devices[d].online {
+            if !before.same_metrics(def) && self.devices[d].online {
                 out.push(self.device_message(MessageType::DDeath, d, Vec::new(), now_ms));
                 out.push(self.dbirth(d, now_ms));
             }

@@ -1,0 +1,571 @@
+//! The model-dependent part of the appliance, and how a changed model replaces it while the
+//! broker, the web server and the MQTT connections stay up.
+//!
+//! What a model builds: the drivers, the hub's tables (tag → device, deadbands), the last
+//! values, each Sparkplug session's metric set and the UNS topics. [`plan`] compares a new
+//! model with a [`Fingerprint`] of the running one and prepares a [`hub::Reload`]: drivers of
+//! devices whose settings and tags are unchanged keep running (a PLC connection is not
+//! dropped because another device got a tag), the others stop and start again; tags that
+//! persist (same device, location, name and type) keep their last value; each sink gets its
+//! part of the new model through its mailbox, ahead of any sample numbered by it. The hub
+//! switches in one step.
+//!
+//! [`Pipeline`] is the web UI's [`web::ModelSource`]. `apply` stores a model (one
+//! transaction; if that fails nothing changed) and hands it to the hub, waiting until the hub
+//! runs it. Applies are serialised, and refused once shutdown began. A model stored by
+//! another process (`sparkedge import` while running) is noticed by [`watch_store`], which
+//! compares the store's model version every couple of seconds, and by `load`.
+//!
+//! Memory: the running model is not kept (100,000 tags are about 18 MB); the fingerprint is
+//! 8 bytes a tag. While a change is applied, the new model exists until the plan has taken
+//! what it needs; the drivers to start take their devices and tags out of it.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use uns_model::{DriverConfig, Model, Store, StoreError};
+
+use crate::hub::{self, NONE};
+use crate::sparkplug_node::{self, NodeModel};
+use crate::uns::{self, UnsModel};
+
+/// How often the store's model version is compared with the running one.
+const WATCH_PERIOD: Duration = Duration::from_secs(2);
+
+/// How long `apply` waits for the hub to take a model. The hub takes it between two events,
+/// within milliseconds, unless the process is overloaded.
+const TAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A sink's part of a model, delivered through its mailbox.
+#[derive(Debug)]
+pub enum SinkModel {
+    Sparkplug(Box<NodeModel>),
+    Uns(Box<UnsModel>),
+}
+
+impl SinkModel {
+    /// This model followed by `later`, for a sink that took neither yet.
+    pub fn then(self, later: SinkModel) -> SinkModel {
+        match (self, later) {
+            (SinkModel::Uns(earlier), SinkModel::Uns(later)) => {
+                SinkModel::Uns(Box::new(earlier.then(*later)))
+            }
+            // A session's part is whole in itself: it replaces the one before.
+            (_, later) => later,
+        }
+    }
+}
+
+/// The sinks a model is delivered to, in the order of the hub's mailboxes: the Sparkplug
+/// sessions (embedded broker first, then each northbound connection), then the UNS publisher.
+#[derive(Clone, Copy, Debug)]
+pub struct Sinks {
+    pub sparkplug: usize,
+    pub uns: bool,
+}
+
+impl Sinks {
+    pub fn count(&self) -> usize {
+        self.sparkplug + usize::from(self.uns)
+    }
+}
+
+/// What the next model is compared with: enough of the running model to tell which tags
+/// persist and which drivers may keep running, without keeping the model.
+#[derive(Debug, Default)]
+pub struct Fingerprint {
+    /// Per tag: a hash of what makes it the same tag in another model (device, location,
+    /// name, type); 0 for a tag of a disabled device, whose last value is not carried.
+    tags: Vec<u64>,
+    devices: Vec<DevicePrint>,
+}
+
+#[derive(Debug, PartialEq)]
+struct DevicePrint {
+    name: String,
+    /// A hash of everything its driver is built from: the device, its tags in order and
+    /// their scan classes. `None` when disabled.
+    driver: Option<u64>,
+    /// The serial line or RTU gateway it shares with other devices, in one driver task.
+    line: Option<String>,
+}
+
+/// Feeds a value's `Debug` text to a hasher, so a type without `Hash` (floats) can be
+/// compared by hash: two tags with the same text read the same way.
+fn hash_debug(hasher: &mut DefaultHasher, value: &impl std::fmt::Debug) {
+    struct Feed<'a>(&'a mut DefaultHasher);
+    impl std::fmt::Write for Feed<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.write(s.as_bytes());
+            Ok(())
+        }
+    }
+    let _ = std::fmt::write(&mut Feed(hasher), format_args!("{value:?}"));
+}
+
+/// The key of the driver task a device shares with others (see `southbound::spawn_model`).
+fn line_key(driver: &DriverConfig) -> Option<String> {
+    match driver {
+        DriverConfig::ModbusRtu { path, .. } => Some(format!("serial {path}")),
+        DriverConfig::ModbusRtuTcp { host, port, .. } => {
+            Some(format!("gateway {}:{port}", host.to_ascii_lowercase()))
+        }
+        _ => None,
+    }
+}
+
+impl Fingerprint {
+    pub fn of(model: &Model) -> Fingerprint {
+        let index: HashMap<&str, usize> = model
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.as_str(), i))
+            .collect();
+        let mut drivers: Vec<DefaultHasher> = model
+            .devices
+            .iter()
+            .map(|d| {
+                let mut h = DefaultHasher::new();
+                hash_debug(&mut h, d);
+                h
+            })
+            .collect();
+        let tags = model
+            .tags
+            .iter()
+            .map(|t| {
+                let Some(&d) = index.get(t.device.as_str()) else {
+                    return 0;
+                };
+                hash_debug(&mut drivers[d], t);
+                if let Some(class) = t.scan_class() {
+                    hash_debug(
+                        &mut drivers[d],
+                        &model.scan_classes.iter().find(|c| c.name == class),
+                    );
+                }
+                if !model.devices[d].enabled {
+                    return 0;
+                }
+                let mut h = DefaultHasher::new();
+                (&t.device, &t.location, &t.name, t.datatype.as_str()).hash(&mut h);
+                h.finish().max(1)
+            })
+            .collect();
+        let devices = model
+            .devices
+            .iter()
+            .zip(drivers)
+            .map(|(d, h)| DevicePrint {
+                name: d.name.clone(),
+                driver: d.enabled.then(|| h.finish()),
+                line: line_key(&d.driver),
+            })
+            .collect();
+        Fingerprint { tags, devices }
+    }
+
+    /// Per shared line: its enabled devices in order.
+    fn lines(&self) -> HashMap<&str, Vec<&DevicePrint>> {
+        let mut lines: HashMap<&str, Vec<&DevicePrint>> = HashMap::new();
+        for d in &self.devices {
+            if let (Some(line), Some(_)) = (&d.line, d.driver) {
+                lines.entry(line).or_default().push(d);
+            }
+        }
+        lines
+    }
+}
+
+/// A prepared model change.
+#[derive(Debug)]
+pub struct Plan {
+    /// The new model's fingerprint, for the change after this one.
+    pub print: Fingerprint,
+    pub reload: hub::Reload,
+    /// Drivers kept, started and stopped, for the log.
+    pub kept: usize,
+    pub started: usize,
+    pub stopped: usize,
+}
+
+/// Prepares the change from the running model (`running`) to `model`, numbered
+/// `generation`. `known_aliases` are the Sparkplug aliases stored by earlier runs (at start;
+/// a running session keeps its own). Takes the model apart for the drivers it starts.
+pub fn plan(
+    running: &Fingerprint,
+    model: Model,
+    generation: u64,
+    sinks: Sinks,
+    known_aliases: HashMap<(String, String), u64>,
+    data_dir: &std::path::Path,
+) -> Plan {
+    let print = Fingerprint::of(&model);
+    let by_identity: HashMap<u64, u32> = print
+        .tags
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| **id != 0)
+        .map(|(i, &id)| (id, i as u32))
+        .collect();
+    let tags: Vec<u32> = running
+        .tags
+        .iter()
+        .map(|id| match id {
+            0 => NONE,
+            id => by_identity.get(id).copied().unwrap_or(NONE),
+        })
+        .collect();
+    drop(by_identity);
+
+    // A driver keeps running when its device is unchanged and so is everything else its
+    // task serves (the other devices on a shared line).
+    let new_index: HashMap<&str, usize> = print
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.as_str(), i))
+        .collect();
+    let (old_lines, new_lines) = (running.lines(), print.lines());
+    let kept: Vec<u32> = running
+        .devices
+        .iter()
+        .map(|old| {
+            let Some(&n) = new_index.get(old.name.as_str()) else {
+                return NONE;
+            };
+            let new = &print.devices[n];
+            let same = old.driver.is_some()
+                && old == new
+                && old
+                    .line
+                    .as_deref()
+                    .is_none_or(|l| old_lines.get(l) == new_lines.get(l));
+            if same { n as u32 } else { NONE }
+        })
+        .collect();
+    drop((old_lines, new_lines, new_index));
+    let mut starts: Vec<bool> = model.devices.iter().map(|d| d.enabled).collect();
+    for &n in kept.iter().filter(|&&n| n != NONE) {
+        starts[n as usize] = false;
+    }
+    let kept_count = kept.iter().filter(|&&n| n != NONE).count();
+    let started = starts.iter().filter(|&&s| s).count();
+    let stopped = running
+        .devices
+        .iter()
+        .filter(|d| d.driver.is_some())
+        .count()
+        - kept_count;
+
+    let device_index: HashMap<&str, u32> = model
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.as_str(), i as u32))
+        .collect();
+    let tag_devices: Vec<u32> = model
+        .tags
+        .iter()
+        .map(|t| device_index.get(t.device.as_str()).copied().unwrap_or(NONE))
+        .collect();
+    drop(device_index);
+    let deadbands: Vec<f64> = if model.tags.iter().any(|t| t.deadband_abs().is_some()) {
+        model
+            .tags
+            .iter()
+            .map(|t| t.deadband_abs().unwrap_or(0.0))
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    let mut sink_models = Vec::with_capacity(sinks.count());
+    if sinks.sparkplug > 0 {
+        let (config, map) = sparkplug_node::session_config(&model, None, known_aliases);
+        let map = Arc::new(map);
+        for _ in 1..sinks.sparkplug {
+            sink_models.push(SinkModel::Sparkplug(Box::new(NodeModel {
+                config: config.clone(),
+                map: map.clone(),
+                generation,
+            })));
+        }
+        sink_models.push(SinkModel::Sparkplug(Box::new(NodeModel {
+            config,
+            map,
+            generation,
+        })));
+    }
+    if sinks.uns {
+        let model = UnsModel::new(uns::tags(&model), tags.clone());
+        sink_models.push(SinkModel::Uns(Box::new(model)));
+    }
+
+    // The drivers to start take their devices and tags out of the model.
+    let start_devices: Vec<u32> = (0..starts.len() as u32)
+        .filter(|&d| starts[d as usize])
+        .collect();
+    let start_tags: Vec<u32> = (0..tag_devices.len() as u32)
+        .filter(|&t| {
+            let d = tag_devices[t as usize];
+            d != NONE && starts[d as usize]
+        })
+        .collect();
+    let device_count = model.devices.len();
+    let Model {
+        namespace,
+        sparkplug,
+        scan_classes,
+        devices,
+        tags: model_tags,
+        ..
+    } = model;
+    let start = Model {
+        namespace,
+        sparkplug,
+        scan_classes,
+        areas: Vec::new(),
+        devices: devices
+            .into_iter()
+            .zip(&starts)
+            .filter_map(|(d, &s)| s.then_some(d))
+            .collect(),
+        tags: model_tags
+            .into_iter()
+            .zip(&tag_devices)
+            .filter_map(|(t, &d)| (d != NONE && starts[d as usize]).then_some(t))
+            .collect(),
+    };
+    let opcua_pki = crate::opcua_cli::pki_for(&start, data_dir);
+    Plan {
+        print,
+        reload: hub::Reload {
+            generation,
+            tags,
+            kept,
+            start,
+            start_devices,
+            start_tags,
+            opcua_pki,
+            device_count,
+            tag_devices,
+            deadbands,
+            sinks: sink_models,
+            taken: None,
+        },
+        kept: kept_count,
+        started,
+        stopped,
+    }
+}
+
+/// The running model's keeper: the web UI's [`web::ModelSource`].
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Held for a whole change, which serialises changes.
+    state: Mutex<State>,
+    store: Arc<Mutex<Store>>,
+    hub: mpsc::UnboundedSender<hub::Reload>,
+    sinks: Sinks,
+    data_dir: PathBuf,
+}
+
+#[derive(Debug)]
+struct State {
+    running: Fingerprint,
+    /// The store's model version of the running model.
+    version: u64,
+    generation: u64,
+    /// Shutdown began: no more changes.
+    closed: bool,
+}
+
+impl Pipeline {
+    /// The keeper of the model `running` (store version `version`, hub generation
+    /// `generation`), handing changes to the hub over `hub`.
+    pub fn new(
+        store: Arc<Mutex<Store>>,
+        hub: mpsc::UnboundedSender<hub::Reload>,
+        sinks: Sinks,
+        data_dir: PathBuf,
+        running: Fingerprint,
+        version: u64,
+        generation: u64,
+    ) -> Pipeline {
+        Pipeline {
+            state: Mutex::new(State {
+                running,
+                version,
+                generation,
+                closed: false,
+            }),
+            store,
+            hub,
+            sinks,
+            data_dir,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Refuses every later change; a change under way finishes first. Blocks.
+    pub fn close(&self) {
+        self.state().closed = true;
+    }
+
+    /// Runs the stored model if it is not the one running (another process stored it).
+    /// Blocks.
+    pub fn catch_up(&self) -> Result<(), String> {
+        let mut state = self.state();
+        if state.closed {
+            return Ok(());
+        }
+        self.catch_up_locked(&mut state)
+    }
+
+    fn catch_up_locked(&self, state: &mut State) -> Result<(), String> {
+        let (version, model) = {
+            let store = self.store();
+            let version = store.model_version().map_err(|e| e.to_string())?;
+            if version == state.version {
+                return Ok(());
+            }
+            // Stored by `replace_model`, so it was valid when stored.
+            let model = store.load_model().map_err(|e| e.to_string())?;
+            (version, model.ok_or("the store holds no model")?)
+        };
+        tracing::info!("the stored model changed (version {version}): applying it");
+        self.hand_over(state, model, version)
+    }
+
+    /// Hands `model` (store version `version`) to the hub and waits until it runs it.
+    fn hand_over(&self, state: &mut State, model: Model, version: u64) -> Result<(), String> {
+        let began = Instant::now();
+        let (tag_count, device_count) = (model.tags.len(), model.devices.len());
+        let generation = state.generation + 1;
+        let mut plan = plan(
+            &state.running,
+            model,
+            generation,
+            self.sinks,
+            HashMap::new(),
+            &self.data_dir,
+        );
+        let (taken, answer) = std::sync::mpsc::sync_channel(1);
+        plan.reload.taken = Some(taken);
+        let planned = began.elapsed();
+        self.hub
+            .send(plan.reload)
+            .map_err(|_| "sparkedge is shutting down".to_owned())?;
+        // From here on the hub runs this model, now or when it gets to it.
+        state.running = plan.print;
+        state.version = version;
+        state.generation = generation;
+        match answer.recv_timeout(TAKE_TIMEOUT) {
+            Ok(()) => {
+                tracing::info!(
+                    version,
+                    tags = tag_count,
+                    devices = device_count,
+                    drivers_kept = plan.kept,
+                    drivers_started = plan.started,
+                    drivers_stopped = plan.stopped,
+                    "model applied in {} ms (planned in {} ms)",
+                    began.elapsed().as_millis(),
+                    planned.as_millis()
+                );
+                Ok(())
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "the model was stored, but the running appliance did not take it within {} s; \
+                 it will when it can",
+                TAKE_TIMEOUT.as_secs()
+            )),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err("the model was stored, but the running appliance has stopped".to_owned())
+            }
+        }
+    }
+}
+
+impl web::ModelSource for Pipeline {
+    fn load(&self) -> Result<Arc<Model>, String> {
+        let mut state = self.state();
+        // A model another process stored runs before it is shown: the page's tag numbers
+        // must be those of the live values.
+        if !state.closed
+            && let Err(e) = self.catch_up_locked(&mut state)
+        {
+            tracing::warn!("the stored model was not applied: {e}");
+        }
+        let model = self.store().load_model().map_err(|e| e.to_string())?;
+        model
+            .map(Arc::new)
+            .ok_or_else(|| "the store holds no model".to_owned())
+    }
+
+    fn apply(&self, model: Model) -> Result<(), web::ApplyError> {
+        let mut state = self.state();
+        if state.closed {
+            return Err(web::ApplyError::Failed(
+                "sparkedge is shutting down; the change was not applied".to_owned(),
+            ));
+        }
+        let version = {
+            let mut store = self.store();
+            let before = store
+                .model_version()
+                .map_err(|e| web::ApplyError::Failed(format!("nothing changed: {e}")))?;
+            store.replace_model(&model).map_err(|e| match e {
+                StoreError::Invalid(errors) => web::ApplyError::Invalid(errors),
+                e => web::ApplyError::Failed(format!(
+                    "the model was not stored, nothing changed: {e}"
+                )),
+            })?;
+            // Should another process store a model in between, the store's version differs
+            // from this one and the watcher applies the newest.
+            before + 1
+        };
+        self.hand_over(&mut state, model, version)
+            .map_err(web::ApplyError::Failed)
+    }
+}
+
+/// Applies a model stored by another process, checking the store's model version every
+/// [`WATCH_PERIOD`], until `shutdown`.
+pub async fn watch_store(pipeline: Arc<Pipeline>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(WATCH_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Said once, not every two seconds.
+    let mut last_error = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::stopped(&mut shutdown) => return,
+        }
+        let p = pipeline.clone();
+        let result = tokio::task::spawn_blocking(move || p.catch_up())
+            .await
+            .unwrap_or_else(|e| Err(format!("the store check failed: {e}")));
+        match result {
+            Err(e) if last_error.as_ref() != Some(&e) => {
+                tracing::error!("the model stored by another process was not applied: {e}");
+                last_error = Some(e);
+            }
+            Err(_) => {}
+            Ok(()) => last_error = None,
+        }
+    }
+}
