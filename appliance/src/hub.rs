@@ -593,4 +593,190 @@ mod tests {
         m.post(&[sample(7, 1), sample(1, 2)], None);
         assert_eq!(m.take().await.samples, vec![sample(1, 2)]);
     }
+
+    fn uns_model(moved: Vec<u32>) -> SinkModel {
+        SinkModel::Uns(Box::new(crate::uns::UnsModel::new(Vec::new(), moved)))
+    }
+
+    #[tokio::test]
+    async fn a_reload_renumbers_what_is_pending_and_comes_first() {
+        let m = Mailbox::new(3);
+        m.post(&[sample(2, 1), sample(0, 1), sample(1, 1)], None);
+        m.post(&[], Some((DeviceId(0), false)));
+        m.post(&[], Some((DeviceId(1), true)));
+        // Tag 0 → 1, tag 1 is gone, tag 2 → 0; device 0 keeps its driver as device 1,
+        // device 1's driver is replaced.
+        m.reload(uns_model(vec![1, NONE, 0]), &[1, NONE, 0], 2, &[1, NONE]);
+        // A sample of the new model, after the reload, goes to its new slot.
+        m.post(&[sample(0, 7)], None);
+        let d = m.take().await;
+        assert!(matches!(d.model, Some(SinkModel::Uns(_))));
+        assert_eq!(d.samples, vec![sample(0, 7), sample(1, 1)]);
+        assert_eq!(d.status, vec![(DeviceId(1), false)]);
+    }
+
+    #[tokio::test]
+    async fn reloads_not_yet_taken_add_up() {
+        let m = Mailbox::new(3);
+        m.reload(uns_model(vec![2, 0, NONE]), &[2, 0, NONE], 3, &[]);
+        m.reload(uns_model(vec![NONE, 1, 0]), &[NONE, 1, 0], 2, &[]);
+        let Some(SinkModel::Uns(model)) = m.take().await.model else {
+            panic!("no model");
+        };
+        // First tag 0 → 2 → 0, tag 1 → 0 → gone, tag 2 gone.
+        let combined = crate::uns::UnsModel::new(Vec::new(), vec![2, 0, NONE])
+            .then(crate::uns::UnsModel::new(Vec::new(), vec![NONE, 1, 0]));
+        assert_eq!(format!("{model:?}"), format!("{combined:?}"));
+        assert!(format!("{model:?}").contains("moved: [0, 4294967295, 4294967295]"));
+    }
+
+    fn test_sample(tag: u32, v: i32) -> DriverEvent {
+        DriverEvent::Samples(vec![sample(tag, v)])
+    }
+
+    /// A reload that starts no driver.
+    fn reload(generation: u64, tags: Vec<u32>, kept: Vec<u32>, tag_devices: Vec<u32>) -> Reload {
+        let mut start = uns_model::file::demo_model();
+        start.devices.clear();
+        start.tags.clear();
+        Reload {
+            generation,
+            tags,
+            kept,
+            start,
+            start_devices: Vec::new(),
+            start_tags: Vec::new(),
+            opcua_pki: None,
+            device_count: tag_devices.iter().max().map_or(0, |d| *d as usize + 1),
+            tag_devices,
+            deadbands: Vec::new(),
+            sinks: Vec::new(),
+            taken: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn events_of_kept_drivers_are_renumbered_and_those_of_stopped_ones_dropped() {
+        let live = Arc::new(web::LiveValues::new(0));
+        let mailbox = Mailbox::new(3);
+        let mut hub = Hub::new(vec![mailbox.clone()], live.clone());
+        // Tags 0 and 1 on device 0, tag 2 on device 1, all read by one set of drivers.
+        hub.reload(reload(1, Vec::new(), Vec::new(), vec![0, 0, 1]));
+        let (events, rx) = mpsc::channel(8);
+        hub.sets.push(DriverSet {
+            events: rx,
+            tags: vec![0, 1, 2],
+            devices: vec![0, 1],
+        });
+        hub.tag_local = vec![0, 1, 2];
+        for (tag, v) in [(0, 10), (1, 11), (2, 12)] {
+            events.send(test_sample(tag, v)).await.unwrap();
+            let (set, event) = hub.next_event().await;
+            hub.event(set, event);
+        }
+        assert_eq!(live.get(TagId(2)), Some(sample(2, 12)));
+        mailbox.take().await;
+
+        // A tag is inserted ahead on a new device 0; device 0 becomes 1 and keeps its
+        // driver; device 1 is removed.
+        hub.reload(reload(2, vec![1, 2, NONE], vec![1, NONE], vec![0, 1, 1]));
+        assert_eq!(live.get(TagId(1)), Some(sample(1, 10)), "moved last value");
+        assert_eq!(live.get(TagId(2)), Some(sample(2, 11)));
+        assert_eq!(live.get(TagId(0)), None);
+        assert_eq!(hub.tag_local, [NONE, 0, 1]);
+        // The kept driver still numbers by the first model.
+        events.send(test_sample(1, 21)).await.unwrap();
+        events.send(test_sample(2, 22)).await.unwrap();
+        let device = |d, online| DriverEvent::DeviceStatus {
+            device: DeviceId(d),
+            online,
+            error: None,
+        };
+        events.send(device(1, false)).await.unwrap();
+        events.send(device(0, false)).await.unwrap();
+        for _ in 0..4 {
+            let (set, event) = hub.next_event().await;
+            hub.event(set, event);
+        }
+        let d = mailbox.take().await;
+        assert_eq!(d.samples, vec![sample(2, 21)]);
+        assert_eq!(d.status, vec![(DeviceId(1), false)]);
+        // Its drivers gone, the set is forgotten.
+        drop(events);
+        let next = tokio::time::timeout(std::time::Duration::from_millis(50), hub.next_event());
+        assert!(next.await.is_err());
+        assert!(hub.sets.is_empty());
+    }
+
+    fn sim_model(devices: &[&str], tags: &[(&str, &str)]) -> Model {
+        let mut text = String::from(
+            "[namespace]\nenterprise = \"acme\"\nsite = \"plant\"\n\
+             [[area]]\nname = \"a\"\n[[area.line]]\nname = \"l\"\n",
+        );
+        for d in devices {
+            text += &format!(
+                "[[device]]\nname = \"{d}\"\ndriver = \"simulator\"\nperiod_ms = 3600000\n"
+            );
+        }
+        for (d, t) in tags {
+            text += &format!(
+                "[[tag]]\ndevice = \"{d}\"\nlocation = \"a/l\"\nname = \"{t}\"\n\
+                 datatype = \"int32\"\naddress = \"memory\"\nwritable = true\n"
+            );
+        }
+        uns_model::file::from_toml(&text).unwrap()
+    }
+
+    async fn write(writes: &mpsc::Sender<Write>, generation: u64, tag: u32) -> Result<(), String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let command = WriteCommand {
+            tag: TagId(tag),
+            value: uns_model::Value::Int32(5),
+            reply: Some(reply),
+        };
+        writes
+            .send(Write {
+                generation,
+                command,
+            })
+            .await
+            .unwrap();
+        answer.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_reach_the_right_driver_across_a_reload() {
+        use crate::pipeline::{Fingerprint, Sinks, plan};
+        let dir = std::path::Path::new("/nonexistent");
+        let none = Sinks {
+            sparkplug: 0,
+            uns: false,
+        };
+        let first = sim_model(&["a"], &[("a", "m0"), ("a", "m1")]);
+        let p1 = plan(
+            &Fingerprint::default(),
+            first,
+            1,
+            none,
+            Default::default(),
+            dir,
+        );
+        let mut hub = Hub::new(Vec::new(), Arc::new(web::LiveValues::new(0)));
+        hub.reload(p1.reload);
+        // Device b and its tag come first now; a keeps its driver.
+        let second = sim_model(&["b", "a"], &[("b", "x"), ("a", "m0"), ("a", "m1")]);
+        let p2 = plan(&p1.print, second, 2, none, Default::default(), dir);
+        assert_eq!((p2.kept, p2.started, p2.stopped), (1, 1, 0));
+        hub.reload(p2.reload);
+        let (writes, rx) = mpsc::channel(8);
+        let (_reloads, reload_rx) = mpsc::unbounded_channel();
+        tokio::spawn(hub.run(rx, reload_rx));
+        // The simulator refuses a tag number it does not have, so Ok means the right one.
+        assert_eq!(write(&writes, 2, 2).await, Ok(()), "a's m1, kept driver");
+        assert_eq!(write(&writes, 2, 0).await, Ok(()), "b's x, new driver");
+        assert_eq!(write(&writes, 1, 1).await, Ok(()), "m1 as numbered before");
+        let stale = write(&writes, 0, 0).await.unwrap_err();
+        assert!(stale.contains("while the write was on its way"), "{stale}");
+        assert!(write(&writes, 2, 9).await.is_err(), "no such tag");
+    }
 }

@@ -569,3 +569,266 @@ pub async fn watch_store(pipeline: Arc<Pipeline>, mut shutdown: watch::Receiver<
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use web::ModelSource;
+
+    const HEAD: &str = r#"
+[namespace]
+enterprise = "acme"
+site = "plant"
+[[area]]
+name = "a"
+[[area.line]]
+name = "l"
+"#;
+
+    fn tcp(name: &str, host: &str) -> String {
+        format!("[[device]]\nname = \"{name}\"\ndriver = \"modbus-tcp\"\nhost = \"{host}\"\n")
+    }
+
+    fn gateway(name: &str, unit: u8) -> String {
+        format!(
+            "[[device]]\nname = \"{name}\"\ndriver = \"modbus-rtu-tcp\"\nhost = \"gw\"\nport = 4001\nunit = {unit}\n"
+        )
+    }
+
+    fn tag(device: &str, name: &str, datatype: &str, address: &str) -> String {
+        format!(
+            "[[tag]]\ndevice = \"{device}\"\nlocation = \"a/l\"\nname = \"{name}\"\ndatatype = \"{datatype}\"\naddress = \"{address}\"\n"
+        )
+    }
+
+    fn model(parts: &[String]) -> Model {
+        let text = String::from(HEAD) + &parts.concat();
+        uns_model::file::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    const NO_SINKS: Sinks = Sinks {
+        sparkplug: 0,
+        uns: false,
+    };
+
+    fn plan_from(before: &Model, after: Model, sinks: Sinks) -> Plan {
+        plan(
+            &Fingerprint::of(before),
+            after,
+            2,
+            sinks,
+            HashMap::new(),
+            std::path::Path::new("/nonexistent"),
+        )
+    }
+
+    fn names(model: &Model) -> Vec<&str> {
+        model.devices.iter().map(|d| d.name.as_str()).collect()
+    }
+
+    #[test]
+    fn unchanged_drivers_keep_running_and_persisting_tags_their_last_value() {
+        let before = model(&[
+            tcp("p1", "10.0.0.1"),
+            tcp("p2", "10.0.0.2"),
+            tag("p1", "t1", "uint16", "hr:1"),
+            tag("p1", "t2", "uint16", "hr:2"),
+            tag("p2", "u1", "uint16", "hr:1"),
+        ]);
+        // p3 is new and first; p1 gets a tag and t2 a new type; p2 is as it was.
+        let after = model(&[
+            tcp("p3", "10.0.0.3"),
+            tcp("p1", "10.0.0.1"),
+            tcp("p2", "10.0.0.2"),
+            tag("p3", "v", "uint16", "hr:1"),
+            tag("p1", "t1", "uint16", "hr:1"),
+            tag("p1", "t2", "int16", "hr:2"),
+            tag("p1", "t3", "uint16", "hr:3"),
+            tag("p2", "u1", "uint16", "hr:1"),
+        ]);
+        let p = plan_from(&before, after, NO_SINKS);
+        let r = &p.reload;
+        assert_eq!(
+            r.tags,
+            [1, NONE, 4],
+            "t2 changed type: its old value is not carried"
+        );
+        assert_eq!(r.kept, [NONE, 2]);
+        assert_eq!((p.kept, p.started, p.stopped), (1, 2, 1));
+        assert_eq!(names(&r.start), ["p3", "p1"]);
+        assert_eq!(r.start_devices, [0, 1]);
+        assert_eq!(r.start_tags, [0, 1, 2, 3]);
+        assert_eq!(r.start.tags.len(), 4);
+        assert_eq!(r.tag_devices, [0, 1, 1, 1, 2]);
+        assert_eq!(r.device_count, 3);
+        assert!(r.deadbands.is_empty());
+
+        // The same model again: every driver keeps running, every tag its value.
+        let again = plan(
+            &p.print,
+            model(&[
+                tcp("p3", "10.0.0.3"),
+                tcp("p1", "10.0.0.1"),
+                tcp("p2", "10.0.0.2"),
+                tag("p3", "v", "uint16", "hr:1"),
+                tag("p1", "t1", "uint16", "hr:1"),
+                tag("p1", "t2", "int16", "hr:2"),
+                tag("p1", "t3", "uint16", "hr:3"),
+                tag("p2", "u1", "uint16", "hr:1"),
+            ]),
+            3,
+            NO_SINKS,
+            HashMap::new(),
+            std::path::Path::new("/nonexistent"),
+        );
+        assert_eq!(again.reload.tags, [0, 1, 2, 3, 4]);
+        assert_eq!(again.reload.kept, [0, 1, 2]);
+        assert!(again.reload.start.devices.is_empty());
+    }
+
+    #[test]
+    fn devices_sharing_a_line_restart_together_and_disabled_ones_carry_nothing() {
+        let before = model(&[
+            gateway("r1", 1),
+            gateway("r2", 2),
+            tcp("t", "10.0.0.9"),
+            tag("r1", "a", "uint16", "hr:1"),
+            tag("r2", "b", "uint16", "hr:1"),
+            tag("t", "c", "uint16", "hr:1"),
+        ]);
+        let mut after = model(&[
+            gateway("r1", 1),
+            gateway("r2", 2),
+            tcp("t", "10.0.0.9"),
+            tag("r1", "a", "uint16", "hr:1"),
+            tag("r2", "b", "uint16", "hr:5"),
+            tag("t", "c", "uint16", "hr:1"),
+        ]);
+        after.devices[2].enabled = false;
+        let p = plan_from(&before, after, NO_SINKS);
+        // r2's tag moved: its line task restarts, r1 with it; t is disabled.
+        assert_eq!(p.reload.kept, [NONE, NONE, NONE]);
+        assert_eq!(names(&p.reload.start), ["r1", "r2"]);
+        assert_eq!(p.reload.tags, [0, 1, NONE]);
+        assert_eq!((p.kept, p.started, p.stopped), (0, 2, 3));
+    }
+
+    #[test]
+    fn every_session_shares_one_metric_map_and_the_uns_learns_where_tags_went() {
+        let before = model(&[tcp("p", "h"), tag("p", "x", "uint16", "hr:1")]);
+        let after = model(&[
+            tcp("p", "h"),
+            tag("p", "w", "uint16", "hr:2"),
+            tag("p", "x", "uint16", "hr:1"),
+        ]);
+        let sinks = Sinks {
+            sparkplug: 2,
+            uns: true,
+        };
+        let p = plan_from(&before, after, sinks);
+        let [
+            SinkModel::Sparkplug(a),
+            SinkModel::Sparkplug(b),
+            SinkModel::Uns(u),
+        ] = &p.reload.sinks[..]
+        else {
+            panic!("{:?}", p.reload.sinks);
+        };
+        assert!(Arc::ptr_eq(&a.map, &b.map));
+        assert_eq!((a.generation, a.config.devices[0].metrics.len()), (2, 2));
+        assert!(format!("{u:?}").contains("moved: [1]"), "{u:?}");
+    }
+
+    /// A hub that takes every model at once and reports each generation it took.
+    fn fake_hub() -> (
+        mpsc::UnboundedSender<hub::Reload>,
+        std::sync::mpsc::Receiver<u64>,
+    ) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<hub::Reload>();
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            while let Some(r) = rx.blocking_recv() {
+                let _ = seen_tx.send(r.generation);
+                if let Some(taken) = r.taken {
+                    let _ = taken.send(());
+                }
+            }
+        });
+        (tx, seen)
+    }
+
+    fn pipeline(first: &Model) -> (Pipeline, std::sync::mpsc::Receiver<u64>) {
+        let mut store = Store::open_in_memory().unwrap();
+        store.replace_model(first).unwrap();
+        let (hub, seen) = fake_hub();
+        let p = Pipeline::new(
+            Arc::new(Mutex::new(store)),
+            hub,
+            NO_SINKS,
+            PathBuf::from("/nonexistent"),
+            Fingerprint::of(first),
+            1,
+            1,
+        );
+        (p, seen)
+    }
+
+    #[test]
+    fn apply_stores_the_model_and_returns_once_the_hub_runs_it() {
+        let first = model(&[tcp("p", "h"), tag("p", "x", "uint16", "hr:1")]);
+        let (p, seen) = pipeline(&first);
+        let second = model(&[tcp("p", "h"), tag("p", "y", "uint16", "hr:1")]);
+        p.apply(second.clone()).unwrap();
+        assert_eq!(seen.try_recv(), Ok(2), "taken before apply returned");
+        assert_eq!(*p.load().unwrap(), second);
+        assert_eq!(p.store().model_version().unwrap(), 2);
+
+        // Invalid: nothing stored, nothing handed over.
+        let mut bad = second.clone();
+        bad.tags[0].address = "nowhere".into();
+        match p.apply(bad) {
+            Err(web::ApplyError::Invalid(errors)) => {
+                assert!(errors.to_string().contains("tag[0].address"), "{errors}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.store().model_version().unwrap(), 2);
+        assert!(seen.try_recv().is_err());
+
+        // A model stored by another process is applied before it is shown.
+        p.store().replace_model(&first).unwrap();
+        assert_eq!(*p.load().unwrap(), first);
+        assert_eq!(seen.try_recv(), Ok(3));
+        p.catch_up().unwrap();
+        assert!(seen.try_recv().is_err(), "applied once");
+
+        // Shutting down: refused, and nothing stored.
+        p.close();
+        match p.apply(second) {
+            Err(web::ApplyError::Failed(why)) => assert!(why.contains("shutting down"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.store().model_version().unwrap(), 3);
+    }
+
+    #[test]
+    fn applies_from_two_threads_run_one_after_the_other() {
+        let first = model(&[tcp("p", "h"), tag("p", "x", "uint16", "hr:1")]);
+        let (p, seen) = pipeline(&first);
+        let p = Arc::new(p);
+        let threads: Vec<_> = ["y", "z"]
+            .into_iter()
+            .map(|name| {
+                let p = p.clone();
+                let m = model(&[tcp("p", "h"), tag("p", name, "uint16", "hr:1")]);
+                std::thread::spawn(move || p.apply(m))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let generations: Vec<u64> = seen.try_iter().collect();
+        assert_eq!(generations, [2, 3]);
+        assert_eq!(p.store().model_version().unwrap(), 3);
+    }
+}

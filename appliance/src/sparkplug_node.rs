@@ -625,6 +625,7 @@ impl Node {
             // A device whose metrics change dies now and is born again once its driver,
             // restarted with the new tags, has read them: so its DBIRTH carries every new
             // metric with a value rather than a null (the session would re-birth it at once).
+            // A removed device dies now too, also when a rebirth follows (a new scan rate).
             let changed: Vec<usize> = current
                 .devices
                 .iter()
@@ -634,7 +635,7 @@ impl Node {
                         .devices
                         .iter()
                         .find(|d| d.device_id == def.device_id)
-                        .is_some_and(|d| !def.same_metrics(d))
+                        .is_none_or(|d| !def.same_metrics(d))
                 })
                 .map(|(d, _)| d)
                 .collect();
@@ -831,6 +832,100 @@ mod tests {
                 Some(MetricValue::Float(21.5)),
                 Some(sparkplug::Quality::Good)
             ))
+        );
+    }
+
+    fn topics(out: &[Output]) -> Vec<&str> {
+        out.iter()
+            .map(|o| match o {
+                Output::Publish(p) => p.topic.as_str(),
+                Output::Reconnect { .. } => "reconnect",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    fn reload(model: &Model, generation: u64) -> Delivery {
+        let (config, map) = session_config(model, None, HashMap::new());
+        Delivery {
+            model: Some(SinkModel::Sparkplug(Box::new(NodeModel {
+                config,
+                map: Arc::new(map),
+                generation,
+            }))),
+            ..Delivery::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_device_with_a_new_tag_dies_and_is_born_with_its_value_once_read() {
+        let mut model = uns_model::file::demo_model();
+        let mut node = online_node(&model);
+        let dbirth = "spBv1.0/plant-a/DBIRTH/sparkedge/demo-plc";
+        let online = |online| Delivery {
+            status: vec![(DeviceId(0), online)],
+            ..Delivery::default()
+        };
+        assert_eq!(topics(&node.deliver(online(true))), [dbirth]);
+        let aliases = node.session.aliases();
+
+        // A tag is inserted ahead of the others: every tag number shifts.
+        let mut speed = model.tags[0].clone();
+        speed.name = "speed".into();
+        speed.datatype = uns_model::DataType::Float64;
+        model.tags.insert(0, speed);
+        let out = node.deliver(reload(&model, 2));
+        assert_eq!(
+            topics(&out),
+            ["spBv1.0/plant-a/DDEATH/sparkedge/demo-plc"],
+            "no NDEATH, no birth before the new tag was read"
+        );
+        assert_eq!((node.generation, node.map.tags[0][0]), (2, TagId(0)));
+        // The restarted driver reads, then says the device is online.
+        let out = node.deliver(Delivery {
+            samples: vec![uns_model::TagSample {
+                tag: TagId(0),
+                value: Some(Value::Float64(7.5)),
+                quality: Quality::Good,
+                timestamp_ms: 1_700_000_000_000,
+            }],
+            status: vec![(DeviceId(0), true)],
+            ..Delivery::default()
+        });
+        let [Output::Publish(birth)] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(birth.topic, dbirth);
+        let payload = Payload::decode_with(&birth.payload, |_, _| None).unwrap();
+        let speed = payload
+            .metrics
+            .iter()
+            .find(|m| m.name.as_deref() == Some("packaging/line3/filler/speed"))
+            .expect("the new metric in the DBIRTH");
+        assert_eq!(speed.value, Some(MetricValue::Double(7.5)));
+        // The metrics hosts knew keep their aliases.
+        let now = node.session.aliases();
+        assert!(
+            aliases.iter().all(|a| now.contains(a)),
+            "{aliases:?} / {now:?}"
+        );
+
+        // The device is disabled: DDEATH, and a new NBIRTH for the node's scan rate. The edge
+        // node is renamed: NDEATH and a new session.
+        model.devices[0].enabled = false;
+        let out = node.deliver(reload(&model, 3));
+        assert_eq!(
+            topics(&out),
+            [
+                "spBv1.0/plant-a/DDEATH/sparkedge/demo-plc",
+                "spBv1.0/plant-a/NBIRTH/sparkedge"
+            ]
+        );
+        model.sparkplug.edge_node_id = "edge-2".into();
+        let out = node.deliver(reload(&model, 4));
+        assert_eq!(
+            topics(&out),
+            ["spBv1.0/plant-a/NDEATH/sparkedge", "reconnect"]
         );
     }
 

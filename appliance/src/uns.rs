@@ -257,6 +257,45 @@ mod tests {
     use super::*;
     use uns_model::{Quality, TagId, Value};
 
+    fn uns_tag(topic: &str, unit: Option<&str>) -> UnsTag {
+        UnsTag {
+            topic: topic.into(),
+            datatype: "float32",
+            unit: unit.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn moved_topics_are_cleared_and_persisting_tags_keep_or_republish_their_payload() {
+        let tags = [
+            uns_tag("acme/p/a/l/same", None),
+            uns_tag("acme/p/a/l/old-name", None),
+            uns_tag("acme/p/a/l/removed", None),
+            uns_tag("acme/p/a/l/unit", None),
+            uns_tag("acme/p/a/l/never-read", None),
+        ];
+        let mut last = vec![
+            Some(b"same".to_vec()),
+            Some(b"renamed".to_vec()),
+            Some(b"removed".to_vec()),
+            Some(b"unit".to_vec()),
+            None,
+        ];
+        // "old-name" became "new-name" (a persisting tag with a new topic, as when the
+        // enterprise is renamed); "unit" got a unit; "fresh" is new.
+        let new_tags = [
+            uns_tag("acme/p/a/l/fresh", None),
+            uns_tag("acme/p/a/l/unit", Some("mm")),
+            uns_tag("acme/p/a/l/same", None),
+            uns_tag("acme/p/a/l/new-name", None),
+        ];
+        let moved = [2, 3, NONE, 1, NONE];
+        let (cleared, new_last, republish) = retopic(&tags, &mut last, &new_tags, &moved);
+        assert_eq!(cleared, [1, 2], "a topic never published needs no clearing");
+        assert_eq!(new_last, [None, None, Some(b"same".to_vec()), None]);
+        assert_eq!(republish, [3, 1]);
+    }
+
     #[test]
     fn payload_has_value_timestamp_quality_and_type() {
         let tag = UnsTag {

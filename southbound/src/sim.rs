@@ -42,14 +42,13 @@ pub(crate) async fn run(
     events: mpsc::Sender<DriverEvent>,
     mut writes: mpsc::Receiver<WriteCommand>,
 ) {
-    let online = DriverEvent::DeviceStatus {
+    // Online after the first reading, as a real PLC's driver says it: the birth then carries
+    // a value for every tag.
+    let mut online = Some(DriverEvent::DeviceStatus {
         device,
         online: true,
         error: None,
-    };
-    if events.send(online).await.is_err() {
-        return;
-    }
+    });
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut tick: u64 = 0;
@@ -80,6 +79,10 @@ pub(crate) async fn run(
                 if events.send(DriverEvent::Samples(samples)).await.is_err() {
                     return;
                 }
+                if let Some(online) = online.take()
+                    && events.send(online).await.is_err() {
+                        return;
+                    }
             }
         }
     }
