@@ -202,11 +202,23 @@ async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
     std::fs::write(&model_file, model).expect("write model");
     sparkedge(&["import", model_file.to_str().expect("UTF-8 path")]);
 
-    // A model imported while running is not what runs: the UI says so instead of showing
-    // live values against the wrong tags.
+    // A model imported while running runs at once: the device is born again with the new
+    // tag, and the web API lists it.
+    let reborn = host
+        .next_where("DBIRTH with the new tag", |m| {
+            m.topic == DBIRTH
+                && decode(m)
+                    .metrics
+                    .iter()
+                    .any(|x| x.name.as_deref() == Some("packaging/line3/filler/speed"))
+        })
+        .await;
+    let mut reborn = aliases(&decode(&reborn));
+    reborn.remove("packaging/line3/filler/speed");
+    assert_eq!(reborn, first_aliases, "known metrics keep their aliases");
     let (status, body) = system_tests::http_get_as(app.web_port, "/api/values", &vera);
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("restart sparkedge"), "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("packaging/line3/filler/speed"), "{body}");
 
     // SIGTERM: NDEATH with the NBIRTH's bdSeq, then a clean exit.
     let status = app.terminate();
