@@ -13,7 +13,9 @@
 //! until a Sparkplug host sees the new value in DDATA (PLC change -> subscriber).
 //! `--uns` also publishes the tags as UNS JSON to one subscriber; `--devices N` polls N PLCs
 //! instead of 10 (`--devices 1 --uns`: the UNS path at 10,000 tags/s); `--period-ms N` polls
-//! every N ms instead of 1000.
+//! every N ms instead of 1000. `--reload` last imports the model with one tag more on the
+//! last PLC while the appliance runs, and times it until that PLC's DBIRTH (the appliance
+//! logs how long applying took), with the peak RSS after.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -93,7 +95,7 @@ async fn main() {
         }
     }
     let model_path = data.path().join("model.toml");
-    std::fs::write(&model_path, model).expect("write model");
+    std::fs::write(&model_path, &model).expect("write model");
     let started = Instant::now();
     sparkedge(
         data.path(),
@@ -255,5 +257,36 @@ async fn main() {
     count_task.abort();
     if let Some(task) = uns_task {
         task.abort();
+    }
+
+    if args.iter().any(|a| a == "--reload") {
+        let last = devices - 1;
+        let added = format!("load/plc{last}/added");
+        model += &format!(
+            "[[tag]]\ndevice = \"plc{last}\"\nlocation = \"load/plc{last}\"\nname = \"added\"\ndatatype = \"uint16\"\naddress = \"hr:2\"\n"
+        );
+        std::fs::write(&model_path, &model).expect("write model");
+        let mut births = Observer::connect(mqtt_port, "bench-reload", None).await;
+        births.subscribe(&format!("spBv1.0/s1/DBIRTH/edge/plc{last}")).await;
+        let start = Instant::now();
+        sparkedge(
+            data.path(),
+            &["import", model_path.to_str().expect("UTF-8")],
+        );
+        let imported = start.elapsed();
+        births
+            .next_where("the DBIRTH with the added tag", |m| {
+                Payload::decode(m.payload.as_slice()).is_ok_and(|p| {
+                    p.metrics.iter().any(|x| x.name.as_deref() == Some(&added))
+                })
+            })
+            .await;
+        println!(
+            "reload (one tag more on plc{last}): import {imported:?}; import to its DBIRTH {:?} \
+             (includes up to 2 s until the store check); VmHWM {}, VmRSS {}",
+            start.elapsed(),
+            status(pid, "VmHWM"),
+            status(pid, "VmRSS"),
+        );
     }
 }

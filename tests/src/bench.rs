@@ -77,7 +77,7 @@ pub fn report(what: &str, latencies: &mut [Duration]) {
 }
 
 /// Starts `sparkedge run` on the model imported into `data`, its embedded broker on
-/// `mqtt_port`, the UNS on or off, logging warnings only.
+/// `mqtt_port`, the UNS on or off, logging warnings (and model changes) only.
 pub fn run_appliance(data: &Path, mqtt_port: u16, uns: bool) -> Terminate {
     let config = data.join("sparkedge.toml");
     std::fs::write(
@@ -92,7 +92,8 @@ pub fn run_appliance(data: &Path, mqtt_port: u16, uns: bool) -> Terminate {
     Terminate(
         Command::new(sparkedge_binary())
             .args(["run", "--config", config.to_str().expect("UTF-8")])
-            .env("RUST_LOG", "warn")
+            // Applying a changed model says how long it took.
+            .env("RUST_LOG", "warn,sparkedge::pipeline=info")
             .stdout(Stdio::null())
             .spawn()
             .expect("start sparkedge run"),
