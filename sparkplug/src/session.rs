@@ -253,14 +253,23 @@ impl EdgeNodeSession {
             .devices
             .iter()
             .map(|d| {
+                let Some((cur_def, cur)) = current(&d.device_id) else {
+                    return vec![None; d.metrics.len()];
+                };
+                // Looked up by name, not searched: a device may have 10,000 metrics.
+                let by_name: HashMap<&str, usize> = cur_def
+                    .metrics
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (m.name.as_str(), i))
+                    .collect();
                 d.metrics
                     .iter()
                     .map(|def| {
-                        let (cur_def, cur) = current(&d.device_id)?;
-                        let m = cur_def
-                            .metrics
-                            .iter()
-                            .position(|m| m.name == def.name && m.datatype == def.datatype)?;
+                        let &m = by_name.get(def.name.as_str())?;
+                        if cur_def.metrics[m].datatype != def.datatype {
+                            return None;
+                        }
                         cur.metrics.get(m).cloned()
                     })
                     .collect()
