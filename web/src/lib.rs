@@ -14,9 +14,9 @@
 //!   `/api/live`; `GET /api/values` — every tag with its names and latest value, as JSON;
 //!   `GET /api/live` — SSE: first every tag that has a value, then only changed tags, at most
 //!   one event per 250 ms per client, and `event: model` when the tags were renumbered (the
-//!   model changed), followed by every value again; the REST API's reads (`GET /api/…`, described by
-//!   `GET /api/openapi.json`, which names each operation's role); `POST /logout`;
-//!   `GET/POST /account` (own password).
+//!   model changed), followed by every value again; the REST API's reads (`GET /api/…`,
+//!   described by `GET /api/openapi.json`, which names each operation's role);
+//!   `POST /logout`; `GET/POST /account` (own password).
 //! - operator: `POST /api/tags/{location/name}/value` — write a tag's value (`device_api`).
 //! - admin: the REST API's writes and the whole model (`/api/model`, which holds device
 //!   passwords); the probes that reach the devices themselves with whatever settings they are
