@@ -267,7 +267,9 @@ async fn main() {
         );
         std::fs::write(&model_path, &model).expect("write model");
         let mut births = Observer::connect(mqtt_port, "bench-reload", None).await;
-        births.subscribe(&format!("spBv1.0/s1/DBIRTH/edge/plc{last}")).await;
+        births
+            .subscribe(&format!("spBv1.0/s1/DBIRTH/edge/plc{last}"))
+            .await;
         let start = Instant::now();
         sparkedge(
             data.path(),
@@ -276,9 +278,8 @@ async fn main() {
         let imported = start.elapsed();
         births
             .next_where("the DBIRTH with the added tag", |m| {
-                Payload::decode(m.payload.as_slice()).is_ok_and(|p| {
-                    p.metrics.iter().any(|x| x.name.as_deref() == Some(&added))
-                })
+                Payload::decode(m.payload.as_slice())
+                    .is_ok_and(|p| p.metrics.iter().any(|x| x.name.as_deref() == Some(&added)))
             })
             .await;
         println!(
