@@ -2,6 +2,7 @@
 //! Sparkplug Primary Host, a UNS subscriber, the web API and a PLC see it: tags and devices
 //! come and go with DDEATH/DBIRTH inside one session, retained UNS topics move, a new edge
 //! node id starts a new session, an invalid model changes nothing, and writes still land.
+//! The same through the REST API, whose changes are applied before the call returns.
 
 use std::process::Command;
 
@@ -431,4 +432,123 @@ async fn a_model_imported_while_running_applies_without_restart() {
         "sparkedge exited"
     );
     assert!(app.terminate().success());
+}
+
+/// One HTTP request with a JSON body as the logged-in `session`: the status and the body.
+async fn http_json(
+    port: u16,
+    session: &system_tests::WebSession,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, String) {
+    let body = body.to_string();
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nCookie: {}\r\nX-CSRF-Token: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        session.cookie,
+        session.csrf,
+        body.len()
+    );
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to the web UI");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("read");
+        String::from_utf8(response).expect("UTF-8 response")
+    };
+    let response = tokio::time::timeout(system_tests::DEADLINE, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no response"));
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_added_through_the_rest_api_runs_when_the_call_returns() {
+    let plc_port = free_port();
+    let _plc = KillOnDrop::spawn(
+        Command::new(sparkedge_binary()).args([
+            "sim",
+            "modbus",
+            "--listen",
+            &format!("127.0.0.1:{plc_port}"),
+        ]),
+        "sparkedge sim modbus",
+    );
+    let v1 = model(
+        "edge-r",
+        &[
+            device("press", plc_port),
+            tag("press", "seconds", "uint16", "hr:100", ""),
+            tag("press", "setpoint", "float32", "hr:10", "writable = true\n"),
+        ],
+    );
+    let data = tempfile::tempdir().expect("temp dir");
+    import_model(data.path(), &v1);
+    system_tests::add_web_user(data.path(), "ada", "admin", "admin password");
+    system_tests::add_web_user(data.path(), "otto", "operator", "operator password");
+    let app = Appliance::start(data.path(), &["--primary-host-id", HOST_ID]);
+    let mut host = primary_host(app.mqtt_port, HOST_ID, "spBv1.0/plant-r/#").await;
+    let dbirth = topic("DBIRTH", "edge-r", Some("press"));
+    host.next_where("press DBIRTH", |m| m.topic == dbirth).await;
+
+    let addr = format!("127.0.0.1:{plc_port}").parse().expect("address");
+    let mut plc = tokio_modbus::client::tcp::connect(addr)
+        .await
+        .expect("connect to the PLC");
+    plc.write_single_register(301, 777)
+        .await
+        .expect("transport")
+        .expect("no exception");
+
+    let ada = system_tests::web_login(app.web_port, "ada", "admin password");
+    let new_tag = serde_json::json!({"device": "press", "location": "forming/press1",
+        "name": "extra", "datatype": "uint16", "address": "hr:301"});
+    let (status, body) = http_json(app.web_port, &ada, "POST", "/api/tags", new_tag).await;
+    assert_eq!(status, 201, "{body}");
+    // Returned means running: the live values are those of the new model already.
+    let (status, body) = system_tests::http_get_as(app.web_port, "/api/values", &ada);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("forming/press1/extra"), "{body}");
+
+    let seen = until(&mut host, "press DBIRTH with the new tag", |m| {
+        m.topic == dbirth
+    })
+    .await;
+    assert_eq!(
+        lifecycle(&seen),
+        [topic("DDEATH", "edge-r", Some("press")), dbirth.clone()]
+    );
+    let birth = decode(seen.last().expect("DBIRTH"));
+    assert_eq!(metric(&birth, "extra").value, Some(Field::IntValue(777)));
+
+    // A value written from the web after the change reaches the PLC.
+    let otto = system_tests::web_login(app.web_port, "otto", "operator password");
+    let (status, body) = http_json(
+        app.web_port,
+        &otto,
+        "POST",
+        "/api/tags/forming/press1/setpoint/value",
+        serde_json::json!({"value": 12.5}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let words = plc
+        .read_holding_registers(10, 2)
+        .await
+        .expect("transport")
+        .expect("no exception");
+    let bits = 12.5f32.to_bits();
+    assert_eq!(words, [(bits >> 16) as u16, bits as u16]);
 }
