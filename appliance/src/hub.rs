@@ -199,6 +199,8 @@ pub struct Reload {
     pub start_tags: Vec<u32>,
     pub opcua_pki: Option<southbound::opcua::pki::Pki>,
     pub device_count: usize,
+    /// Per new device: what the dashboard shows of it.
+    pub devices: Vec<DeviceInfo>,
     /// Per new tag: its device.
     pub tag_devices: Vec<u32>,
     /// Per new tag: its deadband (0 for none), or empty when no tag has one.
@@ -223,6 +225,14 @@ struct DriverSet {
 /// Events queued from one set of drivers before they wait for the hub.
 const EVENT_QUEUE: usize = 1024;
 
+/// A device as the dashboard names it.
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub driver: String,
+    pub enabled: bool,
+}
+
 /// The hub's state; [`Hub::run`] drives it.
 #[derive(Debug)]
 pub struct Hub {
@@ -242,6 +252,10 @@ pub struct Hub {
     generation: u64,
     /// Old → new tag numbers of the last reload, for writes sent just before it.
     previous: Vec<u32>,
+    /// Per device: its name, for the dashboard.
+    device_names: Vec<String>,
+    /// The dashboard's board: device status and sample counts.
+    status: Arc<web::StatusBoard>,
 }
 
 impl Hub {
@@ -258,7 +272,15 @@ impl Hub {
             live,
             generation: 0,
             previous: Vec::new(),
+            device_names: Vec::new(),
+            status: Arc::default(),
         }
+    }
+
+    /// Reports device status and sample counts to `board` (the web dashboard).
+    pub fn with_status(mut self, board: Arc<web::StatusBoard>) -> Hub {
+        self.status = board;
+        self
     }
 
     /// Switches to a new model (see the module documentation). Nothing here waits, so no
@@ -273,11 +295,34 @@ impl Hub {
             start_tags,
             opcua_pki,
             device_count,
+            devices,
             tag_devices,
             deadbands,
             sinks,
             taken,
         } = r;
+        // The dashboard lists the new model's devices; a device that stays keeps its counts.
+        self.status.update(|s| {
+            let mut old = std::mem::take(&mut s.devices);
+            s.devices = devices
+                .iter()
+                .map(|d| {
+                    let mut entry = old
+                        .iter()
+                        .position(|o| o.name == d.name)
+                        .map(|i| old.swap_remove(i))
+                        .unwrap_or_default();
+                    entry.name.clone_from(&d.name);
+                    entry.driver.clone_from(&d.driver);
+                    entry.enabled = d.enabled;
+                    if !d.enabled {
+                        entry.online = false;
+                    }
+                    entry
+                })
+                .collect();
+        });
+        self.device_names = devices.into_iter().map(|d| d.name).collect();
         let kept_device = |device: u32| {
             kept.get(device as usize)
                 .copied()
@@ -428,6 +473,20 @@ impl Hub {
                         sink.post(&changes, None);
                     }
                 }
+                // A batch comes from one poll of one device: count it against the device of
+                // its first tag.
+                if let Some(name) = changes
+                    .first()
+                    .and_then(|s| self.tag_devices.get(s.tag.index()))
+                    .and_then(|&d| self.device_names.get(d as usize))
+                {
+                    let now = southbound::now_ms();
+                    self.status.update(|s| {
+                        let d = s.device(name);
+                        d.samples += changes.len() as u64;
+                        d.last_sample_ms = Some(now);
+                    });
+                }
             }
             DriverEvent::DeviceStatus {
                 device,
@@ -438,9 +497,25 @@ impl Hub {
                     return;
                 };
                 let device = DeviceId(to as usize);
-                match error {
+                match &error {
                     Some(e) => tracing::warn!(device = device.0, online, "device status: {e}"),
                     None => tracing::info!(device = device.0, online, "device status"),
+                }
+                if let Some(name) = self.device_names.get(device.0) {
+                    let now = southbound::now_ms();
+                    self.status.update(|s| {
+                        let d = s.device(name);
+                        if d.online != online || d.since_ms.is_none() {
+                            d.since_ms = Some(now);
+                            if !online {
+                                d.failures += 1;
+                            }
+                        }
+                        d.online = online;
+                        if error.is_some() {
+                            d.last_error = error;
+                        }
+                    });
                 }
                 for sink in &self.sinks {
                     sink.post(&[], Some((device, online)));
@@ -648,6 +723,13 @@ mod tests {
             start_tags: Vec::new(),
             opcua_pki: None,
             device_count: tag_devices.iter().max().map_or(0, |d| *d as usize + 1),
+            devices: (0..tag_devices.iter().max().map_or(0, |d| *d + 1))
+                .map(|d| DeviceInfo {
+                    name: format!("d{d}"),
+                    driver: "simulator".to_owned(),
+                    enabled: true,
+                })
+                .collect(),
             tag_devices,
             deadbands: Vec::new(),
             sinks: Vec::new(),
@@ -659,7 +741,8 @@ mod tests {
     async fn events_of_kept_drivers_are_renumbered_and_those_of_stopped_ones_dropped() {
         let live = Arc::new(web::LiveValues::new(0));
         let mailbox = Mailbox::new(3);
-        let mut hub = Hub::new(vec![mailbox.clone()], live.clone());
+        let board = Arc::new(web::StatusBoard::default());
+        let mut hub = Hub::new(vec![mailbox.clone()], live.clone()).with_status(board.clone());
         // Tags 0 and 1 on device 0, tag 2 on device 1, all read by one set of drivers.
         hub.reload(reload(1, Vec::new(), Vec::new(), vec![0, 0, 1]));
         let (events, rx) = mpsc::channel(8);
@@ -676,6 +759,14 @@ mod tests {
         }
         assert_eq!(live.get(TagId(2)), Some(sample(2, 12)));
         mailbox.take().await;
+        // The dashboard counts each device's samples.
+        let counts: Vec<(String, u64, bool)> = board
+            .snapshot()
+            .devices
+            .iter()
+            .map(|d| (d.name.clone(), d.samples, d.last_sample_ms.is_some()))
+            .collect();
+        assert_eq!(counts, [("d0".into(), 2, true), ("d1".into(), 1, true)]);
 
         // A tag is inserted ahead on a new device 0; device 0 becomes 1 and keeps its
         // driver; device 1 is removed.
@@ -701,6 +792,15 @@ mod tests {
         let d = mailbox.take().await;
         assert_eq!(d.samples, vec![sample(2, 21)]);
         assert_eq!(d.status, vec![(DeviceId(1), false)]);
+        // ...and shows the offline device (the removed one's news is dropped).
+        let status = board.snapshot();
+        assert_eq!(status.devices.len(), 2);
+        let d1 = &status.devices[1];
+        assert!(
+            !d1.online && d1.failures == 1 && d1.since_ms.is_some(),
+            "{d1:?}"
+        );
+        assert_eq!(status.devices[0].failures, 0);
         // Its drivers gone, the set is forgotten.
         drop(events);
         let next = tokio::time::timeout(std::time::Duration::from_millis(50), hub.next_event());

@@ -383,7 +383,9 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
     let mailboxes: Vec<_> = (0..sinks.count())
         .map(|_| hub::Mailbox::new(tag_count))
         .collect();
-    let mut hub = hub::Hub::new(mailboxes.clone(), live.clone());
+    let status = Arc::new(web::StatusBoard::default());
+    status.update(|s| s.started_ms = southbound::now_ms());
+    let mut hub = hub::Hub::new(mailboxes.clone(), live.clone()).with_status(status.clone());
     hub.reload(reload);
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     tokio::spawn(hub.run(write_rx, reload_rx));
@@ -432,8 +434,6 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
         generation,
     ));
     let watcher = tokio::spawn(pipeline::watch_store(pipeline.clone(), shutdown.clone()));
-    let status = Arc::new(web::StatusBoard::default());
-    status.update(|s| s.started_ms = southbound::now_ms());
     tokio::spawn(dashboard::sample_broker(
         broker.clone(),
         mqtt_listen.to_string(),

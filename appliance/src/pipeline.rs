@@ -322,6 +322,15 @@ pub fn plan(
         })
         .collect();
     let device_count = model.devices.len();
+    let device_info: Vec<hub::DeviceInfo> = model
+        .devices
+        .iter()
+        .map(|d| hub::DeviceInfo {
+            name: d.name.clone(),
+            driver: driver_name(&d.driver).to_owned(),
+            enabled: d.enabled,
+        })
+        .collect();
     let Model {
         namespace,
         sparkplug,
@@ -358,6 +367,7 @@ pub fn plan(
             start_tags,
             opcua_pki,
             device_count,
+            devices: device_info,
             tag_devices,
             deadbands,
             sinks: sink_models,
@@ -366,6 +376,18 @@ pub fn plan(
         kept: kept_count,
         started,
         stopped,
+    }
+}
+
+/// The `driver = "..."` name of a device's driver, as the model file spells it.
+fn driver_name(driver: &uns_model::DriverConfig) -> &'static str {
+    use uns_model::DriverConfig::*;
+    match driver {
+        Simulator { .. } => "simulator",
+        ModbusTcp { .. } => "modbus-tcp",
+        ModbusRtu { .. } => "modbus-rtu",
+        ModbusRtuTcp { .. } => "modbus-rtu-tcp",
+        OpcUa { .. } => "opc-ua",
     }
 }
 
