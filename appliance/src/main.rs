@@ -408,6 +408,7 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
             store.clone(),
             mailbox,
             write_tx.clone(),
+            status.clone(),
             shutdown.clone(),
         )));
     }

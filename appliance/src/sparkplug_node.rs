@@ -320,6 +320,7 @@ pub async fn run(
     store: Arc<Mutex<Store>>,
     mailbox: Arc<Mailbox>,
     writes: mpsc::Sender<Write>,
+    status: Arc<web::StatusBoard>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut node = Node {
@@ -328,6 +329,8 @@ pub async fn run(
         generation: model.generation,
         writes,
         store: store.clone(),
+        status,
+        name: connection.name.clone(),
     };
     save_aliases(store.clone(), node.session.take_new_aliases()).await;
     let mut backoff = Duration::from_millis(200);
@@ -383,6 +386,10 @@ pub async fn run(
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         eventloop.network_options.set_tcp_nodelay(true);
         tracing::info!(connection = %connection.name, %server, bd_seq, "connecting Sparkplug session");
+        node.report(|s| {
+            s.server = server.to_string();
+            s.state = "connecting".to_owned();
+        });
         let ended = node
             .connection(
                 &client,
@@ -479,9 +486,25 @@ struct Node {
     generation: u64,
     writes: mpsc::Sender<Write>,
     store: Arc<Mutex<Store>>,
+    /// The dashboard's board, and this session's name on it.
+    status: Arc<web::StatusBoard>,
+    name: String,
 }
 
 impl Node {
+    /// Tells the dashboard what this session is doing.
+    fn report(&self, change: impl FnOnce(&mut web::status::SessionStatus)) {
+        let host = self.session.primary_host_online();
+        let primary = self.session.config().primary_host_id.clone();
+        self.status.update(|s| {
+            let entry = s.session(&self.name);
+            entry.bd_seq = Some(self.session.bd_seq());
+            entry.primary_host_id = primary;
+            entry.primary_host_online = host;
+            change(entry);
+        });
+    }
+
     async fn connection(
         &mut self,
         client: &AsyncClient,
@@ -507,6 +530,10 @@ impl Node {
                     Ok(_) => Vec::new(),
                     Err(e) => {
                         tracing::warn!("Sparkplug connection lost: {e}");
+                        self.report(|s| {
+                            s.state = "offline".to_owned();
+                            s.last_error = Some(e.to_string());
+                        });
                         return Ended::Reconnect {
                             bd_seq_seen: connack || !connect_never_sent(&e),
                             // Fail over to the next server, if there is one.
@@ -526,6 +553,12 @@ impl Node {
             for output in outputs {
                 match output {
                     Output::Publish(p) => {
+                        if p.topic.contains("/NBIRTH/") {
+                            self.report(|s| {
+                                s.births += 1;
+                                s.last_birth_ms = Some(now_ms());
+                            });
+                        }
                         if let Err(e) = publish(client, p) {
                             tracing::warn!("Sparkplug publish failed: {e}");
                             return Ended::Reconnect {
@@ -562,6 +595,18 @@ impl Node {
                     }
                 }
             }
+            let state = if self.session.is_online() {
+                "online"
+            } else if connack && self.session.primary_host_online() == Some(false) {
+                "waiting for primary host"
+            } else {
+                "connecting"
+            };
+            self.report(|s| {
+                if s.state != state {
+                    s.state = state.to_owned();
+                }
+            });
             if self.session.is_online() != was_online {
                 was_online = self.session.is_online();
                 if was_online {
@@ -784,6 +829,8 @@ mod tests {
             generation: 1,
             writes,
             store: Arc::new(Mutex::new(Store::open_in_memory().unwrap())),
+            status: Arc::default(),
+            name: "test".to_owned(),
         };
         node.session.connect(0, 0, now_ms());
         node.session.connected();

@@ -418,6 +418,15 @@ impl EdgeNodeSession {
         out
     }
 
+    /// What the Primary Host's last STATE said (`false` until it said online); `None` when
+    /// no Primary Host is configured.
+    pub fn primary_host_online(&self) -> Option<bool> {
+        self.config
+            .primary_host_id
+            .as_ref()
+            .map(|_| self.host_online)
+    }
+
     pub fn config(&self) -> &SessionConfig {
         &self.config
     }

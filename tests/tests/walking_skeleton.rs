@@ -178,6 +178,23 @@ async fn demo_publishes_sparkplug_and_uns_and_dies_cleanly() {
     assert_eq!(values.as_array().map(Vec::len), Some(UNS_TAGS.len()));
     assert!(values[0]["value"].is_number(), "{body}");
 
+    // The dashboard's status: the Sparkplug session born on the embedded broker, the demo
+    // PLC online with samples counted.
+    let (status, body) = system_tests::http_get_as(app.web_port, "/api/status", &vera);
+    assert_eq!(status, 200, "{body}");
+    let board: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let session = &board["sessions"][0];
+    assert_eq!(
+        (&session["name"], &session["state"]),
+        (&serde_json::json!("embedded"), &serde_json::json!("online")),
+        "{body}"
+    );
+    assert!(session["births"].as_u64() >= Some(1), "{body}");
+    let device = &board["devices"][0];
+    assert_eq!(device["name"], "demo-plc", "{body}");
+    assert_eq!(device["online"], true, "{body}");
+    assert!(device["samples"].as_u64() > Some(0), "{body}");
+
     // Insert a tag ahead of the others: numbering by position would now shift every alias.
     let sparkedge = |args: &[&str]| {
         let out = std::process::Command::new(system_tests::sparkedge_binary())
