@@ -28,6 +28,7 @@ mod account;
 mod api;
 pub mod api_error;
 pub mod auth;
+mod dashboard;
 mod device_api;
 pub mod devices;
 mod edit;
@@ -35,6 +36,9 @@ mod inspector;
 mod live;
 mod openapi;
 mod page;
+mod scripts;
+pub mod settings;
+mod sparkplug_page;
 pub mod status;
 pub mod users;
 
@@ -50,6 +54,7 @@ pub use auth::{Auth, CurrentUser};
 pub use devices::{DeviceAccess, Devices};
 pub use inspector::SparkplugBirths;
 pub use live::LiveValues;
+pub use settings::{NorthboundSettings, RuntimeSettings};
 pub use status::StatusBoard;
 pub use users::{Role, UserStore};
 
@@ -174,7 +179,9 @@ impl Routes {
     pub fn app() -> Routes {
         let viewer =
             Router::new()
-                .route("/", get(page::index))
+                .route("/", get(dashboard::page))
+                .route("/namespace", get(page::index))
+                .route("/sparkplug", get(sparkplug_page::page))
                 .route("/api/values", get(api::values))
                 .route("/api/live", get(api::live))
                 .route("/api/openapi.json", get(openapi::document))
@@ -229,11 +236,14 @@ impl Routes {
             .route("/api/namespace/rename", post(edit::rename_node))
             .route("/api/sparkplug", put(edit::put_sparkplug))
             .route("/api/scan-classes", put(edit::put_scan_classes))
+            .route("/settings", get(settings::page))
+            .route("/api/settings/runtime", get(settings::runtime))
             .merge(account::admin_routes());
         Routes {
             public: Router::new()
                 .route("/healthz", get(|| async { "ok" }))
                 .route("/static/app.js", get(app_js))
+                .merge(scripts::routes())
                 .merge(account::public_routes()),
             viewer,
             // Writing a tag's value; `{*path}` ends in `/value` (device_api::post_tag).

@@ -211,6 +211,11 @@ fn build() -> JsonValue {
                 .returns("200", object.clone())],
         ),
         (
+            "/api/settings/runtime",
+            vec![op("get", "The process configuration it runs with (listeners, Primary Host id, northbound brokers; no passwords), from its configuration file", "admin")
+                .returns("200", object.clone())],
+        ),
+        (
             "/api/model",
             vec![
                 op("get", "The whole model, secrets included", "admin").returns("200", model.clone()),

@@ -33,6 +33,10 @@ pub struct Status {
     pub broker: BrokerStatus,
     pub sessions: Vec<SessionStatus>,
     pub devices: Vec<DeviceStatus>,
+    /// The process configuration it runs with, reported once at start; served to admins at
+    /// `/api/settings/runtime`, not polled with the rest.
+    #[serde(skip)]
+    pub runtime: Option<crate::settings::RuntimeSettings>,
 }
 
 impl Status {

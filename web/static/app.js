@@ -119,7 +119,9 @@ const sparkedge = (() => {
         const body = method === "DELETE" ? undefined : formJson(form);
         const { ok, data } = await api(method, url, body);
         if (button) button.disabled = false;
-        if (!ok) { showErrors(form, data?.errors ?? [{ reason: errorText(data) }]); return; }
+        // data-error-prefix: the part of the API's field names the form's inputs leave out
+        // (errors on `sparkplug.edge_node_id` belong beside name="edge_node_id").
+        if (!ok) { showErrors(form, data?.errors ?? [{ reason: errorText(data) }], form.dataset.errorPrefix ?? ""); return; }
         clearErrors(form);
         const next = form.dataset.redirect;
         if (next) location.href = next.replace(/\{(\w+)\}/g, (_, k) => encodeURIComponent(data?.[k] ?? ""));
