@@ -9,9 +9,11 @@
 //! Routes, by the least role they need (see [`router`] for how a new route picks one):
 //! - public: `GET /healthz` (`ok`); `GET/POST /login`; `GET/POST /setup` (the first admin,
 //!   with the one-time token from the log, only while there is no user).
-//! - viewer: `GET /` — the namespace tree (enterprise › site › area › line › cell) with every
-//!   tag, its UNS topic, Sparkplug metric and current value, updated in place from
-//!   `/api/live`; `GET /api/values` — every tag with its names and latest value, as JSON;
+//! - viewer: the pages — `GET /` the dashboard (broker, Sparkplug sessions, devices;
+//!   [`dashboard`]), `GET /namespace` the ISA-95 tree with every tag, its UNS topic, Sparkplug
+//!   metric and current value, updated in place from `/api/live` ([`namespace`]; its edit
+//!   controls only for admins), `GET /sparkplug` the births the broker holds, decoded
+//!   ([`sparkplug_page`]); `GET /api/values` — every tag with its names and latest value, as JSON;
 //!   `GET /api/live` — SSE: first every tag that has a value, then only changed tags, at most
 //!   one event per 250 ms per client, and `event: model` when the tags were renumbered (the
 //!   model changed), followed by every value again; the REST API's reads (`GET /api/…`,
@@ -21,8 +23,10 @@
 //! - admin: the REST API's writes and the whole model (`/api/model`, which holds device
 //!   passwords); the probes that reach the devices themselves with whatever settings they are
 //!   given: test a connection, read tags once, preview Modbus registers, browse an OPC UA
-//!   server (`device_api`, through [`DeviceAccess`]); `/users` — list, add, change role,
-//!   reset password, delete.
+//!   server (`device_api`, through [`DeviceAccess`]); `/settings` — Sparkplug ids, scan
+//!   classes, model export and import, and the process configuration
+//!   (`/api/settings/runtime`, [`settings`]); `/users` — list, add, change role, reset
+//!   password, delete.
 
 mod account;
 mod api;
@@ -34,6 +38,7 @@ pub mod devices;
 mod edit;
 mod inspector;
 mod live;
+mod namespace;
 mod openapi;
 mod page;
 mod scripts;
@@ -180,7 +185,7 @@ impl Routes {
         let viewer =
             Router::new()
                 .route("/", get(dashboard::page))
-                .route("/namespace", get(page::index))
+                .route("/namespace", get(namespace::page))
                 .route("/sparkplug", get(sparkplug_page::page))
                 .route("/api/values", get(api::values))
                 .route("/api/live", get(api::live))
@@ -440,12 +445,12 @@ mod tests {
             sample(0, Value::Float32(21.5), Quality::Good),
             sample(1, Value::String("<running>".to_owned()), Quality::Stale),
         ]);
-        let (status, body) = get(&state, "/").await;
+        let (status, body) = get(&state, "/namespace").await;
         assert_eq!(status, StatusCode::OK);
         let html = text(body).await;
         for expected in [
             "acme › plant-a",
-            "mosquitto_sub -h 127.0.0.1 -p 1883 -t &#39;acme/#&#39; -v",
+            "mosquitto_sub -h 127.0.0.1 -p 1883 -t &#39;acme/plant-a/#&#39; -v",
             "packaging",
             "line3",
             "filler",
@@ -454,8 +459,8 @@ mod tests {
             "filler-plc / packaging/line3/filler/temperature",
             "float32",
             "°C",
-            r#"id="v0" data-tag="0">21.5<"#,
-            r#"id="q1">stale<"#,
+            r#"id="v0" data-live="0">21.5<"#,
+            r#"id="q1" data-live-quality="1">stale<"#,
             // Values from a PLC are escaped, never markup.
             "&#60;running&#62;",
         ] {
@@ -469,10 +474,10 @@ mod tests {
         state
             .live
             .update(&[sample(0, Value::Float32(21.5), Quality::Uncertain)]);
-        let html = text(get(&state, "/").await.1).await;
+        let html = text(get(&state, "/namespace").await.1).await;
         for expected in [
-            r#"id="v0" data-tag="0">21.5<"#,
-            r#"<span class="q q-uncertain" id="q0">uncertain</span>"#,
+            r#"id="v0" data-live="0">21.5<"#,
+            r#"<span class="q q-uncertain" id="q0" data-live-quality="0">uncertain</span>"#,
             // Styled apart from good, bad and stale (the live view sets the same class).
             ".q-uncertain {",
         ] {
@@ -651,7 +656,7 @@ mod tests {
     async fn a_model_that_cannot_be_served_is_an_error_with_its_reason() {
         let mut state = state();
         state.model = Arc::new(Replaced);
-        for uri in ["/", "/api/values"] {
+        for uri in ["/namespace", "/api/values"] {
             let (status, body) = get(&state, uri).await;
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
             let text = text(body).await;

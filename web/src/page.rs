@@ -177,7 +177,7 @@ fn array_text(a: &Array) -> String {
 
 /// Host and port for the `mosquitto_sub` line. A broker listening on all interfaces
 /// (`0.0.0.0`) is reached under the name the browser used for this page.
-pub(crate) fn mqtt_host_port<'a>(mqtt_address: &'a str, browser_host: Option<&'a str>) -> (&'a str, &'a str) {
+fn mqtt_host_port<'a>(mqtt_address: &'a str, browser_host: Option<&'a str>) -> (&'a str, &'a str) {
     let (host, port) = mqtt_address
         .rsplit_once(':')
         .unwrap_or((mqtt_address, "1883"));

@@ -99,7 +99,7 @@ pub(crate) async fn page(
         None => (None, None),
     };
     let browser_host = headers.get(HOST).and_then(|h| h.to_str().ok());
-    let (host, port) = crate::page::mqtt_host_port(&state.mqtt_address, browser_host);
+    let (host, port) = crate::namespace::mqtt_host_port(&state.mqtt_address, browser_host);
     SparkplugPage {
         user: Some(user),
         certificates_command: format!(

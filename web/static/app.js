@@ -130,31 +130,63 @@ const sparkedge = (() => {
     }
   }
 
+  // A value as the pages show it: arrays by their first elements and a count, so a row stays
+  // one line however long the array (as the server renders it, namespace.rs value_text).
+  const SHOWN_ELEMENTS = 4;
+  function valueText(value) {
+    if (value === null || value === undefined) return "—";
+    if (Array.isArray(value)) {
+      const shown = value.slice(0, SHOWN_ELEMENTS).map((v) => JSON.stringify(v)).join(", ");
+      return value.length > SHOWN_ELEMENTS ? `[${shown}, …] (${value.length} items)` : `[${shown}]`;
+    }
+    return typeof value === "string" ? value : JSON.stringify(value);
+  }
+
   // Keeps elements with data-live="<tag id>" (value), data-live-quality and data-live-time
   // current from /api/live. When the model changes under the page, the page reloads.
   function live() {
     if (!document.querySelector("[data-live]")) return;
     const status = document.getElementById("live-status");
+    // Elements by tag id, found once and again only when the page's rows changed: a page of
+    // 100,000 tags must not search the whole document for every sample.
+    let index = new Map();
+    let indexed = -1;
+    let first = null;
+    function reindex() {
+      const rows = document.querySelectorAll("[data-live]");
+      // Same count and the first row still in the page: the same rows (a page that redraws
+      // its rows replaces the first one too).
+      if (rows.length === indexed && first?.isConnected) return;
+      index = new Map();
+      for (const [attr, kind] of [["data-live", "value"], ["data-live-quality", "quality"], ["data-live-time", "time"]]) {
+        for (const el of document.querySelectorAll(`[${attr}]`)) {
+          const id = el.getAttribute(attr);
+          if (!index.has(id)) index.set(id, { value: [], quality: [], time: [] });
+          index.get(id)[kind].push(el);
+        }
+      }
+      indexed = rows.length;
+      first = rows[0] ?? null;
+    }
     const source = new EventSource("/api/live");
     source.onopen = () => { if (status) { status.textContent = "● live"; status.className = "live on"; } };
     source.onerror = () => { if (status) { status.textContent = "● reconnecting"; status.className = "live off"; } };
     source.addEventListener("model", () => location.reload());
     source.onmessage = (event) => {
+      reindex(); // one look at the page per event, not one per sample
       for (const s of JSON.parse(event.data)) {
-        for (const el of document.querySelectorAll(`[data-live="${s.tag}"]`)) {
-          el.textContent = s.value === null ? "—" : typeof s.value === "object" ? JSON.stringify(s.value) : String(s.value);
-        }
-        for (const el of document.querySelectorAll(`[data-live-quality="${s.tag}"]`)) {
+        const found = index.get(String(s.tag));
+        if (!found) continue;
+        for (const el of found.value) el.textContent = valueText(s.value);
+        for (const el of found.quality) {
           el.textContent = s.quality;
           el.className = `q q-${s.quality}`;
         }
-        for (const el of document.querySelectorAll(`[data-live-time="${s.tag}"]`)) {
-          el.textContent = s.timestamp ? new Date(s.timestamp).toISOString() : "";
-        }
+        for (const el of found.time) el.textContent = s.timestamp ? new Date(s.timestamp).toISOString() : "";
       }
     };
   }
 
   document.addEventListener("DOMContentLoaded", () => { bindForms(); live(); });
-  return { api, formJson, showErrors, clearErrors, say, errorText, bindForms };
+  return { api, formJson, showErrors, clearErrors, say, errorText, bindForms, valueText };
 })();

@@ -419,3 +419,62 @@ async fn settings_list_scan_classes_with_the_tags_that_use_them() {
     );
     assert_contains(&html, &[r#"class="empty" hidden>No scan classes"#]);
 }
+
+#[tokio::test]
+async fn the_namespace_page_shows_both_names_of_every_tag_and_edit_controls_only_to_admins() {
+    let app = App::new();
+    let html = app.page("/namespace", &app.viewer).await;
+    assert_contains(
+        &html,
+        &[
+            r#"<span class="path" id="ns-root">acme › plant-a</span>"#,
+            "mosquitto_sub -h 127.0.0.1 -p 1883 -t &#39;acme/plant-a/#&#39; -v",
+            "mosquitto_sub -h 127.0.0.1 -p 1883 -t &#39;spBv1.0/plant-a/+/sparkedge/#&#39; -F &#39;%t (%l bytes)&#39;",
+            r#"data-copy="cmd-uns""#,
+            r#"<section class="node cell" data-path="packaging/line3/filler">"#,
+            "acme/plant-a/packaging/line3/filler/temperature",
+            "demo-plc / packaging/line3/filler/temperature",
+            r#"data-live="0""#,
+            r#"data-live-quality="5""#,
+            r#"<span class="aside">6 tags</span>"#,
+            "6 tags on the broker",
+        ],
+    );
+    assert_lacks(
+        &html,
+        &["ns-rename", "ns-add", "ns-remove", r#"id="ns-ids""#, "<details"],
+    );
+
+    let html = app.page("/namespace", &app.admin).await;
+    assert_contains(
+        &html,
+        &[
+            r#"<form id="ns-ids">"#,
+            r#"name="enterprise" value="acme""#,
+            r#"<form class="ns-rename" data-path="packaging/line3/filler">"#,
+            r#"name="to" value="filler""#,
+            r#"<form class="ns-add" data-parent="packaging" data-level="line">"#,
+            r#"<form class="ns-add" data-parent="packaging/line3" data-level="cell">"#,
+            r#"<form class="ns-remove" data-path="packaging/line3" data-level="line">"#,
+            r#"<form class="ns-add" data-parent="" data-level="area">"#,
+            "Renaming an area, line or cell moves its tags",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn an_empty_namespace_says_so() {
+    let app = App::new();
+    let mut model = demo_model();
+    model.areas.clear();
+    model.tags.clear();
+    let app = App {
+        state: AppState {
+            model: Arc::new(MemoryModel::new(model)),
+            ..app.state
+        },
+        ..app
+    };
+    let html = app.page("/namespace", &app.admin).await;
+    assert_contains(&html, &["No areas yet. Add one below", "Add area"]);
+}
