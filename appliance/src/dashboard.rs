@@ -1,10 +1,47 @@
 //! Feeds the web dashboard's status board with what only the appliance sees.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use web::StatusBoard;
+use web::{NorthboundSettings, RuntimeSettings, StatusBoard};
+
+use crate::config::Northbound;
+
+/// The process configuration for the settings page: what the file (or the demo's command
+/// line) set, without passwords.
+pub fn runtime_settings(
+    source: String,
+    data_dir: &Path,
+    mqtt_listen: SocketAddr,
+    web_listen: SocketAddr,
+    uns_enabled: bool,
+    primary_host_id: Option<String>,
+    northbound: &[Northbound],
+) -> RuntimeSettings {
+    RuntimeSettings {
+        source,
+        data_dir: data_dir.display().to_string(),
+        mqtt_listen: mqtt_listen.to_string(),
+        web_listen: web_listen.to_string(),
+        uns_enabled,
+        primary_host_id,
+        northbound: northbound
+            .iter()
+            .map(|nb| NorthboundSettings {
+                name: nb.name.clone(),
+                servers: nb.servers.clone(),
+                client_id: nb.client_id.clone(),
+                username: nb.username.clone(),
+                password_set: nb.password.is_some(),
+                ca_file: nb.ca_file.as_ref().map(|f| f.display().to_string()),
+                primary_host_id: nb.primary_host_id.clone(),
+            })
+            .collect(),
+    }
+}
 
 /// Samples the broker's counters once a second into `board`, as rates, until shutdown.
 pub async fn sample_broker(

@@ -127,6 +127,7 @@ fn main() -> ExitCode {
             data_dir,
             primary_host_id,
         } => demo(Settings {
+            source: "the command line of `sparkedge demo`".to_owned(),
             mqtt_listen,
             web_listen,
             data_dir,
@@ -138,6 +139,7 @@ fn main() -> ExitCode {
             let store = open_store(&c.data_dir)?;
             serve(
                 Settings {
+                    source: config.display().to_string(),
                     mqtt_listen: c.mqtt.listen,
                     web_listen: c.web.listen,
                     data_dir: c.data_dir,
@@ -218,6 +220,8 @@ fn export(file: Option<&Path>, data_dir: &Path) -> Result<(), String> {
 /// What `demo` and `run` need to start the appliance.
 #[derive(Debug)]
 struct Settings {
+    /// Where these come from (the configuration file), for the settings page.
+    source: String,
     mqtt_listen: SocketAddr,
     web_listen: SocketAddr,
     data_dir: PathBuf,
@@ -265,6 +269,7 @@ fn serve(settings: Settings, store: Store) -> Result<(), String> {
 /// Wires store → drivers → hub → sinks and runs until SIGINT or SIGTERM.
 async fn run(model: Model, store: Store, settings: Settings) -> Result<(), String> {
     let Settings {
+        source,
         mqtt_listen,
         web_listen,
         data_dir,
@@ -272,6 +277,7 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
         northbound,
         uns,
     } = settings;
+    let primary_host_id_shown = primary_host_id.clone();
     // Every northbound connection first: a missing CA file is a start-up error, not a
     // connection that silently never comes up.
     let mut connections = Vec::new();
@@ -384,7 +390,18 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
         .map(|_| hub::Mailbox::new(tag_count))
         .collect();
     let status = Arc::new(web::StatusBoard::default());
-    status.update(|s| s.started_ms = southbound::now_ms());
+    status.update(|s| {
+        s.started_ms = southbound::now_ms();
+        s.runtime = Some(dashboard::runtime_settings(
+            source,
+            &data_dir,
+            mqtt_listen,
+            web_listen,
+            uns,
+            primary_host_id_shown,
+            &northbound,
+        ));
+    });
     let mut hub = hub::Hub::new(mailboxes.clone(), live.clone()).with_status(status.clone());
     hub.reload(reload);
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();

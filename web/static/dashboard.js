@@ -100,8 +100,10 @@
     const enabled = status.devices.filter((d) => d.enabled);
     const online = enabled.filter((d) => d.online).length;
     const sessionsOnline = status.sessions.filter((s) => sessionClass(s) === "good").length;
-    tile("tile-devices", `${online} / ${enabled.length}`, online < enabled.length ? "bad" : "");
-    tile("tile-sessions", `${sessionsOnline} / ${status.sessions.length}`, sessionsOnline < status.sessions.length ? "bad" : "");
+    // "—" until anything reported: "0 / 0" would read as "there are none".
+    tile("tile-devices", status.devices.length ? `${online} / ${enabled.length}` : "—", online < enabled.length ? "bad" : "");
+    tile("tile-sessions", status.sessions.length ? `${sessionsOnline} / ${status.sessions.length}` : "—",
+      sessionsOnline < status.sessions.length ? "bad" : "");
     tile("tile-clients", String(b.connections ?? 0), "");
     tile("tile-in", rate(b.messages_in_per_s), "");
     tile("tile-out", rate(b.messages_out_per_s), "");
