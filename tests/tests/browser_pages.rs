@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use system_tests::browser::Browser;
-use system_tests::{Appliance, add_web_user};
+use system_tests::{Appliance, add_web_user, import_model};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -17,6 +17,7 @@ struct Session {
 }
 
 impl Session {
+    /// With the demo model, or the model already imported into `data`.
     async fn start(data: &Path, test: &str) -> Session {
         add_web_user(data, "anna", "admin", PASSWORD);
         let mut app = Appliance::start(data, &[]);
@@ -147,6 +148,13 @@ async fn the_inspector_shows_the_demo_dbirth_with_its_metrics_and_aliases() {
     aliases.sort_unstable();
     aliases.dedup();
     assert_eq!(aliases.len(), 6, "{aliases:?}");
+    // Unique across the node too: its NBIRTH's metrics take none of the device's aliases.
+    s.browser.click("#check-node").await;
+    s.browser
+        .wait_for_text("#node-check", "the node-wide alias check", |t| {
+            t.contains("6 aliases over 12 metrics in 2 births, each used once")
+        })
+        .await;
     s.browser.screenshot("dbirth").await;
 
     s.browser.fill("#filter", "bottles").await;
@@ -337,5 +345,59 @@ async fn settings_export_preview_apply_and_a_refused_import() {
     );
     s.browser.screenshot("import-refused").await;
     assert_eq!(s.fetch(&href).await, running, "the refused import changed the model");
+    s.browser.close().await;
+}
+
+/// A device of 10,000 metrics: its DBIRTH is fetched once and shown 200 rows at a time;
+/// paging and the filter work on the whole birth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dbirth_of_ten_thousand_metrics_stays_usable() {
+    let data = tempfile::tempdir().unwrap();
+    let mut model = String::from(
+        "[namespace]\nenterprise = \"acme\"\nsite = \"plant-a\"\n[sparkplug]\nedge_node_id = \"big\"\n\
+         [[area]]\nname = \"packaging\"\n[[area.line]]\nname = \"line3\"\ncells = [\"filler\"]\n\
+         [[device]]\nname = \"big-plc\"\ndriver = \"simulator\"\nperiod_ms = 1000\n",
+    );
+    for i in 0..10_000 {
+        model.push_str(&format!(
+            "[[tag]]\ndevice = \"big-plc\"\nlocation = \"packaging/line3/filler\"\nname = \"t{i:05}\"\n\
+             datatype = \"float32\"\naddress = \"sine\"\n"
+        ));
+    }
+    import_model(data.path(), &model);
+    let s = Session::start(data.path(), "sparkplug-inspector-10000").await;
+    s.goto("/sparkplug?birth=spBv1.0/plant-a/DBIRTH/big/big-plc").await;
+    s.browser
+        .wait_for_text("#count", "the first page", |t| t == "rows 1–200 of 10,000")
+        .await;
+    let rows = s
+        .browser
+        .client()
+        .execute("return document.querySelectorAll('#metrics tbody tr').length", vec![])
+        .await
+        .unwrap();
+    assert_eq!(rows, 200, "only one page of rows is in the table");
+    s.browser.click("#next").await;
+    s.browser
+        .wait_for_text("#count", "the second page", |t| t == "rows 201–400 of 10,000")
+        .await;
+    s.browser
+        .wait_for_text("#metrics tbody", "the second page's rows", |t| {
+            t.contains("packaging/line3/filler/t00200")
+        })
+        .await;
+    s.browser.screenshot("page-2").await;
+    s.browser.fill("#filter", "t0999").await;
+    s.browser
+        .wait_for_text("#count", "the filter", |t| {
+            t == "rows 1–10 of 10 (filtered from 10,000)"
+        })
+        .await;
+    s.browser
+        .wait_for_text("#alias-check", "the alias check", |t| {
+            t.contains("10,000 aliases, each used once")
+        })
+        .await;
+    s.browser.screenshot("filtered").await;
     s.browser.close().await;
 }

@@ -94,9 +94,44 @@
       box.replaceChildren(el("div", { class: "warnings", role: "alert" }, "Alias problems in this birth:", el("ul", {}, ...items)));
     } else {
       box.replaceChildren(el("p", { class: "note" }, aliases
-        ? `${aliases} aliases, each used once in this birth.`
+        ? `${aliases.toLocaleString("en")} aliases, each used once in this birth.`
         : "This birth uses no aliases: DATA messages carry metric names."));
     }
+  }
+
+  // The whole node (spec §2.14): an alias is unique across its NBIRTH and all its DBIRTHs.
+  async function checkNode(topic) {
+    const out = document.getElementById("node-check");
+    const [, group, , node] = topic.split("/");
+    const listed = await sparkedge.api("GET", "/api/sparkplug/births");
+    if (!listed.ok) { sparkedge.say(out, sparkedge.errorText(listed.data), false); return; }
+    const births = listed.data.filter((b) => b.group_id === group && b.edge_node_id === node);
+    const byAlias = new Map();
+    let metricsSeen = 0;
+    for (const b of births) {
+      out.textContent = `Reading ${b.topic}…`;
+      const url = "/api/sparkplug/births/" + b.topic.split("/").map(encodeURIComponent).join("/");
+      const { ok, data } = await sparkedge.api("GET", url);
+      if (!ok) { sparkedge.say(out, `${b.topic}: ${sparkedge.errorText(data)}`, false); return; }
+      const where = b.type === "NBIRTH" ? "NBIRTH" : `DBIRTH ${b.device_id}`;
+      for (const m of data.metric_list ?? []) {
+        metricsSeen += 1;
+        if (typeof m.alias !== "number") continue;
+        const users = byAlias.get(m.alias) ?? [];
+        users.push(`${m.name ?? "(no name)"} (${where})`);
+        byAlias.set(m.alias, users);
+      }
+    }
+    const shared = [...byAlias].filter(([, users]) => users.length > 1);
+    if (!shared.length) {
+      sparkedge.say(out, `Edge node ${group}/${node}: ${byAlias.size.toLocaleString("en")} aliases over ${metricsSeen.toLocaleString("en")} metrics in ${births.length} births, each used once.`, true);
+      return;
+    }
+    const items = shared.slice(0, 20).map(([alias, users]) => el("li", {}, `alias ${alias}: ${users.slice(0, 5).join(", ")}${users.length > 5 ? ` … (${users.length})` : ""}`));
+    if (shared.length > 20) items.push(el("li", {}, `… and ${shared.length - 20} more aliases`));
+    out.className = "";
+    out.replaceChildren(el("div", { class: "warnings", role: "alert" },
+      `${shared.length} aliases are used more than once across this node's births:`, el("ul", {}, ...items)));
   }
 
   function order(list, how) {
@@ -165,6 +200,12 @@
       pending = setTimeout(applyFilter, 120);
     });
     document.getElementById("order").addEventListener("change", applyFilter);
+    const check = document.getElementById("check-node");
+    check.addEventListener("click", async () => {
+      check.disabled = true;
+      await checkNode(section.dataset.topic);
+      check.disabled = false;
+    });
     document.getElementById("prev").addEventListener("click", () => { first = Math.max(0, first - PAGE); draw(); });
     document.getElementById("next").addEventListener("click", () => { if (first + PAGE < view.length) { first += PAGE; draw(); } });
     load(section);
