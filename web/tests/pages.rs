@@ -71,6 +71,7 @@ impl App {
             status: Default::default(),
             births: Some(Arc::new(Births(demo_births()))),
             auth: Arc::new(Auth::new(users).unwrap()),
+            devices: web::Devices::unavailable(),
         };
         App {
             state,
