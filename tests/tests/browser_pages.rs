@@ -121,7 +121,12 @@ async fn the_inspector_shows_the_demo_dbirth_with_its_metrics_and_aliases() {
             t.contains("packaging/line3/filler/temperature")
         })
         .await;
-    for expected in ["Float", "engUnit=degC", "packaging/line3/filler/bottles", "UInt32"] {
+    for expected in [
+        "Float",
+        "engUnit=degC",
+        "packaging/line3/filler/bottles",
+        "UInt32",
+    ] {
         assert!(table.contains(expected), "{expected:?} not in {table}");
     }
     // Every metric has its alias, each used once: the alias map.
@@ -143,7 +148,11 @@ async fn the_inspector_shows_the_demo_dbirth_with_its_metrics_and_aliases() {
         .as_array()
         .expect("a list")
         .iter()
-        .map(|a| a.as_str().and_then(|a| a.parse().ok()).expect("a numeric alias"))
+        .map(|a| {
+            a.as_str()
+                .and_then(|a| a.parse().ok())
+                .expect("a numeric alias")
+        })
         .collect();
     aliases.sort_unstable();
     aliases.dedup();
@@ -187,7 +196,9 @@ async fn the_namespace_page_is_live_and_an_admin_edits_the_tree() {
             t != first && t.parse::<u64>().is_ok()
         })
         .await;
-    s.browser.wait_for_text("#live-status", "live", |t| t.contains("live")).await;
+    s.browser
+        .wait_for_text("#live-status", "live", |t| t.contains("live"))
+        .await;
     s.browser.screenshot("live").await;
 
     // Add a line to the area.
@@ -195,7 +206,10 @@ async fn the_namespace_page_is_live_and_an_admin_edits_the_tree() {
         .click(r#"section.area[data-path="packaging"] > h2 details > summary"#)
         .await;
     s.browser
-        .fill(r#"form.ns-add[data-parent="packaging"] input[name="name"]"#, "line4")
+        .fill(
+            r#"form.ns-add[data-parent="packaging"] input[name="name"]"#,
+            "line4",
+        )
         .await;
     s.browser.screenshot("add-line").await;
     s.browser
@@ -210,7 +224,10 @@ async fn the_namespace_page_is_live_and_an_admin_edits_the_tree() {
         .click(r#"section.cell[data-path="packaging/line3/filler"] > h4 details > summary"#)
         .await;
     s.browser
-        .fill(r#"form.ns-rename[data-path="packaging/line3/filler"] input[name="to"]"#, "filler2")
+        .fill(
+            r#"form.ns-rename[data-path="packaging/line3/filler"] input[name="to"]"#,
+            "filler2",
+        )
         .await;
     s.browser
         .click(r#"form.ns-rename[data-path="packaging/line3/filler"] button"#)
@@ -286,7 +303,11 @@ async fn settings_export_preview_apply_and_a_refused_import() {
 
     // An edited copy: the level in centimetres.
     let edited = data.path().join("edited.toml");
-    std::fs::write(&edited, exported.replacen("unit = \"mm\"", "unit = \"cm\"", 1)).unwrap();
+    std::fs::write(
+        &edited,
+        exported.replacen("unit = \"mm\"", "unit = \"cm\"", 1),
+    )
+    .unwrap();
     s.browser
         .find("#import-file")
         .await
@@ -344,7 +365,11 @@ async fn settings_export_preview_apply_and_a_refused_import() {
         "an import with errors offers no apply"
     );
     s.browser.screenshot("import-refused").await;
-    assert_eq!(s.fetch(&href).await, running, "the refused import changed the model");
+    assert_eq!(
+        s.fetch(&href).await,
+        running,
+        "the refused import changed the model"
+    );
     s.browser.close().await;
 }
 
@@ -366,20 +391,26 @@ async fn a_dbirth_of_ten_thousand_metrics_stays_usable() {
     }
     import_model(data.path(), &model);
     let s = Session::start(data.path(), "sparkplug-inspector-10000").await;
-    s.goto("/sparkplug?birth=spBv1.0/plant-a/DBIRTH/big/big-plc").await;
+    s.goto("/sparkplug?birth=spBv1.0/plant-a/DBIRTH/big/big-plc")
+        .await;
     s.browser
         .wait_for_text("#count", "the first page", |t| t == "rows 1–200 of 10,000")
         .await;
     let rows = s
         .browser
         .client()
-        .execute("return document.querySelectorAll('#metrics tbody tr').length", vec![])
+        .execute(
+            "return document.querySelectorAll('#metrics tbody tr').length",
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(rows, 200, "only one page of rows is in the table");
     s.browser.click("#next").await;
     s.browser
-        .wait_for_text("#count", "the second page", |t| t == "rows 201–400 of 10,000")
+        .wait_for_text("#count", "the second page", |t| {
+            t == "rows 201–400 of 10,000"
+        })
         .await;
     s.browser
         .wait_for_text("#metrics tbody", "the second page's rows", |t| {

@@ -154,7 +154,11 @@ mod tests {
         let page = DashboardPage {
             user: None,
             status: Status {
-                devices: vec![device(true, true), device(true, false), device(false, false)],
+                devices: vec![
+                    device(true, true),
+                    device(true, false),
+                    device(false, false),
+                ],
                 ..Status::default()
             },
             now_ms: 0,

@@ -121,7 +121,9 @@ impl NamespacePage {
                     unit: tag.unit.clone().unwrap_or_default(),
                     value: value_text(sample.as_ref()),
                     quality: sample.as_ref().map_or("none", |s| s.quality.as_str()),
-                    time: sample.map(|s| time_text(s.timestamp_ms)).unwrap_or_default(),
+                    time: sample
+                        .map(|s| time_text(s.timestamp_ms))
+                        .unwrap_or_default(),
                 });
         }
         let mut take = |location: &str| by_location.remove(location).unwrap_or_default();
@@ -149,7 +151,8 @@ impl NamespacePage {
                             .collect();
                         LineView {
                             name: line.name.clone(),
-                            tag_count: tags.len() + cells.iter().map(|c| c.tags.len()).sum::<usize>(),
+                            tag_count: tags.len()
+                                + cells.iter().map(|c| c.tags.len()).sum::<usize>(),
                             path,
                             tags,
                             cells,

@@ -54,7 +54,9 @@ struct App {
 impl App {
     fn new() -> App {
         let users = UserStore::open_in_memory().unwrap();
-        users.add("vera", Role::Viewer, "viewer password", 0).unwrap();
+        users
+            .add("vera", Role::Viewer, "viewer password", 0)
+            .unwrap();
         users.add("root", Role::Admin, "admin password", 0).unwrap();
         let now = now_ms();
         let cookie = |name: &str| {
@@ -133,11 +135,7 @@ async fn logged_out_every_page_leads_to_the_login_and_back() {
     for page in ["/", "/namespace", "/sparkplug", "/settings"] {
         let (status, _, location) = app.get(page, None).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
-        assert_eq!(
-            location,
-            format!("/login?next={page}"),
-            "{page}"
-        );
+        assert_eq!(location, format!("/login?next={page}"), "{page}");
     }
     // The pages' scripts are public, like app.js: they hold no data.
     for script in [
@@ -297,11 +295,16 @@ async fn the_inspector_lists_the_births_and_flags_a_leftover() {
     );
 
     let html = app
-        .page("/sparkplug?birth=spBv1.0/plant-a/DBIRTH/sparkedge/%3Cgone%3E", &app.viewer)
+        .page(
+            "/sparkplug?birth=spBv1.0/plant-a/DBIRTH/sparkedge/%3Cgone%3E",
+            &app.viewer,
+        )
         .await;
     assert_contains(
         &html,
-        &["The broker holds no birth on <code>spBv1.0/plant-a/DBIRTH/sparkedge/&#60;gone&#62;</code>"],
+        &[
+            "The broker holds no birth on <code>spBv1.0/plant-a/DBIRTH/sparkedge/&#60;gone&#62;</code>",
+        ],
     );
     assert_lacks(&html, &[r#"id="birth""#]);
 }
@@ -387,7 +390,10 @@ async fn settings_are_for_admins_with_every_form_and_the_process_configuration()
     let (status, body, _) = app.get("/api/settings/runtime", Some(&app.admin)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let runtime: JsonValue = serde_json::from_str(&body).unwrap();
-    assert_eq!(runtime["northbound"][0]["servers"][1], "mqtts://10.0.0.6:8883");
+    assert_eq!(
+        runtime["northbound"][0]["servers"][1],
+        "mqtts://10.0.0.6:8883"
+    );
     assert_eq!(runtime["primary_host_id"], "scada");
     // The status everyone polls does not carry it.
     let (_, status, _) = app.get("/api/status", Some(&app.viewer)).await;
@@ -443,7 +449,13 @@ async fn the_namespace_page_shows_both_names_of_every_tag_and_edit_controls_only
     );
     assert_lacks(
         &html,
-        &["ns-rename", "ns-add", "ns-remove", r#"id="ns-ids""#, "<details"],
+        &[
+            "ns-rename",
+            "ns-add",
+            "ns-remove",
+            r#"id="ns-ids""#,
+            "<details",
+        ],
     );
 
     let html = app.page("/namespace", &app.admin).await;
