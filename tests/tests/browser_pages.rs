@@ -370,6 +370,42 @@ async fn settings_export_preview_apply_and_a_refused_import() {
         running,
         "the refused import changed the model"
     );
+
+    // Scan classes: a bad period is named beside its field; a good one is saved.
+    s.browser.click("#add-scan-class").await;
+    s.browser
+        .fill(r#"input[name="scan_class[0].name"]"#, "fast")
+        .await;
+    s.browser
+        .fill(r#"input[name="scan_class[0].period_ms"]"#, "0")
+        .await;
+    s.browser
+        .click(r#"#scan-classes button[type="submit"]"#)
+        .await;
+    s.browser
+        .wait_for_text(
+            r#"#scan-classes input[name="scan_class[0].period_ms"] + .field-error"#,
+            "the period's error",
+            |t| t.contains("milliseconds"),
+        )
+        .await;
+    s.browser.screenshot("scan-class-refused").await;
+    s.browser
+        .fill(r#"input[name="scan_class[0].period_ms"]"#, "100")
+        .await;
+    s.browser
+        .click(r#"#scan-classes button[type="submit"]"#)
+        .await;
+    s.browser
+        .wait_for_text("#scan-class-rows", "the saved scan class", |t| {
+            t.contains("0 tags")
+        })
+        .await;
+    let saved = s.fetch(&href).await;
+    assert!(
+        saved.contains("[[scan_class]]\nname = \"fast\"\nperiod_ms = 100\n"),
+        "{saved}"
+    );
     s.browser.close().await;
 }
 
