@@ -30,6 +30,9 @@ pub(crate) struct NamespacePage {
     enterprise: String,
     site: String,
     group_id: String,
+    /// No group id is set: the site's name is the Sparkplug group, so renaming the site
+    /// starts a new edge node.
+    group_from_site: bool,
     edge_node_id: String,
     mqtt_address: String,
     uns_command: String,
@@ -184,6 +187,7 @@ impl NamespacePage {
             enterprise: enterprise.clone(),
             site: site.clone(),
             group_id,
+            group_from_site: model.sparkplug.group_id.is_none(),
             edge_node_id,
             mqtt_address: mqtt_address.to_owned(),
             areas,

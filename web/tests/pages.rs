@@ -464,6 +464,7 @@ async fn the_namespace_page_shows_both_names_of_every_tag_and_edit_controls_only
         &[
             r#"<form id="ns-ids">"#,
             r#"name="enterprise" value="acme""#,
+            "Moves every UNS topic, and the Sparkplug group id",
             r#"<form class="ns-rename" data-path="packaging/line3/filler">"#,
             r#"name="to" value="filler""#,
             r#"<form class="ns-add" data-parent="packaging" data-level="line">"#,
