@@ -29,10 +29,13 @@ async fn first_run_creates_the_admin_and_the_namespace_page_shows_live_values_ch
     browser.screenshot("setup").await;
     browser.click(r#"form[action="/setup"] button"#).await;
 
+    // Setup logs the admin in and leads to the dashboard; the tags are on the namespace page.
+    browser.wait_for_page_text("anna (admin)").await;
+    browser.wait_for_page_text("Dashboard").await;
+    browser.goto(&format!("{base}/namespace")).await;
     browser
         .wait_for_page_text("acme/plant-a/packaging/line3/filler/temperature")
         .await;
-    browser.wait_for_page_text("anna (admin)").await;
     // The demo PLC's counter goes up every second: the value on the page must change
     // without a reload (server-sent events, which need the session too).
     let first = browser

@@ -40,7 +40,6 @@ mod inspector;
 mod live;
 mod namespace;
 mod openapi;
-mod page;
 mod scripts;
 pub mod settings;
 mod sparkplug_page;
