@@ -32,6 +32,21 @@ impl Session {
         Session { app, browser, base }
     }
 
+    /// Scrolls the element matched by `css` into the middle of the window (a screenshot shows
+    /// the window only), then saves the screenshot `name`.
+    async fn screenshot_of(&self, css: &str, name: &str) {
+        self.browser.find(css).await;
+        self.browser
+            .client()
+            .execute(
+                "document.querySelector(arguments[0]).scrollIntoView({block: 'center'})",
+                vec![css.into()],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("scroll to {css}: {e}"));
+        self.browser.screenshot(name).await;
+    }
+
     async fn goto(&self, path: &str) {
         self.browser.goto(&format!("{}{path}", self.base)).await;
     }
@@ -164,7 +179,7 @@ async fn the_inspector_shows_the_demo_dbirth_with_its_metrics_and_aliases() {
             t.contains("6 aliases over 12 metrics in 2 births, each used once")
         })
         .await;
-    s.browser.screenshot("dbirth").await;
+    s.screenshot_of("#birth", "dbirth").await;
 
     s.browser.fill("#filter", "bottles").await;
     s.browser
@@ -266,7 +281,11 @@ async fn the_namespace_page_is_live_and_an_admin_edits_the_tree() {
             |t| t.contains("tags[packaging/line3/filler2/temperature].location"),
         )
         .await;
-    s.browser.screenshot("remove-refused").await;
+    s.screenshot_of(
+        r#"form.ns-remove[data-path="packaging/line3"]"#,
+        "remove-refused",
+    )
+    .await;
     s.goto("/namespace").await;
     s.browser
         .find(r#"section.line[data-path="packaging/line3"]"#)
@@ -320,7 +339,7 @@ async fn settings_export_preview_apply_and_a_refused_import() {
             t.contains("changed (1): packaging/line3/filler/level")
         })
         .await;
-    s.browser.screenshot("import-preview").await;
+    s.screenshot_of("#import-preview", "import-preview").await;
     s.browser.click("#apply-import").await;
     s.browser
         .wait_for_text("#import-applied", "the import applied", |t| {
@@ -364,7 +383,7 @@ async fn settings_export_preview_apply_and_a_refused_import() {
             .is_err(),
         "an import with errors offers no apply"
     );
-    s.browser.screenshot("import-refused").await;
+    s.screenshot_of("#import-result", "import-refused").await;
     assert_eq!(
         s.fetch(&href).await,
         running,
@@ -389,7 +408,7 @@ async fn settings_export_preview_apply_and_a_refused_import() {
             |t| t.contains("milliseconds"),
         )
         .await;
-    s.browser.screenshot("scan-class-refused").await;
+    s.screenshot_of("#scan-classes", "scan-class-refused").await;
     s.browser
         .fill(r#"input[name="scan_class[0].period_ms"]"#, "100")
         .await;
@@ -401,6 +420,7 @@ async fn settings_export_preview_apply_and_a_refused_import() {
             t.contains("0 tags")
         })
         .await;
+    s.screenshot_of("#scan-classes", "scan-class-saved").await;
     let saved = s.fetch(&href).await;
     assert!(
         saved.contains("[[scan_class]]\nname = \"fast\"\nperiod_ms = 100\n"),

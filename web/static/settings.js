@@ -31,7 +31,7 @@
     const remove = el("button", { type: "button", class: "small danger remove" }, "Remove");
     return el("tr", {},
       el("td", {}, el("input", { type: "text", "aria-label": "name" })),
-      el("td", {}, el("input", { type: "number", min: "1", value: "1000", "aria-label": "period in milliseconds" })),
+      el("td", {}, el("input", { type: "number", value: "1000", "aria-label": "period in milliseconds" })),
       el("td", { class: "num muted" }, "new"),
       el("td", {}, remove));
   }
@@ -109,7 +109,8 @@
     const rows = errors.map((e) => el("tr", {},
       el("td", { class: "mono" }, e.field ?? ""),
       el("td", { class: "mono wrap" }, e.value === undefined ? "" : String(e.value)),
-      el("td", { class: "wrap" }, e.reason ?? "")));
+      // A parse error points at the text with a caret under it: keep the columns.
+      el("td", { class: (e.reason ?? "").includes("\n") ? "wrap mono" : "wrap" }, e.reason ?? "")));
     return el("table", { id: "import-errors" },
       el("thead", {}, el("tr", {}, el("th", {}, "Field"), el("th", {}, "Value"), el("th", {}, "Reason"))),
       el("tbody", {}, ...rows));
