@@ -71,8 +71,8 @@ impl Session {
     }
 }
 
-/// The dashboard shows the embedded broker and keeps it current without a reload; the demo
-/// device is shown online once the appliance reports devices.
+/// The dashboard shows the embedded broker, the Sparkplug session on it and the demo device
+/// online, and keeps them current without a reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_broker_and_the_demo_device() {
     let data = tempfile::tempdir().unwrap();
@@ -93,21 +93,65 @@ async fn the_dashboard_shows_the_broker_and_the_demo_device() {
     s.browser
         .wait_for_text("#refresh", "refreshed", |t| t.starts_with("as of "))
         .await;
-    let devices = s
-        .browser
-        .wait_for_text("#devices", "devices table", |t| !t.is_empty())
+    // The demo PLC and the session on the embedded broker, as the appliance reports them.
+    s.browser
+        .wait_for_text("#devices", "the demo PLC online", |t| {
+            t.contains("demo-plc") && t.contains("simulator") && t.contains("online")
+        })
         .await;
-    if devices.contains("No data yet") {
-        // The appliance does not report devices to the status board yet: the page says so.
-        eprintln!("devices are not reported yet: the dashboard says {devices:?}");
-    } else {
+    s.browser
+        .wait_for_text("#tile-devices .big", "devices online", |t| t == "1 / 1")
+        .await;
+    s.browser
+        .wait_for_text("#sessions", "the embedded session online", |t| {
+            t.contains("embedded") && t.contains("online") && t.contains(&listen)
+        })
+        .await;
+    // Samples keep coming: the count on the page goes up without a reload.
+    let samples = || async {
         s.browser
-            .wait_for_text("#devices", "the demo PLC online", |t| {
-                t.contains("demo-plc") && t.contains("online")
-            })
-            .await;
-    }
+            .wait_for_text("#devices td.num", "samples", |t| t.parse::<u64>().is_ok())
+            .await
+            .parse::<u64>()
+            .unwrap_or_default()
+    };
+    let first = samples().await;
+    s.browser
+        .wait_for_text("#devices td.num", "samples go up", |t| {
+            t.parse::<u64>().is_ok_and(|n| n > first)
+        })
+        .await;
     s.browser.screenshot("dashboard").await;
+
+    // A PLC that does not answer stands out, with the reason in full.
+    let closed = system_tests::free_port();
+    let added = s
+        .browser
+        .client()
+        .execute_async(
+            "const [port, done] = arguments;
+             (async () => {
+               const d = await sparkedge.api('POST', '/api/devices', {name: 'press-plc',
+                 driver: 'modbus-tcp', host: '127.0.0.1', port, timeout_ms: 300, offline_after: 1});
+               const t = await sparkedge.api('POST', '/api/tags', {device: 'press-plc',
+                 location: 'packaging/line3', name: 'press-force', datatype: 'uint16', address: 'hr:0'});
+               done(d.status + ' ' + t.status);
+             })();",
+            vec![closed.into()],
+        )
+        .await
+        .expect("add a device through the API");
+    assert_eq!(added, "201 201");
+    s.browser
+        .wait_for_text("#devices tr.row-bad", "the unreachable PLC marked", |t| {
+            t.contains("press-plc") && t.contains("offline") && t.contains(&closed.to_string())
+        })
+        .await;
+    s.browser.find("#tile-devices.bad").await;
+    s.browser
+        .wait_for_text("#tile-devices .big", "devices online", |t| t == "1 / 2")
+        .await;
+    s.browser.screenshot("dashboard-device-offline").await;
     s.browser.close().await;
 }
 

@@ -55,7 +55,7 @@
       host = el("td", {}, el("span", { class: "mono" }, s.primary_host_id), " ", state);
     }
     return el("tr", { class: `row-${cls}` },
-      el("td", {}, s.name),
+      el("td", { class: "nowrap" }, s.name),
       el("td", { class: "mono" }, s.server),
       el("td", {}, badge(cls, s.state || "unknown")),
       el("td", { class: "num" }, s.bd_seq ?? "—"),
@@ -73,8 +73,8 @@
       error.append(d.last_error);
     }
     return el("tr", { class: `row-${cls}` },
-      el("td", {}, d.name),
-      el("td", {}, d.driver),
+      el("td", { class: "nowrap" }, d.name),
+      el("td", { class: "nowrap" }, d.driver),
       el("td", {}, badge(cls, !d.enabled ? "disabled" : d.online ? "online" : "offline")),
       when(d.since_ms),
       el("td", { class: "num" }, d.samples),
