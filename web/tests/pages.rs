@@ -450,9 +450,9 @@ async fn the_namespace_page_shows_both_names_of_every_tag_and_edit_controls_only
     assert_lacks(
         &html,
         &[
-            "ns-rename",
-            "ns-add",
-            "ns-remove",
+            r#"class="ns-rename""#,
+            r#"class="ns-add""#,
+            r#"class="ns-remove""#,
             r#"id="ns-ids""#,
             "<details",
         ],
