@@ -18,7 +18,9 @@
 //!   one event per 250 ms per client, and `event: model` when the tags were renumbered (the
 //!   model changed), followed by every value again; the REST API's reads (`GET /api/…`,
 //!   described by `GET /api/openapi.json`, which names each operation's role);
-//!   `POST /logout`; `GET/POST /account` (own password).
+//!   `POST /logout`; `GET/POST /account` (own password); `GET /devices`, `GET /devices/{name}` —
+//!   devices, their status and their tags with live values (operators also get "Write…" on
+//!   writable tags, admins the forms; see `device_pages`).
 //! - operator: `POST /api/tags/{location/name}/value` — write a tag's value (`device_api`).
 //! - admin: the REST API's writes and the whole model (`/api/model`, which holds device
 //!   passwords); the probes that reach the devices themselves with whatever settings they are
@@ -26,7 +28,9 @@
 //!   server (`device_api`, through [`DeviceAccess`]); `/settings` — Sparkplug ids, scan
 //!   classes, model export and import, and the process configuration
 //!   (`/api/settings/runtime`, [`settings`]); `/users` — list, add, change role, reset
-//!   password, delete.
+//!   password, delete; the configuration forms `GET /devices/new`,
+//!   `GET /devices/{name}/tags/new`, `GET /tags/{location/name}/edit`, `GET /tags/import`
+//!   (`tag_pages`).
 
 mod account;
 mod api;
@@ -34,6 +38,7 @@ pub mod api_error;
 pub mod auth;
 mod dashboard;
 mod device_api;
+mod device_pages;
 pub mod devices;
 mod edit;
 mod inspector;
@@ -44,6 +49,7 @@ mod scripts;
 pub mod settings;
 mod sparkplug_page;
 pub mod status;
+mod tag_pages;
 pub mod users;
 
 use std::sync::Arc;
@@ -204,6 +210,8 @@ impl Routes {
                 .route("/api/tags.csv", get(edit::export_csv))
                 .route("/api/tags/{*path}", get(edit::get_tag))
                 .route("/api/namespace", get(edit::get_namespace))
+                .route("/devices", get(device_pages::list))
+                .route("/devices/{name}", get(device_pages::device))
                 .route("/api/sparkplug", get(edit::get_sparkplug))
                 .route("/api/scan-classes", get(edit::get_scan_classes))
                 .merge(account::own_routes());
@@ -242,6 +250,13 @@ impl Routes {
             .route("/api/scan-classes", put(edit::put_scan_classes))
             .route("/settings", get(settings::page))
             .route("/api/settings/runtime", get(settings::runtime))
+            // `/devices/new` is the form, not a device: a device named `new` is linked as
+            // `/devices/New` (device_pages::device_url).
+            .route("/devices/new", get(device_pages::new_device))
+            .route("/devices/{name}/tags/new", get(tag_pages::new_tag))
+            .route("/tags/import", get(tag_pages::import))
+            // `/tags/{location/name}/edit`: a tag's path has no fixed length.
+            .route("/tags/{*path}", get(tag_pages::edit_tag))
             .merge(account::admin_routes());
         Routes {
             public: Router::new()

@@ -27,6 +27,10 @@ pub(crate) fn routes() -> Router<AppState> {
             "/static/settings.js",
             get(|| script(include_str!("../static/settings.js"))),
         )
+        .route(
+            "/static/devices.js",
+            get(|| script(include_str!("../static/devices.js"))),
+        )
 }
 
 /// Revalidated on every load, so an upgrade takes effect at once.

@@ -40,7 +40,12 @@ const sparkedge = (() => {
       if (el.type === "radio" && !el.checked) continue;
       const v = el.value.trim();
       if (v === "") continue;
-      if (el.type === "number" || el.dataset.type === "number") out[el.name] = Number(v);
+      if (el.type === "number" || el.dataset.type === "number") {
+        // Text that is no number is sent as typed, so the API names the field rather than
+        // the form dropping it (JSON has no NaN).
+        const n = Number(v);
+        out[el.name] = Number.isFinite(n) ? n : v;
+      }
       else if (el.dataset.type === "json") {
         try { out[el.name] = JSON.parse(v); } catch (_) { out[el.name] = v; }
       } else out[el.name] = v;
