@@ -79,6 +79,8 @@
       }
     };
     form.addEventListener("change", (e) => { if (e.target.tagName === "SELECT") update(); });
+    // A test result is about the settings it was run with; once they change it would mislead.
+    form.addEventListener("input", () => { $("#test-result", form).hidden = true; });
     update();
 
     const test = $("#test-connection", form);
@@ -299,8 +301,7 @@
       type.append(new Option(node.datatype ? node.datatype : "choose…", node.datatype ?? ""));
       for (const d of datatypes) if (d !== node.datatype) type.append(new Option(d, d));
       cell().append(type);
-      const address = Object.assign(document.createElement("input"), { type: "text", value: node.address, readOnly: true, className: "mono" });
-      address.dataset.key = "address";
+      const address = Object.assign(document.createElement("code"), { textContent: node.address });
       cell().append(address);
       const writable = Object.assign(document.createElement("input"), { type: "checkbox", title: node.writable ? "the server allows writes" : "read only on the server" });
       writable.dataset.key = "writable";
@@ -377,6 +378,11 @@
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       busy(add, "Adding…", async () => {
+        // A node whose server type maps to no tag type needs one chosen; say so at the row
+        // rather than send what the API can only call a missing field.
+        const untyped = $$("tr", tbody).flatMap((row, i) => ($("select", row).value === ""
+          ? [{ field: `[${i}].datatype`, reason: "choose a tag type: the server's type has none of its own" }] : []));
+        if (untyped.length) { showErrors(form, untyped); return; }
         const location = $("#browse-location", form).value;
         const tags = $$("tr", tbody).map((row) => {
           const tag = { device, location, address: row.dataset.address };
@@ -496,6 +502,9 @@
     if (!Array.isArray(data.orders) || data.orders.length === 0) return;
     const tbody = $("tbody", orders);
     tbody.replaceChildren();
+    // Without scaling the register's value is the tag's: one column says it.
+    const scaled = data.orders.some((o) => JSON.stringify(o.raw) !== JSON.stringify(o.value));
+    $("thead th:nth-child(2)", orders).hidden = !scaled;
     for (const o of data.orders) {
       const tr = document.createElement("tr");
       tr.dataset.order = o.byte_order;
@@ -504,7 +513,7 @@
       td(o.byte_order + (o.selected ? " ◂ this tag" : ""), "mono");
       const raw = o.raw === null ? "—" : JSON.stringify(o.raw);
       const value = o.error ? o.error : JSON.stringify(o.value);
-      td(raw, "num mono");
+      td(raw, "num mono").hidden = !scaled;
       const v = td(value, o.error ? "device-error" : "num value");
       if (!o.error && implausible(o.value, data.datatype)) v.classList.add("implausible");
       const use = document.createElement("button");
@@ -523,6 +532,7 @@
         }
       });
       const actions = document.createElement("td");
+      actions.className = "nowrap";
       actions.append(use);
       tr.append(actions);
       tbody.append(tr);
@@ -586,7 +596,8 @@
           tr.children[1].className = "mono";
           tr.children[2].className = "mono";
           tr.children[3].className = "device-error";
-          tr.children[4].className = "mono muted";
+          tr.children[4].className = "mono muted line";
+          tr.children[4].title = tr.children[4].textContent;
         });
         errors.hidden = false;
         const bad = new Set(rows.filter((r) => r.row).map((r) => r.row)).size;
