@@ -74,7 +74,9 @@ async fn an_engineer_connects_a_modbus_plc_maps_its_tags_and_writes_a_value() {
         .await;
     browser.screenshot("device-new-tested").await;
     browser.click("#save-device").await;
-    browser.wait_for_page_text("No tags on this device yet").await;
+    browser
+        .wait_for_page_text("No tags on this device yet")
+        .await;
     assert!(browser.current_url().await.ends_with("/devices/press-plc"));
     browser.screenshot("device-page").await;
 

@@ -72,7 +72,8 @@ pub(crate) fn driver_name(driver: &DriverConfig) -> &'static str {
 fn device_address(driver: &DriverConfig) -> String {
     match driver {
         DriverConfig::Simulator { .. } => "built in".to_owned(),
-        DriverConfig::ModbusTcp { host, port, .. } | DriverConfig::ModbusRtuTcp { host, port, .. } => {
+        DriverConfig::ModbusTcp { host, port, .. }
+        | DriverConfig::ModbusRtuTcp { host, port, .. } => {
             if host.contains(':') {
                 format!("[{host}]:{port}") // an IPv6 address
             } else {
@@ -215,7 +216,9 @@ impl Setting {
     }
 
     pub(crate) fn when_attr(&self) -> String {
-        self.when.map(|(f, v)| format!("{f}={v}")).unwrap_or_default()
+        self.when
+            .map(|(f, v)| format!("{f}={v}"))
+            .unwrap_or_default()
     }
 }
 
@@ -733,11 +736,12 @@ pub(crate) async fn device(
 
 /// The device named `name`, exactly or else ignoring case (as the API finds it).
 pub(crate) fn find_device<'a>(model: &'a Model, name: &str) -> Option<&'a Device> {
-    model
-        .devices
-        .iter()
-        .find(|d| d.name == name)
-        .or_else(|| model.devices.iter().find(|d| d.name.eq_ignore_ascii_case(name)))
+    model.devices.iter().find(|d| d.name == name).or_else(|| {
+        model
+            .devices
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
+    })
 }
 
 #[cfg(test)]
@@ -754,8 +758,7 @@ mod tests {
         ];
         for driver in ["modbus-tcp", "modbus-rtu-tcp"] {
             examples.push(
-                serde_json::from_value(serde_json::json!({"driver": driver, "host": "x"}))
-                    .unwrap(),
+                serde_json::from_value(serde_json::json!({"driver": driver, "host": "x"})).unwrap(),
             );
         }
         examples.push(
@@ -764,10 +767,7 @@ mod tests {
         );
         for setting in SETTINGS {
             for driver in setting.drivers {
-                let example = examples
-                    .iter()
-                    .find(|d| driver_name(d) == *driver)
-                    .unwrap();
+                let example = examples.iter().find(|d| driver_name(d) == *driver).unwrap();
                 let mut json = serde_json::to_value(example).unwrap();
                 json[setting.name] = match setting.input {
                     Input::Number => serde_json::json!(1),
@@ -794,9 +794,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(device_address(&tcp), "10.0.0.5:5020");
-        let v6: DriverConfig =
-            serde_json::from_value(serde_json::json!({"driver": "modbus-rtu-tcp", "host": "fe80::1"}))
-                .unwrap();
+        let v6: DriverConfig = serde_json::from_value(
+            serde_json::json!({"driver": "modbus-rtu-tcp", "host": "fe80::1"}),
+        )
+        .unwrap();
         assert_eq!(device_address(&v6), "[fe80::1]:502");
         let rtu: DriverConfig = serde_json::from_value(
             serde_json::json!({"driver": "modbus-rtu", "path": "/dev/ttyUSB0"}),

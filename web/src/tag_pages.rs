@@ -25,7 +25,10 @@ struct DeviceOption {
 
 /// The byte orders a Modbus tag can have: the model's name, and how a form shows it.
 const BYTE_ORDERS: [(&str, &str); 4] = [
-    ("ABCD", "ABCD · ABCDEFGH — big-endian, high word first (Modbus default)"),
+    (
+        "ABCD",
+        "ABCD · ABCDEFGH — big-endian, high word first (Modbus default)",
+    ),
     ("CDAB", "CDAB · GHEFCDAB — low word first (word swap)"),
     ("BADC", "BADC · BADCFEHG — bytes swapped in each register"),
     ("DCBA", "DCBA · HGFEDCBA — little-endian"),
@@ -170,7 +173,14 @@ pub(crate) async fn edit_tag(
         _ => serde_json::Map::new(),
     };
     let saved = format!("{}/{}", tag.location, tag.name);
-    let page = form_page(&model, &user, Some(saved), &tag.device, values, tag.writable);
+    let page = form_page(
+        &model,
+        &user,
+        Some(saved),
+        &tag.device,
+        values,
+        tag.writable,
+    );
     render(&page, &user)
 }
 
@@ -199,9 +209,8 @@ fn form_page(
         .get("location")
         .and_then(JsonValue::as_str)
         .unwrap_or_default();
-    let stray_location = (!location.is_empty()
-        && !locations.iter().any(|l| l.path == location))
-    .then(|| location.to_owned());
+    let stray_location = (!location.is_empty() && !locations.iter().any(|l| l.path == location))
+        .then(|| location.to_owned());
     TagFormPage {
         user: Some(user.clone()),
         saved_path,

@@ -351,7 +351,10 @@ async fn the_forms_are_for_admins_only() {
     );
 
     let tag = app
-        .page("/devices/press-plc/tags/new?location=packaging/line3", "anna")
+        .page(
+            "/devices/press-plc/tags/new?location=packaging/line3",
+            "anna",
+        )
         .await;
     has(
         &tag,
@@ -376,7 +379,7 @@ async fn the_forms_are_for_admins_only() {
             r#"name="address" class="mono" value="hr:10""#,
             r#"<option value="CDAB" selected>"#,
             r#"id="t-writable" name="writable" checked"#,
-            r#"data-redirect="/devices/press-plc""#,
+            r#"data-redirect="/devices/{device}""#,
         ],
     );
 
