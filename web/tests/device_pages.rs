@@ -94,6 +94,7 @@ impl App {
             status: Default::default(),
             births: None,
             auth: Arc::new(Auth::new(users).unwrap()),
+            devices: web::Devices::unavailable(),
         };
         App { state }
     }
