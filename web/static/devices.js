@@ -130,6 +130,15 @@
     const name = page.dataset.device;
     const result = $("#device-result");
 
+    // The saved settings; the form below tests what it holds before it is saved.
+    const test = $("#test-saved");
+    test?.addEventListener("click", () => busy(test, "Testing…", async () => {
+      const { ok, data } = await api("POST", `/api/devices/${encodeURIComponent(name)}/test`);
+      if (!ok) say(result, errorText(data), false);
+      else if (data.ok) say(result, `✓ Connected: ${data.message}`, true);
+      else say(result, `✗ ${data.error}`, false);
+    }));
+
     const toggle = $("#toggle-enabled");
     toggle?.addEventListener("click", () => busy(toggle, "Saving…", async () => {
       const got = await api("GET", `/api/devices/${encodeURIComponent(name)}`);
