@@ -17,7 +17,8 @@ fn csv(last_datatype: &str) -> String {
     )
 }
 
-/// First run through the setup link; a Modbus TCP device added and its connection tested;
+/// First run through the setup link; a Modbus TCP device added and its connection tested (a
+/// wrong port first, refused in the network's words);
 /// a tag added through the form (a bad address refused beside the field first), its
 /// registers shown under every byte order and the right one picked; a CSV with one bad row
 /// reported by row and column and nothing imported, then the fixed file imported; live
@@ -64,8 +65,17 @@ async fn an_engineer_connects_a_modbus_plc_maps_its_tags_and_writes_a_value() {
     browser.fill("#d-name", "press-plc").await;
     browser.select("#d-driver", "modbus-tcp").await;
     browser.fill("#d-host", "127.0.0.1").await;
-    browser.fill("#d-port", &plc_port.to_string()).await;
     browser.fill("#d-period_ms", "200").await;
+    // A port nobody listens on: the test says what the network said.
+    browser.fill("#d-port", &free_port().to_string()).await;
+    browser.click("#test-connection").await;
+    browser
+        .wait_for_text("#test-result", "the connection test fails", |t| {
+            t.starts_with("✗") && t.contains("refused")
+        })
+        .await;
+    browser.screenshot("device-new-refused").await;
+    browser.fill("#d-port", &plc_port.to_string()).await;
     browser.click("#test-connection").await;
     browser
         .wait_for_text("#test-result", "the connection test succeeds", |t| {
