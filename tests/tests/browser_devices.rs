@@ -277,3 +277,133 @@ async fn an_engineer_connects_a_modbus_plc_maps_its_tags_and_writes_a_value() {
         .await;
     browser.close().await;
 }
+
+/// An OPC UA server browsed from the device page: the tree opens one level per click, ticked
+/// variables become tags named after their display names with the server's types, a refused
+/// name is marked in its row (and nothing added), and the added tags stream live values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engineer_browses_an_opc_ua_server_and_adds_ticked_variables_as_tags() {
+    let server_port = free_port();
+    let _server = KillOnDrop::spawn(
+        Command::new(sparkedge_binary()).args([
+            "sim",
+            "opcua",
+            "--listen",
+            &format!("127.0.0.1:{server_port}"),
+        ]),
+        "sparkedge sim opcua",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let mut appliance = Appliance::start(data.path(), &[]);
+    let printed = appliance.stdout_until("first login");
+    let setup_link = printed
+        .last()
+        .and_then(|line| line.split_whitespace().find(|w| w.starts_with("http://")))
+        .unwrap_or_else(|| panic!("no setup link in {printed:?}"))
+        .to_owned();
+    let base = format!("http://127.0.0.1:{}", appliance.web_port);
+    let browser = Browser::start("opc-ua-browse").await;
+    browser.goto(&setup_link).await;
+    browser.fill("#username", "anna").await;
+    browser.fill("#password", "correct horse battery").await;
+    browser.fill("#password2", "correct horse battery").await;
+    browser.click(r#"form[action="/setup"] button"#).await;
+    browser.wait_for_page_text("anna (admin)").await;
+
+    // The device: only the OPC UA settings show once the driver is chosen.
+    browser.goto(&format!("{base}/devices/new")).await;
+    browser.wait_for_page_text("Test connection").await;
+    browser.fill("#d-name", "line-opc").await;
+    browser.select("#d-driver", "opc-ua").await;
+    assert!(!browser.find("#d-host").await.is_displayed().await.unwrap());
+    browser
+        .fill(
+            "#d-endpoint",
+            &format!("opc.tcp://127.0.0.1:{server_port}/"),
+        )
+        .await;
+    browser.click("#test-connection").await;
+    browser
+        .wait_for_text("#test-result", "the connection test succeeds", |t| {
+            t.starts_with("✓ Connected")
+        })
+        .await;
+    browser.screenshot("device-new-opc-ua").await;
+    browser.click("#save-device").await;
+    browser
+        .wait_for_page_text("No tags on this device yet")
+        .await;
+
+    // Objects › Sim › Changing, one level per click.
+    browser.click("#browse-open").await;
+    browser.click(r#"button[aria-label="expand Sim"]"#).await;
+    browser
+        .click(r#"button[aria-label="expand Changing"]"#)
+        .await;
+    browser.click(r#"input[aria-label="select Double"]"#).await;
+    browser.click(r#"input[aria-label="select Int32"]"#).await;
+    browser
+        .wait_for_text("#browse-count", "two selected", |t| t == "2 selected")
+        .await;
+    let first = browser
+        .find(r#"#browse-selected input[name="[0].name"]"#)
+        .await;
+    assert_eq!(
+        first.prop("value").await.unwrap().as_deref(),
+        Some("Double")
+    );
+    let types = browser
+        .wait_for_text("#browse-selected tbody", "the server's types", |_| true)
+        .await;
+    assert!(
+        types.contains("float64") && types.contains("int32"),
+        "{types}"
+    );
+
+    // A name the model refuses is marked in its row, and neither tag is added.
+    browser
+        .fill(r#"#browse-selected input[name="[0].name"]"#, "line speed")
+        .await;
+    browser.click("#browse-add").await;
+    browser
+        .wait_for_text(
+            r#"#browse-selected input[name="[0].name"] + .field-error"#,
+            "the refused name is marked in its row",
+            |t| t.contains("letters, digits"),
+        )
+        .await;
+    browser.screenshot("browse-refused-name").await;
+    browser
+        .fill(r#"#browse-selected input[name="[0].name"]"#, "line_speed")
+        .await;
+    browser.click("#browse-add").await;
+
+    // Added: the page reloads with both tags, their values streaming from the server.
+    let speed = r#"tr[data-tag="packaging/line3/line_speed"] td.value"#;
+    let first = browser
+        .wait_for_text(speed, "line_speed shows a value", |t| {
+            t.parse::<f64>().is_ok()
+        })
+        .await;
+    browser
+        .wait_for_text(speed, "line_speed changes", |t| {
+            t != first && t.parse::<f64>().is_ok()
+        })
+        .await;
+    browser
+        .wait_for_text(
+            r#"tr[data-tag="packaging/line3/Int32"] td.value"#,
+            "Int32 shows a value",
+            |t| t.parse::<i64>().is_ok(),
+        )
+        .await;
+    browser
+        .wait_for_text(
+            r#"[data-device-state="line-opc"]"#,
+            "the device reports online",
+            |t| t == "online",
+        )
+        .await;
+    browser.screenshot("browse-added").await;
+    browser.close().await;
+}

@@ -99,6 +99,25 @@ pub(crate) struct StatusView {
 }
 
 impl StatusView {
+    /// The last error as shown: as it is while the device is offline; once it is back, marked
+    /// as past, so an old error is not read as the current state.
+    pub(crate) fn error_text(&self) -> String {
+        match (self.state, self.error.is_empty()) {
+            (_, true) => String::new(),
+            ("offline", false) => self.error.clone(),
+            (_, false) => format!("last error: {}", self.error),
+        }
+    }
+
+    /// Red while it explains why the device is offline, grey after.
+    pub(crate) fn error_class(&self) -> &'static str {
+        if self.state == "offline" {
+            "device-error"
+        } else {
+            "device-error past"
+        }
+    }
+
     fn new(device: &Device, reported: Option<&DeviceStatus>) -> StatusView {
         let state = match reported {
             _ if !device.enabled => "disabled",

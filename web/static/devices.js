@@ -50,7 +50,12 @@
           el.className = `st st-${state}`;
           if (d.since_ms) el.title = `since ${new Date(d.since_ms).toISOString()}`;
         }
-        for (const el of $$(`[data-device-error="${CSS.escape(d.name)}"]`)) el.textContent = d.last_error ?? "";
+        // As the server renders it (device_pages::StatusView): an error of the past is marked so.
+        for (const el of $$(`[data-device-error="${CSS.escape(d.name)}"]`)) {
+          const offline = state === "offline";
+          el.textContent = !d.last_error ? "" : offline ? d.last_error : `last error: ${d.last_error}`;
+          el.className = offline ? "device-error" : "device-error past";
+        }
       }
     };
     setInterval(update, 5000);
@@ -392,9 +397,9 @@
         const untyped = $$("tr", tbody).flatMap((row, i) => ($("select", row).value === ""
           ? [{ field: `[${i}].datatype`, reason: "choose a tag type: the server's type has none of its own" }] : []));
         if (untyped.length) { showErrors(form, untyped); return; }
-        const location = $("#browse-location", form).value;
+        const place = $("#browse-location", form).value;
         const tags = $$("tr", tbody).map((row) => {
-          const tag = { device, location, address: row.dataset.address };
+          const tag = { device, location: place, address: row.dataset.address };
           for (const el of $$("[data-key]", row)) {
             if (el.dataset.key === "writable") { if (el.checked) tag.writable = true; }
             else if (el.value !== "") tag[el.dataset.key] = el.value;

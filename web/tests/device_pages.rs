@@ -181,6 +181,7 @@ async fn the_device_list_shows_each_device_with_its_status_and_admins_get_the_fo
         };
         s.device("demo-plc").online = true;
         s.device("demo-plc").enabled = true;
+        s.device("demo-plc").last_error = Some("timeout after 1000 ms".to_owned());
     });
     let viewer = app.page("/devices", "vera").await;
     has(
@@ -191,7 +192,9 @@ async fn the_device_list_shows_each_device_with_its_status_and_admins_get_the_fo
             "10.0.0.5:5020",
             "opc.tcp://10.0.0.6:4840",
             r#"data-device-state="press-plc" title="since 2026-03-01T06:30:00.000Z">offline<"#,
-            "Connection refused",
+            r#"<div class="device-error" data-device-error="press-plc">cannot connect to 10.0.0.5:5020: Connection refused</div>"#,
+            // Once back online, an old error is marked as past.
+            r#"<div class="device-error past" data-device-error="demo-plc">last error: timeout after 1000 ms</div>"#,
             r#"data-device-state="demo-plc">online<"#,
             // Nothing reported yet: said so, not shown as offline.
             r#"data-device-state="line-opc">unknown<"#,
