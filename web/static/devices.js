@@ -206,6 +206,25 @@
     const liveQuality = $("#write-live-quality", dialog);
     const result = $("#write-result", dialog);
     let tag = null;
+    // The dialog shows the row's live value as app.js updates it (app.js indexes its live
+    // elements once, so the dialog mirrors the row rather than joining that index).
+    let watching = null;
+    const mirror = (row) => {
+      watching?.disconnect();
+      const value = $("[data-live]", row);
+      const quality = $("[data-live-quality]", row);
+      const copy = () => {
+        live.textContent = value?.textContent ?? "—";
+        liveQuality.textContent = quality?.textContent ?? "none";
+        liveQuality.className = quality?.className ?? "q q-none";
+      };
+      copy();
+      watching = new MutationObserver(copy);
+      for (const el of [value, quality]) {
+        if (el) watching.observe(el, { childList: true, characterData: true, subtree: true, attributes: true });
+      }
+    };
+    dialog.addEventListener("close", () => { watching?.disconnect(); watching = null; });
 
     const step = (name) => {
       $("#write-enter", dialog).hidden = name !== "enter";
@@ -225,14 +244,7 @@
         input.hidden = bool; input.disabled = bool;
         input.value = "";
         input.placeholder = tag.input === "json" ? "[1, 2, 3]" : "";
-        // The row's live cells, and these, are kept current by app.js.
-        const row = button.closest("tr");
-        live.textContent = $("[data-live]", row)?.textContent ?? "—";
-        live.dataset.live = tag.index;
-        const q = $("[data-live-quality]", row);
-        liveQuality.textContent = q?.textContent ?? "none";
-        liveQuality.className = q?.className ?? "q q-none";
-        liveQuality.dataset.liveQuality = tag.index;
+        mirror(button.closest("tr"));
         clearErrors(dialog);
         result.hidden = true;
         step("enter");

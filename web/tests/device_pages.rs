@@ -272,7 +272,7 @@ async fn a_device_page_shows_tags_with_live_values_and_controls_by_role() {
     has(
         &operator,
         &[
-            r#"data-path="packaging/line3/speed" data-datatype="float32" data-input="number" data-index="6" data-unit="m/min">Write…"#,
+            r#"data-path="packaging/line3/speed" data-datatype="float32" data-input="number" data-unit="m/min">Write…"#,
             "id=\"write-dialog\"",
         ],
     );
