@@ -514,6 +514,9 @@ impl Node {
         backoff: &mut Duration,
     ) -> Ended {
         let mut was_online = false;
+        // The state last told to the dashboard: the board is written when it changes, not
+        // on every delivery of samples.
+        let mut reported = "connecting";
         let mut connack = false;
         loop {
             let outputs = tokio::select! {
@@ -602,11 +605,10 @@ impl Node {
             } else {
                 "connecting"
             };
-            self.report(|s| {
-                if s.state != state {
-                    s.state = state.to_owned();
-                }
-            });
+            if state != reported {
+                reported = state;
+                self.report(|s| s.state = state.to_owned());
+            }
             if self.session.is_online() != was_online {
                 was_online = self.session.is_online();
                 if was_online {

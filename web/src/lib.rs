@@ -654,11 +654,11 @@ mod tests {
     }
 
     #[derive(Debug)]
-    struct Replaced;
+    struct Unreadable;
 
-    impl ModelSource for Replaced {
+    impl ModelSource for Unreadable {
         fn load(&self) -> Result<Arc<Model>, String> {
-            Err("the model was changed; restart sparkedge to run it".to_owned())
+            Err("cannot read the model: disk I/O error".to_owned())
         }
 
         fn apply(&self, _: Model) -> Result<(), ApplyError> {
@@ -669,12 +669,12 @@ mod tests {
     #[tokio::test]
     async fn a_model_that_cannot_be_served_is_an_error_with_its_reason() {
         let mut state = state();
-        state.model = Arc::new(Replaced);
+        state.model = Arc::new(Unreadable);
         for uri in ["/namespace", "/api/values"] {
             let (status, body) = get(&state, uri).await;
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
             let text = text(body).await;
-            assert!(text.contains("restart sparkedge"), "{uri}: {text}");
+            assert!(text.contains("disk I/O error"), "{uri}: {text}");
         }
     }
 }
