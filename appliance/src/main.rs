@@ -298,19 +298,17 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
             .map(|url| config::parse_server(url))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("northbound {:?}: {e}", nb.name))?;
-        connections.push((
-            sparkplug_node::ConnectionConfig {
-                name: format!("northbound/{}", nb.name),
-                servers,
-                client_id: nb.client_id.clone(),
-                credentials: nb
-                    .username
-                    .clone()
-                    .map(|u| (u, nb.password.clone().unwrap_or_default())),
-                ca_pem,
-            },
-            nb.primary_host_id.clone(),
-        ));
+        connections.push(sparkplug_node::ConnectionConfig {
+            name: format!("northbound/{}", nb.name),
+            servers,
+            client_id: nb.client_id.clone(),
+            credentials: nb
+                .username
+                .clone()
+                .map(|u| (u, nb.password.clone().unwrap_or_default())),
+            ca_pem,
+            pinned_primary_host: Some(nb.primary_host_id.clone()),
+        });
     }
     let broker = broker::Broker::start(broker::Config::new(mqtt_listen))
         .await
@@ -337,20 +335,19 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
     // The session on the embedded broker, then one per northbound connection.
     connections.insert(
         0,
-        (
-            sparkplug_node::ConnectionConfig {
-                name: "embedded".into(),
-                servers: vec![config::ServerAddr {
-                    tls: false,
-                    host: mqtt_host.clone(),
-                    port: mqtt_listen.port(),
-                }],
-                client_id: None,
-                credentials: None,
-                ca_pem: None,
-            },
-            primary_host_id,
-        ),
+        sparkplug_node::ConnectionConfig {
+            name: "embedded".into(),
+            servers: vec![config::ServerAddr {
+                tls: false,
+                host: mqtt_host.clone(),
+                port: mqtt_listen.port(),
+            }],
+            client_id: None,
+            credentials: None,
+            ca_pem: None,
+            // Set on the command line or in the file, it overrides the model's.
+            pinned_primary_host: primary_host_id.map(Some),
+        },
     );
     let sinks = pipeline::Sinks {
         sparkplug: connections.len(),
@@ -410,18 +407,15 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
     let store = Arc::new(Mutex::new(store));
     let mut mailboxes = mailboxes.into_iter();
     let mut nodes = Vec::new();
-    for (connection, primary_host_id) in connections {
+    for connection in connections {
         let (Some(pipeline::SinkModel::Sparkplug(model)), Some(mailbox)) =
             (sink_models.next(), mailboxes.next())
         else {
             return Err("internal error: no Sparkplug model for a connection".to_owned());
         };
-        let mut model = *model;
-        model.config.primary_host_id = primary_host_id;
-        model.config.server_count = connection.servers.len();
         nodes.push(tokio::spawn(sparkplug_node::run(
             connection,
-            model,
+            *model,
             store.clone(),
             mailbox,
             write_tx.clone(),

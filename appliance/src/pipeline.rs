@@ -291,7 +291,7 @@ pub fn plan(
 
     let mut sink_models = Vec::with_capacity(sinks.count());
     if sinks.sparkplug > 0 {
-        let (config, map) = sparkplug_node::session_config(&model, None, known_aliases);
+        let (config, map) = sparkplug_node::session_config(&model, known_aliases);
         let map = Arc::new(map);
         for _ in 1..sinks.sparkplug {
             sink_models.push(SinkModel::Sparkplug(Box::new(NodeModel {

@@ -34,6 +34,10 @@ pub struct ConnectionConfig {
     pub credentials: Option<(String, String)>,
     /// PEM of the CA for `mqtts://` servers.
     pub ca_pem: Option<Vec<u8>>,
+    /// The Primary Host id set for this connection by the configuration file (`Some(None)`:
+    /// none), or `None` to follow the model's `sparkplug.primary_host_id`, which the web UI
+    /// edits.
+    pub pinned_primary_host: Option<Option<String>>,
 }
 
 /// How the model's tags map onto the session's devices and metrics.
@@ -62,7 +66,6 @@ pub struct NodeModel {
 /// and the aliases remembered from earlier runs.
 pub fn session_config(
     model: &Model,
-    primary_host_id: Option<String>,
     known_aliases: HashMap<(String, String), u64>,
 ) -> (SessionConfig, MetricMap) {
     let mut map = MetricMap {
@@ -125,7 +128,7 @@ pub fn session_config(
         edge_node_id: model.sparkplug.edge_node_id.clone(),
         devices,
         rebirth_debounce_ms: 2000,
-        primary_host_id,
+        primary_host_id: model.sparkplug.primary_host_id.clone(),
         server_count: 1,
         node_metrics: vec![
             (
@@ -323,8 +326,14 @@ pub async fn run(
     status: Arc<web::StatusBoard>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut config = model.config;
+    if let Some(pinned) = &connection.pinned_primary_host {
+        config.primary_host_id.clone_from(pinned);
+    }
+    config.server_count = connection.servers.len();
     let mut node = Node {
-        session: EdgeNodeSession::new(model.config),
+        session: EdgeNodeSession::new(config),
+        pinned_primary_host: connection.pinned_primary_host.clone(),
         map: model.map,
         generation: model.generation,
         writes,
@@ -481,6 +490,8 @@ async fn next_bd_seq(store: &Arc<Mutex<Store>>, server: &str) -> Result<u8, uns_
 
 struct Node {
     session: EdgeNodeSession,
+    /// See [`ConnectionConfig::pinned_primary_host`].
+    pinned_primary_host: Option<Option<String>>,
     map: Arc<MetricMap>,
     /// The model `map` belongs to.
     generation: u64,
@@ -665,10 +676,15 @@ impl Node {
         } = model;
         let current = self.session.config();
         // These come from the process configuration, not the model.
-        config.primary_host_id = current.primary_host_id.clone();
+        if let Some(pinned) = &self.pinned_primary_host {
+            config.primary_host_id.clone_from(pinned);
+        }
         config.server_count = current.server_count;
         let mut out = Vec::new();
-        if config.group_id == current.group_id && config.edge_node_id == current.edge_node_id {
+        if config.group_id == current.group_id
+            && config.edge_node_id == current.edge_node_id
+            && config.primary_host_id == current.primary_host_id
+        {
             // A device whose metrics change dies now and is born again once its driver,
             // restarted with the new tags, has read them: so its DBIRTH carries every new
             // metric with a value rather than a null (the session would re-birth it at once).
@@ -823,10 +839,11 @@ mod tests {
 
     /// A node for `model` whose session is online (NBIRTH published), no device online yet.
     fn online_node(model: &Model) -> Node {
-        let (config, map) = session_config(model, None, HashMap::new());
+        let (config, map) = session_config(model, HashMap::new());
         let (writes, _) = mpsc::channel(1);
         let mut node = Node {
             session: EdgeNodeSession::new(config),
+            pinned_primary_host: None,
             map: Arc::new(map),
             generation: 1,
             writes,
@@ -895,7 +912,7 @@ mod tests {
     }
 
     fn reload(model: &Model, generation: u64) -> Delivery {
-        let (config, map) = session_config(model, None, HashMap::new());
+        let (config, map) = session_config(model, HashMap::new());
         Delivery {
             model: Some(SinkModel::Sparkplug(Box::new(NodeModel {
                 config,
@@ -981,7 +998,7 @@ mod tests {
     #[test]
     fn session_config_follows_the_naming_rule_and_skips_disabled_devices() {
         let mut model = uns_model::file::demo_model();
-        let (config, map) = session_config(&model, None, HashMap::new());
+        let (config, map) = session_config(&model, HashMap::new());
         assert_eq!(
             (config.group_id.as_str(), config.edge_node_id.as_str()),
             ("plant-a", "sparkedge")
@@ -993,7 +1010,7 @@ mod tests {
         );
         assert_eq!(map.tags[0].len(), model.tags.len());
         model.devices[0].enabled = false;
-        let (config, map) = session_config(&model, None, HashMap::new());
+        let (config, map) = session_config(&model, HashMap::new());
         assert!(config.devices.is_empty());
         assert!(map.by_tag.iter().all(Option::is_none));
     }

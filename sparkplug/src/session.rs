@@ -347,8 +347,8 @@ impl EdgeNodeSession {
     }
 
     /// Replaces the node's metric set at run time (tags added, removed or changed) and
-    /// returns what the spec requires: NDEATH and [`Output::Reconnect`] when the group or
-    /// edge node id changed; a full rebirth when node-level metrics (or their values) changed;
+    /// returns what the spec requires: NDEATH and [`Output::Reconnect`] when the group id,
+    /// the edge node id or the Primary Host changed; a full rebirth when node-level metrics (or their values) changed;
     /// otherwise DDEATH for each removed online device, and DDEATH + DBIRTH for each online
     /// device whose metrics changed. Values and aliases of unchanged metrics carry over; new
     /// devices start offline until [`EdgeNodeSession::device_online`].
@@ -358,13 +358,23 @@ impl EdgeNodeSession {
         // Edge Node, whose messages need their own NBIRTH and a Will on their own NDEATH
         // topic. So the current session ends (NDEATH under the old ids if it was born) and
         // the caller reconnects with a new bdSeq and a new Will.
+        // A different Primary Host means another STATE topic to subscribe to before any
+        // publish, and births gated on that host (tck-id-message-flow-edge-node-birth-
+        // publish-phid-wait): the same fresh start, an intentional disconnect for a
+        // configuration change (NDEATH first).
         let ids_changed = config.group_id != self.config.group_id
-            || config.edge_node_id != self.config.edge_node_id;
+            || config.edge_node_id != self.config.edge_node_id
+            || config.primary_host_id != self.config.primary_host_id;
         let death = (ids_changed && self.state == State::Online).then(|| self.ndeath(now_ms));
         let old_states = std::mem::take(&mut self.devices);
         self.devices = self.device_states(&config, &old_states);
         let old = std::mem::replace(&mut self.config, config);
         self.config.known_aliases = HashMap::new();
+        if old.primary_host_id != self.config.primary_host_id {
+            // The timestamps were the old host's: the new one's STATE is judged afresh.
+            self.host_state_timestamps.clear();
+            self.host_online = false;
+        }
         if ids_changed && self.state != State::Disconnected {
             self.state = State::Disconnected;
             let mut out: Vec<Output> = death.map(Output::Publish).into_iter().collect();
@@ -1337,6 +1347,62 @@ mod tests {
         let p = Payload::decode(death.payload.as_slice()).unwrap();
         assert_eq!(bd_seq_of(&p), Some(MetricValue::Int64(42)));
         assert!(s.shutdown(T0).is_none());
+    }
+
+    #[test]
+    fn a_new_primary_host_ends_the_session_and_gates_the_next_births() {
+        let mut s = EdgeNodeSession::new(SessionConfig {
+            primary_host_id: Some("scada".into()),
+            ..config()
+        });
+        s.connect(1, 0, T0);
+        s.connected();
+        s.subscribed(T0);
+        let state = |online: bool, ts: u64| format!(r#"{{"online":{online},"timestamp":{ts}}}"#);
+        s.handle_message("spBv1.0/STATE/scada", state(true, 500).as_bytes(), T0);
+        assert!(s.is_online());
+        let out = s.reconfigure(
+            SessionConfig {
+                primary_host_id: Some("backup".into()),
+                ..config()
+            },
+            T0,
+        );
+        assert!(
+            matches!(&out[..], [Output::Publish(p), Output::Reconnect { next_server: false }] if p.topic.ends_with("NDEATH/edge1")),
+            "{out:?}"
+        );
+        assert_eq!(s.primary_host_online(), Some(false));
+        s.connect(2, 0, T0);
+        let subs = s.connected();
+        assert!(
+            matches!(&subs[..], [Output::Subscribe(f)] if f.contains(&"spBv1.0/STATE/backup".to_string())),
+            "{subs:?}"
+        );
+        assert!(
+            s.subscribed(T0).is_empty(),
+            "no birth before the new host is online"
+        );
+        // The old host's STATE no longer counts; the new host's does, whatever its clock.
+        assert!(matches!(
+            &s.handle_message("spBv1.0/STATE/scada", state(true, 900).as_bytes(), T0)[..],
+            [Output::CommandRejected(_)]
+        ));
+        let births =
+            publishes(&s.handle_message("spBv1.0/STATE/backup", state(true, 100).as_bytes(), T0));
+        assert_eq!(births[0].0, "spBv1.0/plant-a/NBIRTH/edge1");
+        // Removing the Primary Host is a change too: a new session that births at once.
+        let out = s.reconfigure(config(), T0);
+        assert!(matches!(
+            &out[..],
+            [Output::Publish(_), Output::Reconnect { .. }]
+        ));
+        s.connect(3, 0, T0);
+        s.connected();
+        assert_eq!(
+            publishes(&s.subscribed(T0))[0].0,
+            "spBv1.0/plant-a/NBIRTH/edge1"
+        );
     }
 
     #[test]

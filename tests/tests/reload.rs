@@ -552,3 +552,49 @@ async fn a_tag_added_through_the_rest_api_runs_when_the_call_returns() {
     let bits = 12.5f32.to_bits();
     assert_eq!(words, [(bits >> 16) as u16, bits as u16]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_host_set_through_the_rest_api_gates_the_next_births() {
+    let data = tempfile::tempdir().expect("temp dir");
+    import_model(data.path(), &model("edge-r", &[]));
+    system_tests::add_web_user(data.path(), "ada", "admin", "admin password");
+    let app = Appliance::start(data.path(), &[]);
+    // Sees STATE and the node's messages in the broker's order.
+    let mut watcher = Observer::connect(app.mqtt_port, "watcher", None).await;
+    watcher.subscribe("spBv1.0/#").await;
+    // The broker keeps the NBIRTH it saw (Sparkplug Aware): the session was born already.
+    watcher.subscribe("$sparkplug/certificates/#").await;
+    let nbirth = topic("NBIRTH", "edge-r", None);
+    let certificate = format!("$sparkplug/certificates/{nbirth}");
+    watcher
+        .next_where("NBIRTH without a Primary Host", |m| m.topic == certificate)
+        .await;
+
+    let ada = system_tests::web_login(app.web_port, "ada", "admin password");
+    let ids = serde_json::json!({"edge_node_id": "edge-r", "primary_host_id": HOST_ID});
+    let (status, body) = http_json(app.web_port, &ada, "PUT", "/api/sparkplug", ids).await;
+    assert_eq!(status, 200, "{body}");
+    let ndeath = topic("NDEATH", "edge-r", None);
+    watcher
+        .next_where("NDEATH: the session ends for the new host", |m| {
+            m.topic == ndeath
+        })
+        .await;
+
+    // Only the host's online STATE lets the node birth again.
+    let _host = primary_host(app.mqtt_port, HOST_ID, "spBv1.0/plant-r/#").await;
+    let state = format!("spBv1.0/STATE/{HOST_ID}");
+    let seen = until(&mut watcher, "NBIRTH for the new host", |m| {
+        m.topic == nbirth
+    })
+    .await;
+    let order: Vec<&str> = seen
+        .iter()
+        .map(|m| m.topic.as_str())
+        .filter(|t| *t == state || *t == nbirth)
+        .collect();
+    assert_eq!(order.first(), Some(&state.as_str()), "{order:?}");
+    let (status, body) = system_tests::http_get_as(app.web_port, "/api/status", &ada);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""primary_host_id":"scada""#), "{body}");
+}

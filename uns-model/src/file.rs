@@ -17,7 +17,8 @@ const HEADER: &str = "\
 # Import with `sparkedge import FILE`; `sparkedge export` writes this format.
 #
 # [namespace]  enterprise and site, the first two levels of every UNS topic.
-# [sparkplug]  edge_node_id, and group_id (defaults to the site).
+# [sparkplug]  edge_node_id, group_id (defaults to the site), and primary_host_id (the SCADA
+#              host whose STATE gates births; none by default).
 # [[area]]     an ISA-95 area; each [[area.line]] below it has a name and its cells.
 # [[device]]   a PLC connection; `driver` selects the protocol: \"simulator\", \"modbus-tcp\",
 #              \"modbus-rtu\" (serial line), \"modbus-rtu-tcp\" (serial gateway) or \"opc-ua\"
@@ -147,6 +148,7 @@ pub fn demo_model() -> Model {
         sparkplug: SparkplugIds {
             group_id: None,
             edge_node_id: "sparkedge".to_owned(),
+            primary_host_id: None,
         },
         scan_classes: Vec::new(),
         areas: vec![Area {

@@ -42,6 +42,12 @@ pub struct SparkplugIds {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
     pub edge_node_id: String,
+    /// The SCADA host whose STATE gates this node's births on the embedded broker (spec
+    /// §5.5, Primary Host): births wait until it says it is online, and the session ends
+    /// when it goes offline. `None`: publish as soon as connected. A `primary_host_id` in
+    /// the configuration file (or `demo --primary-host-id`) takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_host_id: Option<String>,
 }
 
 impl Default for SparkplugIds {
@@ -49,6 +55,7 @@ impl Default for SparkplugIds {
         SparkplugIds {
             group_id: None,
             edge_node_id: "sparkedge".to_owned(),
+            primary_host_id: None,
         }
     }
 }

@@ -183,6 +183,7 @@ impl Store {
         let sparkplug = SparkplugIds {
             group_id: meta("group_id")?,
             edge_node_id: required("edge_node_id")?,
+            primary_host_id: meta("primary_host_id")?,
         };
 
         let scan_classes = tx
@@ -414,7 +415,7 @@ fn user_version(conn: &Connection) -> Result<u32, StoreError> {
 fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
     tx.execute_batch(
         "DELETE FROM tags; DELETE FROM devices; DELETE FROM cells; DELETE FROM lines; DELETE FROM scan_classes;
-         DELETE FROM areas; DELETE FROM meta WHERE key IN ('enterprise', 'site', 'group_id', 'edge_node_id');",
+         DELETE FROM areas; DELETE FROM meta WHERE key IN ('enterprise', 'site', 'group_id', 'edge_node_id', 'primary_host_id');",
     )?;
     let mut meta = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
     // Counts replacements, so a running appliance can tell the model it runs from a newer one.
@@ -428,6 +429,9 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
     meta.execute(["edge_node_id", &model.sparkplug.edge_node_id])?;
     if let Some(group) = &model.sparkplug.group_id {
         meta.execute(["group_id", group])?;
+    }
+    if let Some(host) = &model.sparkplug.primary_host_id {
+        meta.execute(["primary_host_id", host])?;
     }
 
     for (i, class) in model.scan_classes.iter().enumerate() {
@@ -519,6 +523,7 @@ mod tests {
     fn other_model() -> Model {
         let mut m = demo_model();
         m.sparkplug.group_id = Some("north".into());
+        m.sparkplug.primary_host_id = Some("SCADA.Host 1".into());
         m.areas.insert(
             0,
             Area {

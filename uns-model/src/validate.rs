@@ -73,6 +73,7 @@ impl From<ModelError> for ModelErrors {
 }
 
 const NAME_RULE: &str = "must be 1 to 64 characters: ASCII letters, digits, '_' or '-', starting with a letter or digit";
+const HOST_ID_RULE: &str = "must be 1 to 256 characters, without '+', '#', '/' or control characters (a Sparkplug topic level)";
 const TEXT_RULE: &str = "must be at most 256 characters, without control characters";
 const PERIOD_MS: std::ops::RangeInclusive<u32> = 10..=3_600_000;
 
@@ -148,6 +149,17 @@ impl Model {
             c.name("sparkplug.group_id", group);
         }
         c.name("sparkplug.edge_node_id", &self.sparkplug.edge_node_id);
+        if let Some(host) = &self.sparkplug.primary_host_id {
+            // The host's id is chosen by the SCADA system, not by us: only the Sparkplug rule
+            // for a topic level applies (spec §4.1.1: no '+', '#' or '/').
+            if host.is_empty()
+                || host.chars().count() > 256
+                || host.contains(['+', '#', '/'])
+                || host.chars().any(char::is_control)
+            {
+                c.push("sparkplug.primary_host_id", host, HOST_ID_RULE);
+            }
+        }
 
         // Every valid tag location, as written in `Tag::location`.
         let mut locations = Vec::new();
@@ -949,6 +961,26 @@ mod tests {
             let mut m = demo_model();
             m.sparkplug.edge_node_id = good.to_owned();
             m.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn primary_host_ids_follow_the_sparkplug_rule_not_ours() {
+        // SCADA products name their hosts: a dot or a space is theirs to use.
+        for good in ["IamHost", "SCADA.Host 1", "scada"] {
+            let mut m = demo_model();
+            m.sparkplug.primary_host_id = Some(good.to_owned());
+            m.validate().unwrap();
+        }
+        for bad in ["", "a/b", "a+", "#", "tab\there"] {
+            let mut m = demo_model();
+            m.sparkplug.primary_host_id = Some(bad.to_owned());
+            assert_error(
+                &m,
+                "sparkplug.primary_host_id",
+                bad,
+                "without '+', '#', '/'",
+            );
         }
     }
 

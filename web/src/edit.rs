@@ -864,15 +864,15 @@ pub(crate) async fn rename_node(
     .map(Json)
 }
 
-/// `GET /api/sparkplug`: the group and edge node id.
+/// `GET /api/sparkplug`: the group, edge node and Primary Host id.
 pub(crate) async fn get_sparkplug(
     State(state): State<AppState>,
 ) -> Result<Json<SparkplugIds>, ApiError> {
     Ok(Json(running(&state).await?.sparkplug.clone()))
 }
 
-/// `PUT /api/sparkplug`: a new group or edge node id ends the Sparkplug session (NDEATH) and
-/// starts one under the new ids.
+/// `PUT /api/sparkplug`: a new group, edge node or Primary Host id ends the Sparkplug session
+/// (NDEATH) and starts one under the new ids, gated on the new host.
 pub(crate) async fn put_sparkplug(
     State(state): State<AppState>,
     JsonBody(ids): JsonBody<SparkplugIds>,

@@ -414,8 +414,8 @@ fn build() -> JsonValue {
         (
             "/api/sparkplug",
             vec![
-                op("get", "Sparkplug group and edge node id", "viewer").returns("200", sparkplug.clone()),
-                op("put", "Change them (ends the Sparkplug session and starts one under the new ids)", "admin")
+                op("get", "Sparkplug group id, edge node id and Primary Host id", "viewer").returns("200", sparkplug.clone()),
+                op("put", "Change them (ends the Sparkplug session and starts one under the new ids or Primary Host)", "admin")
                     .body(sparkplug.clone())
                     .returns("200", sparkplug),
             ],

@@ -34,7 +34,8 @@ pub struct RuntimeSettings {
     pub web_listen: String,
     /// Whether the UNS JSON tree is published.
     pub uns_enabled: bool,
-    /// The Primary Host the session on the embedded broker waits for, if any.
+    /// The Primary Host id the configuration file (or `demo --primary-host-id`) sets for
+    /// the session on the embedded broker; it overrides the model's `sparkplug.primary_host_id`.
     pub primary_host_id: Option<String>,
     pub northbound: Vec<NorthboundSettings>,
 }
@@ -60,6 +61,8 @@ pub(crate) struct SettingsPage {
     site: String,
     group_id: String,
     edge_node_id: String,
+    /// The model's, empty for none.
+    primary_host_id: String,
     scan_classes: Vec<ScanClassRow>,
     devices: usize,
     tags: usize,
@@ -96,6 +99,7 @@ pub(crate) async fn page(State(state): State<AppState>, user: CurrentUser) -> Re
         site: model.namespace.site.clone(),
         group_id: model.sparkplug.group_id.clone().unwrap_or_default(),
         edge_node_id: model.sparkplug.edge_node_id.clone(),
+        primary_host_id: model.sparkplug.primary_host_id.clone().unwrap_or_default(),
         scan_classes,
         devices: model.devices.len(),
         tags: model.tags.len(),

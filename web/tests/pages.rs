@@ -338,6 +338,7 @@ async fn settings_are_for_admins_with_every_form_and_the_process_configuration()
             r#"<a href="/settings">"#,
             r#"data-api="PUT /api/sparkplug" data-error-prefix="sparkplug.""#,
             r#"name="edge_node_id" value="sparkedge""#,
+            r#"name="primary_host_id" value="" placeholder="none""#,
             r#"placeholder="plant-a (the site's name)""#,
             "Changing either ends the Sparkplug session",
             r#"id="add-scan-class""#,
@@ -384,7 +385,9 @@ async fn settings_are_for_admins_with_every_form_and_the_process_configuration()
             "mqtts://10.0.0.6:8883",
             "edge <span class=\"muted\">(password set)</span>",
             "/etc/sparkedge/plant-ca.pem",
-            "now <code>scada</code>",
+            // The file's Primary Host id wins over the model's, and the form says so.
+            r#"id="primary-host-pinned""#,
+            "sets <code>scada</code>, which the session uses instead",
         ],
     );
     let (status, body, _) = app.get("/api/settings/runtime", Some(&app.admin)).await;

@@ -467,6 +467,33 @@ async fn sparkplug_ids_and_scan_classes_are_validated() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(api.model().sparkplug.edge_node_id, "filler-gw");
+    assert_eq!(api.model().sparkplug.primary_host_id, None);
+    let (status, body) = api
+        .send(
+            Method::PUT,
+            "/api/sparkplug",
+            Some(json!({"edge_node_id": "filler-gw", "primary_host_id": "scada/1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(only_error(&body).0, "sparkplug.primary_host_id");
+    assert_eq!(
+        api.model().sparkplug.primary_host_id,
+        None,
+        "nothing changed"
+    );
+    let (status, _) = api
+        .send(
+            Method::PUT,
+            "/api/sparkplug",
+            Some(json!({"edge_node_id": "filler-gw", "primary_host_id": "SCADA Host"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        api.model().sparkplug.primary_host_id.as_deref(),
+        Some("SCADA Host")
+    );
 
     let (status, _) = api
         .send(
