@@ -7,14 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use rumqttc::mqttbytes::v4::{
-    ConnAck, Connect, ConnectReturnCode, Packet, PubAck, PubComp, PubRec,
-};
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec};
 use rumqttc::mqttbytes::{Error as CodecError, Protocol, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::access::{Gate, Identity, Permission};
 use crate::router::{Link, Message, Out, Router, min_qos};
 use crate::{Config, topic};
 
@@ -31,13 +30,17 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     router: Arc<Mutex<Router>>,
+    gate: Arc<Gate>,
     config: Arc<Config>,
 ) {
     // Nagle would hold small publishes back for tens of milliseconds (see BENCHMARKS.md).
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = BytesMut::with_capacity(4096);
-    let first = tokio::time::timeout(config.connect_timeout, async {
+    // One deadline for the CONNECT and its login check, so a client cannot hold a
+    // connection open longer by being slow at both.
+    let deadline = tokio::time::Instant::now() + config.connect_timeout;
+    let first = tokio::time::timeout_at(deadline, async {
         // Anything but CONNECT first (an HTTP request, a TLS hello) is closed at once instead
         // of waiting for a frame length made of other bytes.
         while buf.is_empty() {
@@ -54,7 +57,7 @@ pub(crate) async fn serve(
         read_packet(&mut reader, &mut buf, config.max_packet_size).await
     })
     .await;
-    let connect = match first {
+    let mut connect = match first {
         Ok(Ok(Packet::Connect(c))) if c.protocol == Protocol::V4 => c,
         Ok(Ok(Packet::Connect(_)))
         | Ok(Err(CodecError::InvalidProtocol | CodecError::InvalidProtocolLevel(_))) => {
@@ -77,6 +80,36 @@ pub(crate) async fn serve(
             return;
         }
     };
+    // For the logs of a refusal; a connection that gets in names its user by its identity.
+    let user = connect
+        .login
+        .as_ref()
+        .map(|l| l.username.clone())
+        .unwrap_or_default();
+    // The password leaves the CONNECT here: the connection keeps the rest for its lifetime.
+    let table = lock(&router).access();
+    let checked = tokio::time::timeout_at(deadline, gate.check(connect.login.take(), table));
+    let login = match checked.await {
+        Ok(Ok(login)) => login,
+        Ok(Err(refused)) => {
+            lock(&router).count_refused_login();
+            tracing::warn!(%peer, client_id = connect.client_id, user, "refused a login: {}", refused.why);
+            refuse(&mut writer, refused.code).await;
+            return;
+        }
+        Err(_) => {
+            // Logins are checked one at a time; under a flood of them, this one waited too
+            // long. Code 3 tells the client to try again later, unlike 4 or 5.
+            tracing::warn!(%peer, client_id = connect.client_id, user, "refused a connection: its login could not be checked in time");
+            refuse(&mut writer, ConnectReturnCode::ServiceUnavailable).await;
+            return;
+        }
+    };
+    if login.permission == Permission::Subscribe && connect.last_will.take().is_some() {
+        // Accepting the connection without the Will, like a read-only client's PUBLISHes:
+        // refusing it would lock out clients that set a Will by default and only read.
+        tracing::warn!(%peer, client_id = connect.client_id, user, "ignored the Will of a read-only user");
+    }
     if let Some(will) = &connect.last_will
         && let Err(why) = check_publish_topic(&will.topic)
     {
@@ -84,17 +117,20 @@ pub(crate) async fn serve(
         refuse(&mut writer, ConnectReturnCode::NotAuthorized).await;
         return;
     }
+    let permission = login.permission;
+    let who = login.who.clone();
     let link = Arc::new(Link::default());
-    let attached = lock(&router).connect(&connect, link.clone());
+    let attached = lock(&router).connect(&connect, link.clone(), login);
     let (client_id, conn) = match attached {
         Ok(a) => a,
         Err(code) => {
-            tracing::warn!(%peer, client_id = connect.client_id, "refused a connection: {code:?}");
+            tracing::warn!(%peer, client_id = connect.client_id, user, "refused a connection: {code:?}");
             refuse(&mut writer, code).await;
             return;
         }
     };
-    tracing::debug!(%peer, client_id, "client connected");
+    drop(user);
+    tracing::debug!(%peer, client_id, user = who.user_name(), "client connected");
     let write_task = tokio::spawn(write_loop(
         writer,
         router.clone(),
@@ -102,7 +138,13 @@ pub(crate) async fn serve(
         conn,
         link.clone(),
     ));
-    let end = read_loop(reader, buf, &connect, &router, &client_id, &link, &config).await;
+    let client = Client {
+        id: &client_id,
+        who,
+        permission,
+        keep_alive: connect.keep_alive,
+    };
+    let end = read_loop(reader, buf, &client, &router, &link, &config).await;
     lock(&router).detach(&client_id, Some(conn), matches!(end, End::Graceful));
     match end {
         End::Graceful => tracing::debug!(%peer, client_id, "client disconnected"),
@@ -152,18 +194,29 @@ async fn read_packet(
     }
 }
 
+/// What the reader knows of the client it serves.
+struct Client<'a> {
+    id: &'a str,
+    who: Identity,
+    permission: Permission,
+    /// From the CONNECT, in seconds.
+    keep_alive: u16,
+}
+
 async fn read_loop(
     mut reader: OwnedReadHalf,
     mut buf: BytesMut,
-    connect: &Connect,
+    client: &Client<'_>,
     router: &Mutex<Router>,
-    client_id: &str,
     link: &Link,
     config: &Config,
 ) -> End {
+    let client_id = client.id;
     // [MQTT-3.1.2-24]: one and a half keep-alive periods of silence end the connection.
-    let keep_alive = (connect.keep_alive > 0)
-        .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let keep_alive =
+        (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
+    // A read-only client that publishes usually does so in a loop: one warning is enough.
+    let mut warned_read_only = false;
     // QoS 2 packet ids received and not yet released, so a resent PUBLISH is not routed twice.
     let mut awaiting_release = HashSet::new();
     loop {
@@ -179,20 +232,42 @@ async fn read_loop(
                 Some(Err(e)) => return End::Lost(e.to_string()),
                 Some(Ok(p)) => p,
             },
-            () = link.kill.notified() => return End::Lost("taken over by a new connection".into()),
+            () = link.kill.notified() => {
+                return End::Lost("closed by the broker (taken over by a new connection, or its login was revoked)".into());
+            }
         };
         match packet {
             Packet::Publish(p) => {
-                if let Err(why) = check_publish_topic(&p.topic) {
-                    if p.topic.starts_with('$') && topic::check_name(&p.topic).is_ok() {
-                        // Refused like an ACL would: acknowledged and not routed.
+                // Refusals are acknowledged and not routed, as an ACL would: MQTT 3.1.1 has
+                // no negative acknowledgement, and a client that got none would resend.
+                let may_route = match check_publish_topic(&p.topic) {
+                    Ok(()) if client.permission == Permission::PublishSubscribe => true,
+                    Ok(()) => {
+                        if !warned_read_only {
+                            warned_read_only = true;
+                            tracing::warn!(
+                                client_id,
+                                user = client.who.user_name(),
+                                topic = p.topic,
+                                "publish refused: the user may only subscribe (further ones \
+                                 from this connection are dropped without a warning)"
+                            );
+                        }
+                        false
+                    }
+                    Err(why) if p.topic.starts_with('$') && topic::check_name(&p.topic).is_ok() => {
                         tracing::warn!(client_id, topic = p.topic, "publish refused: {why}");
-                    } else {
+                        false
+                    }
+                    Err(why) => {
                         return End::Lost(format!(
                             "publish to an invalid topic {:?}: {why}",
                             p.topic
                         ));
                     }
+                };
+                if !may_route {
+                    lock(router).count_refused_publish();
                 } else {
                     let duplicate = p.qos == QoS::ExactlyOnce && !awaiting_release.insert(p.pkid);
                     if !duplicate {

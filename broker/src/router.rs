@@ -13,6 +13,7 @@ use rumqttc::mqttbytes::v4::{
     Unsubscribe,
 };
 
+use crate::access::{Identity, Table, Verified};
 use crate::topic;
 
 /// A message as it travels through the broker. Cloning shares topic and payload.
@@ -89,6 +90,7 @@ struct Attached {
     conn: u64,
     link: Arc<Link>,
     will: Option<(Message, bool)>,
+    who: Identity,
 }
 
 #[derive(Debug, Default)]
@@ -141,11 +143,21 @@ pub struct Stats {
     pub received: u64,
     /// Messages queued for delivery to subscribers since start (one per subscriber).
     pub delivered: u64,
+    /// CONNECTs refused for their login (no user name, unknown user, wrong password) since
+    /// start.
+    pub refused_logins: u64,
+    /// PUBLISHes acknowledged but not routed since start: from read-only users, or to `$`
+    /// topics.
+    pub refused_publishes: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Router {
     limits: Limits,
+    /// Kept here, under the same lock as the sessions, so that a new table and the
+    /// connections it closes change together, and a connection is attached only under a
+    /// table that admits it.
+    access: Arc<Table>,
     sessions: HashMap<String, Session>,
     retained: HashMap<Arc<str>, Message>,
     connections: usize,
@@ -153,6 +165,8 @@ pub(crate) struct Router {
     dropped: u64,
     received: u64,
     delivered: u64,
+    refused_logins: u64,
+    refused_publishes: u64,
 }
 
 /// The Sparkplug Aware topic under which a birth is kept (spec §2.19), if `topic` is an
@@ -188,11 +202,58 @@ fn stamp_ndeath(will: &mut Message) {
 }
 
 impl Router {
-    pub fn new(limits: Limits) -> Router {
+    pub fn new(limits: Limits, access: Arc<Table>) -> Router {
         Router {
             limits,
-            ..Router::default()
+            access,
+            sessions: HashMap::new(),
+            retained: HashMap::new(),
+            connections: 0,
+            last_conn: 0,
+            dropped: 0,
+            received: 0,
+            delivered: 0,
+            refused_logins: 0,
+            refused_publishes: 0,
         }
+    }
+
+    /// The table new logins are checked against.
+    pub fn access(&self) -> Arc<Table> {
+        self.access.clone()
+    }
+
+    /// Replaces the access table and closes the connections it no longer admits with the
+    /// login they made (see [`Table::admits`]). They end as any abnormal end does, Will
+    /// included: subscribers, Sparkplug hosts above all, learn that the client is gone, and
+    /// the Will was accepted while the client had the right to leave one.
+    pub fn set_access(&mut self, access: Arc<Table>) {
+        let old = std::mem::replace(&mut self.access, access);
+        let revoked: Vec<(String, Identity)> = self
+            .sessions
+            .iter()
+            .filter_map(|(client_id, session)| {
+                let attached = session.attached.as_ref()?;
+                let kept = self.access.admits(&attached.who, &old).is_some();
+                (!kept).then(|| (client_id.clone(), attached.who.clone()))
+            })
+            .collect();
+        for (client_id, who) in revoked {
+            tracing::info!(
+                client_id,
+                user = who.user_name(),
+                "closing a connection: the new MQTT access settings no longer admit its login"
+            );
+            self.detach(&client_id, None, false);
+        }
+    }
+
+    pub fn count_refused_login(&mut self) {
+        self.refused_logins += 1;
+    }
+
+    pub fn count_refused_publish(&mut self) {
+        self.refused_publishes += 1;
     }
 
     /// The retained messages whose topics match `filter`, as (topic, payload).
@@ -212,16 +273,28 @@ impl Router {
             dropped: self.dropped,
             received: self.received,
             delivered: self.delivered,
+            refused_logins: self.refused_logins,
+            refused_publishes: self.refused_publishes,
         }
     }
 
     /// Attaches a new connection to its session. On success the CONNACK is already queued
     /// and the returned connection number identifies this attachment in later calls.
+    /// The login is consumed so that the table it was checked against is not kept alive.
     pub fn connect(
         &mut self,
         connect: &Connect,
         link: Arc<Link>,
+        login: Verified,
     ) -> Result<(String, u64), ConnectReturnCode> {
+        // The login was checked outside the lock; the table may have changed since.
+        if self.access.admits(&login.who, &login.against).is_none() {
+            self.refused_logins += 1;
+            return Err(match login.who {
+                Identity::Anonymous => ConnectReturnCode::NotAuthorized,
+                _ => ConnectReturnCode::BadUserNamePassword,
+            });
+        }
         let client_id = if connect.client_id.is_empty() {
             if !connect.clean_session {
                 // [MQTT-3.1.3-8]: a persistent session needs a name.
@@ -261,7 +334,12 @@ impl Router {
         let session_present = self.sessions.contains_key(&client_id);
         let session = self.sessions.entry(client_id.clone()).or_default();
         session.clean = connect.clean_session;
-        session.attached = Some(Attached { conn, link, will });
+        session.attached = Some(Attached {
+            conn,
+            link,
+            will,
+            who: login.who,
+        });
         session
             .queue
             .push_front(Out::Control(Packet::ConnAck(ConnAck::new(
@@ -536,13 +614,30 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::{Access, Permission};
     use rumqttc::mqttbytes::v4::LastWill;
+
+    fn router(limits: Limits) -> Router {
+        let open = Access {
+            allow_anonymous: true,
+            users: Vec::new(),
+        };
+        Router::new(limits, Arc::new(Table::new(open)))
+    }
+
+    fn anonymous(router: &Router) -> Verified {
+        Verified {
+            who: Identity::Anonymous,
+            permission: Permission::PublishSubscribe,
+            against: router.access(),
+        }
+    }
 
     fn connect(router: &mut Router, id: &str, clean: bool) -> (u64, Arc<Link>) {
         let mut c = Connect::new(id);
         c.clean_session = clean;
         let link = Arc::new(Link::default());
-        let (_, conn) = router.connect(&c, link.clone()).unwrap();
+        let (_, conn) = router.connect(&c, link.clone(), anonymous(router)).unwrap();
         (conn, link)
     }
 
@@ -580,7 +675,7 @@ mod tests {
 
     #[test]
     fn births_are_kept_as_retained_certificates_and_not_retained_on_their_own_topic() {
-        let mut r = Router::new(Limits::default());
+        let mut r = router(Limits::default());
         r.publish(msg("spBv1.0/G/NBIRTH/E", b"n1", QoS::AtMostOnce), false);
         r.publish(msg("spBv1.0/G/DBIRTH/E/D", b"d1", QoS::AtMostOnce), false);
         r.publish(msg("spBv1.0/G/NBIRTH/E", b"n2", QoS::AtMostOnce), false);
@@ -629,16 +724,20 @@ mod tests {
 
     #[test]
     fn a_taken_over_session_publishes_the_old_will_first() {
-        let mut r = Router::new(Limits::default());
+        let mut r = router(Limits::default());
         let (watcher, _) = connect(&mut r, "watcher", true);
         sub(&mut r, "watcher", "will/#", QoS::AtLeastOnce);
         let mut c = Connect::new("edge");
         c.last_will = Some(LastWill::new("will/edge", "gone", QoS::AtLeastOnce, false));
         let old = Arc::new(Link::default());
-        r.connect(&c, old.clone()).unwrap();
+        r.connect(&c, old.clone(), anonymous(&r)).unwrap();
         drain(&mut r, "watcher", watcher);
-        r.connect(&Connect::new("edge"), Arc::new(Link::default()))
-            .unwrap();
+        r.connect(
+            &Connect::new("edge"),
+            Arc::new(Link::default()),
+            anonymous(&r),
+        )
+        .unwrap();
         assert!(old.detached.load(Ordering::Acquire));
         assert_eq!(
             publishes(&drain(&mut r, "watcher", watcher)),
@@ -649,7 +748,7 @@ mod tests {
 
     #[test]
     fn a_persistent_session_keeps_qos1_messages_and_resends_unacknowledged_ones() {
-        let mut r = Router::new(Limits::default());
+        let mut r = router(Limits::default());
         let (conn, _) = connect(&mut r, "mes", false);
         sub(&mut r, "mes", "a/#", QoS::AtLeastOnce);
         r.publish(msg("a/1", b"1", QoS::AtLeastOnce), false);
@@ -675,7 +774,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_new_messages_for_that_client_only() {
-        let mut r = Router::new(Limits {
+        let mut r = router(Limits {
             max_queued_bytes: 4,
             ..Limits::default()
         });
@@ -694,7 +793,7 @@ mod tests {
 
     #[test]
     fn inflight_limit_holds_qos1_until_acknowledged() {
-        let mut r = Router::new(Limits {
+        let mut r = router(Limits {
             max_inflight: 1,
             ..Limits::default()
         });
@@ -720,7 +819,7 @@ mod tests {
     fn an_ndeath_will_is_stamped_with_the_time_it_is_delivered() {
         use prost::Message as _;
         use sparkplug::proto::Payload;
-        let mut r = Router::new(Limits::default());
+        let mut r = router(Limits::default());
         let (watcher, _) = connect(&mut r, "host", true);
         sub(&mut r, "host", "spBv1.0/#", QoS::AtMostOnce);
         let written_at = Payload {
@@ -736,7 +835,7 @@ mod tests {
         ));
         let (conn, _) = {
             let link = Arc::new(Link::default());
-            r.connect(&c, link.clone())
+            r.connect(&c, link.clone(), anonymous(&r))
                 .map(|(_, conn)| (conn, link))
                 .unwrap()
         };
@@ -754,8 +853,52 @@ mod tests {
     }
 
     #[test]
+    fn a_login_checked_against_a_table_replaced_since_is_not_attached() {
+        let mut r = router(Limits::default());
+        let checked = anonymous(&r);
+        r.set_access(Arc::new(Table::new(Access {
+            allow_anonymous: false,
+            users: Vec::new(),
+        })));
+        let refused = r.connect(&Connect::new("late"), Arc::new(Link::default()), checked);
+        assert_eq!(refused, Err(ConnectReturnCode::NotAuthorized));
+        assert_eq!((r.stats().connections, r.stats().refused_logins), (0, 1));
+    }
+
+    #[test]
+    fn set_access_detaches_the_clients_it_no_longer_admits_and_publishes_their_wills() {
+        let mut r = router(Limits::default());
+        let internal = Verified {
+            who: Identity::Internal,
+            ..anonymous(&r)
+        };
+        let (_, watcher) = r
+            .connect(
+                &Connect::new("watcher"),
+                Arc::new(Link::default()),
+                internal,
+            )
+            .unwrap();
+        sub(&mut r, "watcher", "will/#", QoS::AtLeastOnce);
+        let mut c = Connect::new("edge");
+        c.last_will = Some(LastWill::new("will/edge", "gone", QoS::AtLeastOnce, false));
+        let edge = Arc::new(Link::default());
+        r.connect(&c, edge.clone(), anonymous(&r)).unwrap();
+        drain(&mut r, "watcher", watcher);
+        r.set_access(Arc::new(Table::new(Access {
+            allow_anonymous: false,
+            users: Vec::new(),
+        })));
+        assert!(edge.detached.load(Ordering::Acquire));
+        assert_eq!(
+            publishes(&drain(&mut r, "watcher", watcher)),
+            [("will/edge".into(), false, false)]
+        );
+    }
+
+    #[test]
     fn retained_empty_message_clears_and_a_plain_empty_one_does_not() {
-        let mut r = Router::new(Limits::default());
+        let mut r = router(Limits::default());
         r.publish(msg("t", b"v", QoS::AtMostOnce), true);
         r.publish(msg("t", b"", QoS::AtMostOnce), false);
         assert_eq!(r.stats().retained, 1);
