@@ -6,6 +6,7 @@
 //! data_dir = "/var/lib/sparkedge"
 //! [mqtt]
 //! listen = "0.0.0.0:1883"
+//! allow_anonymous = false            # default: clients log in as MQTT users (web UI, CLI)
 //! [web]
 //! listen = "0.0.0.0:8080"
 //! [sparkplug]
@@ -32,7 +33,7 @@ pub struct AppConfig {
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     #[serde(default)]
-    pub mqtt: Listen<1883>,
+    pub mqtt: MqttConfig,
     #[serde(default)]
     pub web: Listen<8080>,
     #[serde(default)]
@@ -58,6 +59,31 @@ impl<const PORT: u16> Default for Listen<PORT> {
     fn default() -> Self {
         Listen {
             listen: SocketAddr::from(([0, 0, 0, 0], PORT)),
+        }
+    }
+}
+
+/// The embedded broker.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    #[serde(default = "default_mqtt_listen")]
+    pub listen: SocketAddr,
+    /// Let clients in without a user name. Off by default for a service: SCADA and MES log
+    /// in as MQTT users, which the web UI (settings) and `sparkedge mqtt-user` manage.
+    #[serde(default)]
+    pub allow_anonymous: bool,
+}
+
+fn default_mqtt_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 1883))
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            listen: default_mqtt_listen(),
+            allow_anonymous: false,
         }
     }
 }
@@ -322,6 +348,10 @@ mod tests {
     fn defaults_listen_on_all_interfaces() {
         let config: AppConfig = toml::from_str("").unwrap();
         assert_eq!(config.mqtt.listen.to_string(), "0.0.0.0:1883");
+        assert!(
+            !config.mqtt.allow_anonymous,
+            "a service wants MQTT logins by default"
+        );
         assert_eq!(config.web.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/sparkedge"));
         assert!(toml::from_str::<AppConfig>("colour = 1").is_err());

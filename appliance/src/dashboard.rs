@@ -1,34 +1,24 @@
 //! Feeds the web dashboard's status board with what only the appliance sees.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use web::{NorthboundSettings, RuntimeSettings, StatusBoard};
 
-use crate::config::Northbound;
-
 /// The process configuration for the settings page: what the file (or the demo's command
 /// line) set, without passwords.
-pub fn runtime_settings(
-    source: String,
-    data_dir: &Path,
-    mqtt_listen: SocketAddr,
-    web_listen: SocketAddr,
-    uns_enabled: bool,
-    primary_host_id: Option<String>,
-    northbound: &[Northbound],
-) -> RuntimeSettings {
+pub fn runtime_settings(settings: &crate::Settings) -> RuntimeSettings {
     RuntimeSettings {
-        source,
-        data_dir: data_dir.display().to_string(),
-        mqtt_listen: mqtt_listen.to_string(),
-        web_listen: web_listen.to_string(),
-        uns_enabled,
-        primary_host_id,
-        northbound: northbound
+        source: settings.source.clone(),
+        data_dir: settings.data_dir.display().to_string(),
+        mqtt_listen: settings.mqtt_listen.to_string(),
+        mqtt_allow_anonymous: settings.allow_anonymous,
+        web_listen: settings.web_listen.to_string(),
+        uns_enabled: settings.uns,
+        primary_host_id: settings.primary_host_id.clone(),
+        northbound: settings
+            .northbound
             .iter()
             .map(|nb| NorthboundSettings {
                 name: nb.name.clone(),

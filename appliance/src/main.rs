@@ -10,6 +10,7 @@ mod dashboard;
 mod device_access;
 mod hub;
 mod inspect;
+mod mqtt_access;
 mod opcua_cli;
 mod pipeline;
 mod sim;
@@ -89,6 +90,11 @@ enum Command {
         #[command(subcommand)]
         command: user_cli::Command,
     },
+    /// MQTT users of the embedded broker: add, list, remove, passwd.
+    MqttUser {
+        #[command(subcommand)]
+        command: user_cli::MqttCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +138,8 @@ fn main() -> ExitCode {
             web_listen,
             data_dir,
             primary_host_id,
+            // A demo on a laptop: `mosquitto_sub` without a login just works.
+            allow_anonymous: true,
             northbound: Vec::new(),
             uns: true,
         }),
@@ -141,6 +149,7 @@ fn main() -> ExitCode {
                 Settings {
                     source: config.display().to_string(),
                     mqtt_listen: c.mqtt.listen,
+                    allow_anonymous: c.mqtt.allow_anonymous,
                     web_listen: c.web.listen,
                     data_dir: c.data_dir,
                     primary_host_id: c.sparkplug.primary_host_id,
@@ -160,6 +169,7 @@ fn main() -> ExitCode {
         Command::Export { file, data_dir } => export(file.as_deref(), &data_dir),
         Command::Opcua { command } => opcua_cli::run(command),
         Command::User { command } => user_cli::run(command),
+        Command::MqttUser { command } => user_cli::run_mqtt(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -223,6 +233,8 @@ struct Settings {
     /// Where these come from (the configuration file), for the settings page.
     source: String,
     mqtt_listen: SocketAddr,
+    /// Let MQTT clients in without a login.
+    allow_anonymous: bool,
     web_listen: SocketAddr,
     data_dir: PathBuf,
     primary_host_id: Option<String>,
@@ -268,16 +280,17 @@ fn serve(settings: Settings, store: Store) -> Result<(), String> {
 
 /// Wires store → drivers → hub → sinks and runs until SIGINT or SIGTERM.
 async fn run(model: Model, store: Store, settings: Settings) -> Result<(), String> {
+    let runtime_settings = dashboard::runtime_settings(&settings);
     let Settings {
-        source,
+        source: _,
         mqtt_listen,
+        allow_anonymous,
         web_listen,
         data_dir,
         primary_host_id,
         northbound,
         uns,
     } = settings;
-    let primary_host_id_shown = primary_host_id.clone();
     // Every northbound connection first: a missing CA file is a start-up error, not a
     // connection that silently never comes up.
     let mut connections = Vec::new();
@@ -310,15 +323,26 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
             pinned_primary_host: Some(nb.primary_host_id.clone()),
         });
     }
-    let broker = broker::Broker::start(broker::Config::new(mqtt_listen))
+    // The web users and the MQTT users, before the broker lets anyone in.
+    let (auth, setup_url) = user_cli::web_auth(&data_dir, web_listen)?;
+    let mqtt_users = mqtt_access::load(auth.users())
         .await
-        .map_err(|e| {
-            format!(
-                "cannot listen for MQTT on {mqtt_listen}: {e} (is another broker running? \
+        .map_err(|e| format!("cannot read the MQTT users: {e}"))?;
+    if !allow_anonymous && mqtt_users.is_empty() {
+        tracing::warn!(
+            "anonymous MQTT is off and there are no MQTT users yet: only sparkedge itself can              connect; add users on the settings page or with `sparkedge mqtt-user add NAME`"
+        );
+    }
+    let mut broker_config = broker::Config::new(mqtt_listen);
+    broker_config.access = mqtt_access::access(allow_anonymous, &mqtt_users);
+    let broker = broker::Broker::start(broker_config).await.map_err(|e| {
+        format!(
+            "cannot listen for MQTT on {mqtt_listen}: {e} (is another broker running? \
                  choose another address with --mqtt-listen)"
-            )
-        })?;
+        )
+    })?;
     let broker = Arc::new(broker);
+    let internal_login = broker.internal_login();
     let web_listener = tokio::net::TcpListener::bind(web_listen).await.map_err(|e| {
         format!("cannot listen for the web UI on {web_listen}: {e} (choose another address with --web-listen)")
     })?;
@@ -343,7 +367,7 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
                 port: mqtt_listen.port(),
             }],
             client_id: None,
-            credentials: None,
+            credentials: Some(internal_login.clone()),
             ca_pem: None,
             // Set on the command line or in the file, it overrides the model's.
             pinned_primary_host: primary_host_id.map(Some),
@@ -389,15 +413,7 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
     let status = Arc::new(web::StatusBoard::default());
     status.update(|s| {
         s.started_ms = southbound::now_ms();
-        s.runtime = Some(dashboard::runtime_settings(
-            source,
-            &data_dir,
-            mqtt_listen,
-            web_listen,
-            uns,
-            primary_host_id_shown,
-            &northbound,
-        ));
+        s.runtime = Some(runtime_settings);
     });
     let mut hub = hub::Hub::new(mailboxes.clone(), live.clone()).with_status(status.clone());
     hub.reload(reload);
@@ -427,9 +443,15 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
     let uns = match (sink_models.next(), mailboxes.next()) {
         (Some(pipeline::SinkModel::Uns(model)), Some(mailbox)) => Some(tokio::spawn(uns::run(
             model.into_tags(),
-            format!("sparkedge-uns-{edge_node_id}"),
-            mqtt_host.clone(),
-            mqtt_listen.port(),
+            {
+                let mut options = rumqttc::MqttOptions::new(
+                    format!("sparkedge-uns-{edge_node_id}"),
+                    mqtt_host.clone(),
+                    mqtt_listen.port(),
+                );
+                options.set_credentials(internal_login.0.clone(), internal_login.1.clone());
+                options
+            },
             mailbox,
             live.clone(),
             shutdown.clone(),
@@ -452,7 +474,20 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
         status.clone(),
         shutdown.clone(),
     ));
-    let (auth, setup_url) = user_cli::web_auth(&data_dir, web_listen)?;
+    let logins = Arc::new(mqtt_access::Logins::new(
+        broker.clone(),
+        allow_anonymous,
+        mqtt_users,
+    ));
+    auth.on_mqtt_users_changed(Box::new({
+        let logins = logins.clone();
+        move |users| logins.apply(users)
+    }));
+    tokio::spawn(mqtt_access::poll(
+        logins,
+        auth.users().clone(),
+        shutdown.clone(),
+    ));
     let state = web::AppState {
         model: pipeline.clone(),
         live,

@@ -510,6 +510,11 @@ impl Node {
         self.status.update(|s| {
             let entry = s.session(&self.name);
             entry.bd_seq = Some(self.session.bd_seq());
+            // The last one sent is one before the next.
+            entry.seq = self
+                .session
+                .is_online()
+                .then(|| self.session.next_seq().wrapping_sub(1));
             entry.primary_host_id = primary;
             entry.primary_host_online = host;
             change(entry);
@@ -526,8 +531,10 @@ impl Node {
     ) -> Ended {
         let mut was_online = false;
         // The state last told to the dashboard: the board is written when it changes, not
-        // on every delivery of samples.
+        // on every delivery of samples; seq, which changes with every message, at most
+        // once a second.
         let mut reported = "connecting";
+        let mut seq_reported = tokio::time::Instant::now();
         let mut connack = false;
         loop {
             let outputs = tokio::select! {
@@ -619,6 +626,9 @@ impl Node {
             if state != reported {
                 reported = state;
                 self.report(|s| s.state = state.to_owned());
+            } else if self.session.is_online() && seq_reported.elapsed() >= Duration::from_secs(1) {
+                seq_reported = tokio::time::Instant::now();
+                self.report(|_| {});
             }
             if self.session.is_online() != was_online {
                 was_online = self.session.is_online();

@@ -108,15 +108,12 @@ fn payload(tag: &UnsTag, sample: &TagSample) -> Vec<u8> {
 /// value of a tag whose topic moves.
 pub async fn run(
     mut tags: Vec<UnsTag>,
-    client_id: String,
-    host: String,
-    port: u16,
+    mut options: MqttOptions,
     mailbox: Arc<Mailbox>,
     live: Arc<web::LiveValues>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut last: Vec<Option<Vec<u8>>> = vec![None; tags.len()];
-    let mut options = MqttOptions::new(client_id, host, port);
     options.set_keep_alive(Duration::from_secs(15));
     options.set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(options, 4096);

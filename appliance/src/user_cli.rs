@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Subcommand;
+use web::mqtt_users::MqttAccess;
 use web::{Auth, Role, UserStore};
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +57,116 @@ pub enum Command {
         #[arg(long, default_value = "sparkedge-data")]
         data_dir: PathBuf,
     },
+}
+
+/// `sparkedge mqtt-user …`: the embedded broker's MQTT users (see `web::mqtt_users`). A
+/// running appliance picks changes up within a few seconds.
+#[derive(Debug, Subcommand)]
+pub enum MqttCommand {
+    /// Add an MQTT user. The password is asked on the terminal (twice, not shown), or read
+    /// as one line from standard input with --password-stdin.
+    Add {
+        name: String,
+        /// subscribe: read only (dashboards, MES, historians); publish: publish and
+        /// subscribe (a SCADA Primary Host: STATE and commands).
+        #[arg(long, value_parser = parse_access, default_value = "subscribe")]
+        access: MqttAccess,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
+    /// List the MQTT users and what each may do.
+    List {
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
+    /// Remove an MQTT user; its connected clients are disconnected.
+    Remove {
+        name: String,
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
+    /// Set an MQTT user's password; clients logged in with the old one are disconnected.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, default_value = "sparkedge-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn parse_access(s: &str) -> Result<MqttAccess, String> {
+    match s {
+        "subscribe" => Ok(MqttAccess::Subscribe),
+        "publish" => Ok(MqttAccess::Publish),
+        _ => Err(format!(
+            "{s:?} is not an access: use subscribe (read only) or publish (publish and subscribe)"
+        )),
+    }
+}
+
+pub fn run_mqtt(command: MqttCommand) -> Result<(), String> {
+    match command {
+        MqttCommand::Add {
+            name,
+            access,
+            password_stdin,
+            data_dir,
+        } => {
+            let users = open(&data_dir)?;
+            web::users::check_name(&name).map_err(|e| e.to_string())?;
+            let password = read_password(&name, password_stdin)?;
+            users
+                .add_mqtt_user(&name, &password, access, now_ms())
+                .map_err(|e| e.to_string())?;
+            println!(
+                "added MQTT user {name} ({}) to {}",
+                access.as_str(),
+                data_dir.display()
+            );
+            Ok(())
+        }
+        MqttCommand::List { data_dir } => {
+            let users = open(&data_dir)?.mqtt_users().map_err(|e| e.to_string())?;
+            if users.is_empty() {
+                println!("no MQTT users yet: add one with `sparkedge mqtt-user add NAME`");
+            }
+            for user in users {
+                println!("{:<24} {}", user.name, user.access.as_str());
+            }
+            Ok(())
+        }
+        MqttCommand::Remove { name, data_dir } => {
+            open(&data_dir)?
+                .remove_mqtt_user(&name)
+                .map_err(|e| e.to_string())?;
+            println!("removed MQTT user {name}");
+            Ok(())
+        }
+        MqttCommand::Passwd {
+            name,
+            password_stdin,
+            data_dir,
+        } => {
+            let users = open(&data_dir)?;
+            if !users
+                .mqtt_users()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .any(|u| u.name == name)
+            {
+                return Err(format!("there is no MQTT user {name:?}"));
+            }
+            let password = read_password(&name, password_stdin)?;
+            users
+                .update_mqtt_user(&name, Some(&password), None)
+                .map_err(|e| e.to_string())?;
+            println!("new password set for MQTT user {name}");
+            Ok(())
+        }
+    }
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {

@@ -441,6 +441,11 @@ impl EdgeNodeSession {
         &self.config
     }
 
+    /// The `seq` the next NDATA, DDATA, DBIRTH or DDEATH will carry (0 after an NBIRTH's).
+    pub fn next_seq(&self) -> u8 {
+        self.seq
+    }
+
     /// bdSeq of the current (or last) MQTT session.
     pub fn bd_seq(&self) -> u8 {
         self.bd_seq

@@ -75,12 +75,19 @@ impl Appliance {
     }
 
     /// Starts `sparkedge run` with a configuration file written into `data_dir`: the
-    /// embedded broker and web UI on free ports, plus `extra` TOML (e.g. `[[northbound]]`).
+    /// embedded broker (anonymous clients allowed, so observers need no login) and web UI on
+    /// free ports, plus `extra` TOML (e.g. `[[northbound]]`).
     pub fn run(data_dir: &Path, extra: &str) -> Appliance {
+        Appliance::run_with_mqtt(data_dir, "allow_anonymous = true\n", extra)
+    }
+
+    /// [`Appliance::run`] with `mqtt` as further keys of the `[mqtt]` section (nothing: the
+    /// service's defaults, anonymous MQTT off).
+    pub fn run_with_mqtt(data_dir: &Path, mqtt: &str, extra: &str) -> Appliance {
         let (mqtt_port, web_port) = (free_port(), free_port());
         let config = data_dir.join("sparkedge.toml");
         let text = format!(
-            "data_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n[web]\nlisten = \"127.0.0.1:{web_port}\"\n{extra}",
+            "data_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n{mqtt}[web]\nlisten = \"127.0.0.1:{web_port}\"\n{extra}",
             data_dir.display().to_string()
         );
         std::fs::write(&config, text).expect("write sparkedge.toml");
@@ -406,7 +413,10 @@ pub fn http(
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
-    if !body.is_empty() {
+    let typed = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if !body.is_empty() && !typed {
         request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
@@ -433,6 +443,28 @@ pub fn http(
         headers,
         body: body.to_owned(),
     }
+}
+
+/// A JSON API call as `session`: (status, body).
+pub fn http_json(
+    port: u16,
+    session: &WebSession,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, String) {
+    let response = http(
+        port,
+        method,
+        path,
+        &[
+            ("Cookie", &session.cookie),
+            ("X-CSRF-Token", &session.csrf),
+            ("Content-Type", "application/json"),
+        ],
+        &body.to_string(),
+    );
+    (response.status, response.body)
 }
 
 /// A logged-in browser: the `Cookie` header to send and the session's CSRF token.

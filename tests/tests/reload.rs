@@ -435,45 +435,6 @@ async fn a_model_imported_while_running_applies_without_restart() {
 }
 
 /// One HTTP request with a JSON body as the logged-in `session`: the status and the body.
-async fn http_json(
-    port: u16,
-    session: &system_tests::WebSession,
-    method: &str,
-    path: &str,
-    body: serde_json::Value,
-) -> (u16, String) {
-    let body = body.to_string();
-    let request = format!(
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nCookie: {}\r\nX-CSRF-Token: {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        session.cookie,
-        session.csrf,
-        body.len()
-    );
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect to the web UI");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("read");
-        String::from_utf8(response).expect("UTF-8 response")
-    };
-    let response = tokio::time::timeout(system_tests::DEADLINE, exchange)
-        .await
-        .unwrap_or_else(|_| panic!("{method} {path}: no response"));
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tag_added_through_the_rest_api_runs_when_the_call_returns() {
     let plc_port = free_port();
@@ -515,7 +476,7 @@ async fn a_tag_added_through_the_rest_api_runs_when_the_call_returns() {
     let ada = system_tests::web_login(app.web_port, "ada", "admin password");
     let new_tag = serde_json::json!({"device": "press", "location": "forming/press1",
         "name": "extra", "datatype": "uint16", "address": "hr:301"});
-    let (status, body) = http_json(app.web_port, &ada, "POST", "/api/tags", new_tag).await;
+    let (status, body) = system_tests::http_json(app.web_port, &ada, "POST", "/api/tags", &new_tag);
     assert_eq!(status, 201, "{body}");
     // Returned means running: the live values are those of the new model already.
     let (status, body) = system_tests::http_get_as(app.web_port, "/api/values", &ada);
@@ -535,14 +496,13 @@ async fn a_tag_added_through_the_rest_api_runs_when_the_call_returns() {
 
     // A value written from the web after the change reaches the PLC.
     let otto = system_tests::web_login(app.web_port, "otto", "operator password");
-    let (status, body) = http_json(
+    let (status, body) = system_tests::http_json(
         app.web_port,
         &otto,
         "POST",
         "/api/tags/forming/press1/setpoint/value",
-        serde_json::json!({"value": 12.5}),
-    )
-    .await;
+        &serde_json::json!({"value": 12.5}),
+    );
     assert_eq!(status, 200, "{body}");
     let words = plc
         .read_holding_registers(10, 2)
@@ -572,7 +532,7 @@ async fn a_primary_host_set_through_the_rest_api_gates_the_next_births() {
 
     let ada = system_tests::web_login(app.web_port, "ada", "admin password");
     let ids = serde_json::json!({"edge_node_id": "edge-r", "primary_host_id": HOST_ID});
-    let (status, body) = http_json(app.web_port, &ada, "PUT", "/api/sparkplug", ids).await;
+    let (status, body) = system_tests::http_json(app.web_port, &ada, "PUT", "/api/sparkplug", &ids);
     assert_eq!(status, 200, "{body}");
     let ndeath = topic("NDEATH", "edge-r", None);
     watcher

@@ -93,6 +93,20 @@ pub struct Auth {
     pub(crate) limiter: limiter::Limiter,
     hashing: Semaphore,
     pub(crate) clock: Clock,
+    /// Given the MQTT users after every change made here, so the broker has them before
+    /// the request returns (set by the appliance).
+    mqtt_hook: std::sync::OnceLock<HookSlot>,
+}
+
+/// What the appliance does with the MQTT users after a change: hand them to the broker.
+pub type MqttHook = Box<dyn Fn(Vec<crate::mqtt_users::MqttCredential>) + Send + Sync>;
+
+struct HookSlot(MqttHook);
+
+impl fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MqttHook")
+    }
 }
 
 impl Auth {
@@ -110,6 +124,7 @@ impl Auth {
             limiter: limiter::Limiter::default(),
             hashing: Semaphore::new(CONCURRENT_HASHES),
             clock: Clock::system(),
+            mqtt_hook: std::sync::OnceLock::new(),
         })
     }
 
@@ -135,6 +150,16 @@ impl Auth {
 
     pub fn users(&self) -> &Arc<UserStore> {
         &self.users
+    }
+
+    /// Sets what happens with the MQTT users after the web UI or API changed one (see
+    /// [`crate::mqtt_users`]); called from a blocking thread. Only the first call counts.
+    pub fn on_mqtt_users_changed(&self, hook: MqttHook) {
+        let _ = self.mqtt_hook.set(HookSlot(hook));
+    }
+
+    pub(crate) fn mqtt_hook(&self) -> Option<&MqttHook> {
+        self.mqtt_hook.get().map(|slot| &slot.0)
     }
 
     /// Runs a user-store call off the async threads.

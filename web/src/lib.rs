@@ -43,6 +43,7 @@ pub mod devices;
 mod edit;
 mod inspector;
 mod live;
+pub mod mqtt_users;
 mod namespace;
 mod openapi;
 mod scripts;
@@ -250,6 +251,14 @@ impl Routes {
             .route("/api/scan-classes", put(edit::put_scan_classes))
             .route("/settings", get(settings::page))
             .route("/api/settings/runtime", get(settings::runtime))
+            .route(
+                "/api/mqtt/users",
+                get(mqtt_users::list).post(mqtt_users::create),
+            )
+            .route(
+                "/api/mqtt/users/{name}",
+                put(mqtt_users::update).delete(mqtt_users::remove),
+            )
             // `/devices/new` is the form, not a device: a device named `new` is linked as
             // `/devices/New` (device_pages::device_url).
             .route("/devices/new", get(device_pages::new_device))

@@ -142,6 +142,10 @@ fn build() -> JsonValue {
     let preview = schema(|g| g.subschema_for::<PreviewBody>());
     let test_read = schema(|g| g.subschema_for::<TestReadBody>());
     let write_value = schema(|g| g.subschema_for::<ValueBody>());
+    let mqtt_user = schema(|g| g.subschema_for::<crate::mqtt_users::MqttUser>());
+    let mqtt_users = schema(|g| g.subschema_for::<Vec<crate::mqtt_users::MqttUser>>());
+    let new_mqtt_user = schema(|g| g.subschema_for::<crate::mqtt_users::NewMqttUser>());
+    let mqtt_user_change = schema(|g| g.subschema_for::<crate::mqtt_users::MqttUserChange>());
     let mut schemas = generator.take_definitions(true);
     schemas.insert(
         "Errors".to_owned(),
@@ -209,6 +213,31 @@ fn build() -> JsonValue {
             vec![op("get", "One birth decoded: every metric with name, alias, datatype, value, timestamp and properties", "viewer")
                 .param("topic", "path", "the birth topic, e.g. spBv1.0/plant-a/DBIRTH/sparkedge/demo-plc")
                 .returns("200", object.clone())],
+        ),
+        (
+            "/api/mqtt/users",
+            vec![
+                op("get", "The embedded broker's MQTT users and what each may do (never a password)", "admin")
+                    .returns("200", mqtt_users),
+                op("post", "Add an MQTT user: `subscribe` (read only) or `publish` (publish and subscribe); the broker takes it at once", "admin")
+                    .body(new_mqtt_user)
+                    .returns("201", mqtt_user.clone())
+                    .fails("409", "an MQTT user of this name exists"),
+            ],
+        ),
+        (
+            "/api/mqtt/users/{name}",
+            vec![
+                op("put", "Change an MQTT user's password or access; clients logged in under the old ones are disconnected", "admin")
+                    .param("name", "path", "MQTT user name")
+                    .body(mqtt_user_change)
+                    .returns("200", mqtt_user)
+                    .fails("404", "no MQTT user of that name"),
+                op("delete", "Remove an MQTT user; its connected clients are disconnected", "admin")
+                    .param("name", "path", "MQTT user name")
+                    .returns("204", json!({}))
+                    .fails("404", "no MQTT user of that name"),
+            ],
         ),
         (
             "/api/settings/runtime",

@@ -1,15 +1,16 @@
-//! `GET /settings` (admins): the Sparkplug ids, the scan classes, the whole model as a TOML
-//! file (export, and import with a preview of what would change), and, read-only, the
-//! process configuration the appliance was started with.
+//! `GET /settings` (admins): the Sparkplug ids and Primary Host, the scan classes, the
+//! embedded broker's MQTT users, the whole model as a TOML file (export, and import with a
+//! preview of what would change), and, read-only, the process configuration the appliance was
+//! started with.
 //!
 //! Every change goes through the REST API (`PUT /api/sparkplug`, `PUT /api/scan-classes`,
-//! `PUT /api/model.toml[?dry_run=true]`) from the page's script (`/static/settings.js`), so
+//! `/api/mqtt/users`, `PUT /api/model.toml[?dry_run=true]`) from the page's script (`/static/settings.js`), so
 //! the page is checked by exactly the rules a script is, and errors come back naming field,
 //! value and reason.
 //!
-//! The process configuration (listeners, Primary Host id, northbound brokers) lives in the
-//! configuration file (`/etc/sparkedge/sparkedge.toml`), not in the model: the appliance
-//! reports it once at start ([`RuntimeSettings`]) and it is shown here and at
+//! The process configuration (listeners, anonymous MQTT, northbound brokers, a Primary Host
+//! id that overrides the model's) lives in the configuration file
+//! (`/etc/sparkedge/sparkedge.toml`), not in the model: the appliance reports it once at start ([`RuntimeSettings`]) and it is shown here and at
 //! `GET /api/settings/runtime`, without passwords. Changing it means editing the file and
 //! restarting the service.
 
@@ -19,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::api_error::ApiError;
+use crate::mqtt_users::MqttUser;
 use crate::{AppState, CurrentUser};
 
 /// The process configuration the appliance runs with, as far as it concerns a user: no
@@ -31,6 +33,8 @@ pub struct RuntimeSettings {
     pub data_dir: String,
     /// The embedded MQTT broker's listener (plain MQTT; the only one so far).
     pub mqtt_listen: String,
+    /// Whether the embedded broker lets clients in without a user name.
+    pub mqtt_allow_anonymous: bool,
     pub web_listen: String,
     /// Whether the UNS JSON tree is published.
     pub uns_enabled: bool,
@@ -67,6 +71,7 @@ pub(crate) struct SettingsPage {
     devices: usize,
     tags: usize,
     runtime: Option<RuntimeSettings>,
+    mqtt_users: Vec<MqttUser>,
 }
 
 struct ScanClassRow {
@@ -80,6 +85,16 @@ pub(crate) async fn page(State(state): State<AppState>, user: CurrentUser) -> Re
     let model = match crate::running_model(&state).await {
         Ok(model) => model,
         Err((status, reason)) => return crate::account::message_page(status, Some(&user), &reason),
+    };
+    let mqtt_users = match state.auth.store(|users| users.mqtt_users()).await {
+        Ok(users) => users,
+        Err(e) => {
+            return crate::account::message_page(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                Some(&user),
+                &e.to_string(),
+            );
+        }
     };
     let scan_classes = model
         .scan_classes
@@ -104,6 +119,7 @@ pub(crate) async fn page(State(state): State<AppState>, user: CurrentUser) -> Re
         devices: model.devices.len(),
         tags: model.tags.len(),
         runtime: state.status.snapshot().runtime,
+        mqtt_users,
     }
     .into_response()
 }

@@ -95,6 +95,8 @@ pub struct SessionStatus {
     /// `connecting`, `waiting for primary host`, `online`, `offline`.
     pub state: String,
     pub bd_seq: Option<u8>,
+    /// The `seq` of the last message published, sampled at most once a second.
+    pub seq: Option<u8>,
     pub primary_host_id: Option<String>,
     /// The Primary Host's last STATE, when one is configured and has said anything.
     pub primary_host_online: Option<bool>,

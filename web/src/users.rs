@@ -237,7 +237,7 @@ fn decoy_hash() -> &'static str {
     })
 }
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "
     CREATE TABLE users (
         name TEXT PRIMARY KEY NOT NULL,
@@ -261,6 +261,15 @@ const MIGRATIONS: [&str; 2] = [
         created_ms INTEGER NOT NULL
     );
     CREATE INDEX api_tokens_user ON api_tokens (user);
+",
+    // MQTT users of the embedded broker (`mqtt_users`): not web users, so no sessions.
+    "
+    CREATE TABLE mqtt_users (
+        name TEXT PRIMARY KEY NOT NULL,
+        access TEXT NOT NULL CHECK (access IN ('subscribe', 'publish')),
+        password_hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
 ",
 ];
 
@@ -310,7 +319,7 @@ impl UserStore {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -59,6 +59,7 @@
       el("td", { class: "mono" }, s.server),
       el("td", {}, badge(cls, s.state || "unknown")),
       el("td", { class: "num" }, s.bd_seq ?? "—"),
+      el("td", { class: "num" }, s.seq ?? "—"),
       host,
       when(s.last_birth_ms),
       el("td", { class: "num" }, s.births),

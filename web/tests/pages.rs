@@ -183,6 +183,7 @@ async fn the_dashboard_shows_the_broker_sessions_and_devices_and_marks_what_is_w
             server: "127.0.0.1:1883".to_owned(),
             state: "online".to_owned(),
             bd_seq: Some(7),
+            seq: Some(42),
             primary_host_id: Some("scada".to_owned()),
             primary_host_online: Some(true),
             last_birth_ms: Some(now - 5_000),
@@ -235,10 +236,11 @@ async fn the_dashboard_shows_the_broker_sessions_and_devices_and_marks_what_is_w
             r#"<div id="tile-devices" class="tile bad">"#,
             r#"<div class="big">1 / 2</div><div class="label">devices online</div>"#,
             r#"<div class="big">1 / 2</div><div class="label">Sparkplug sessions online</div>"#,
-            // The session: server, state, bdSeq, the Primary Host and its state, births.
+            // The session: server, state, bdSeq, seq, the Primary Host and its state, births.
             "127.0.0.1:1883",
             r#"<span class="q q-good">online</span>"#,
-            r#"<td class="num">7</td>"#,
+            r#"<td class="num">7</td>
+      <td class="num">42</td>"#,
             r#"<span class="mono">scada</span>"#,
             "5 s ago",
             r#"<td class="num">2</td>"#,
@@ -358,6 +360,7 @@ async fn settings_are_for_admins_with_every_form_and_the_process_configuration()
             source: "/etc/sparkedge/sparkedge.toml".to_owned(),
             data_dir: "/var/lib/sparkedge".to_owned(),
             mqtt_listen: "0.0.0.0:1883".to_owned(),
+            mqtt_allow_anonymous: false,
             web_listen: "0.0.0.0:8080".to_owned(),
             uns_enabled: true,
             primary_host_id: Some("scada".to_owned()),

@@ -703,6 +703,18 @@ async fn every_documented_operation_exists_and_every_schema_reference_resolves()
         for method in item.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             let fresh = Api::new();
+            // `{name}` names an MQTT user too: one exists, so a 404 can only mean "no route".
+            fresh
+                .state
+                .auth
+                .users()
+                .add_mqtt_user(
+                    "demo-plc",
+                    "mqtt password",
+                    web::mqtt_users::MqttAccess::Subscribe,
+                    0,
+                )
+                .unwrap();
             let request = Request::builder()
                 .method(method.clone())
                 .uri(&uri)
@@ -718,4 +730,119 @@ async fn every_documented_operation_exists_and_every_schema_reference_resolves()
         }
     }
     assert!(count >= 20, "{count} operations documented");
+}
+
+#[tokio::test]
+async fn mqtt_users_are_added_changed_and_removed_and_the_broker_is_told() {
+    let api = Api::new();
+    // The appliance's part: the broker gets every new table before the call returns.
+    let (tables, table) = std::sync::mpsc::channel();
+    api.state.auth.on_mqtt_users_changed(Box::new(move |users| {
+        let _ = tables.send(users);
+    }));
+    let told = move || {
+        table
+            .try_recv()
+            .expect("the broker is given the MQTT users")
+    };
+    let (status, body) = api
+        .send(
+            Method::POST,
+            "/api/mqtt/users",
+            Some(json!({"name": "scada", "password": "scada password", "access": "publish"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["access"], "publish");
+    assert_eq!(told().len(), 1);
+    let stored = api.state.auth.users().mqtt_credentials().unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(
+        stored[0]
+            .password_hash
+            .starts_with("$argon2id$v=19$m=7168,t=5,p=1$"),
+        "{}",
+        stored[0].password_hash
+    );
+
+    // Refusals name the field and change nothing.
+    for (body, field, status) in [
+        (
+            json!({"name": "Scada", "password": "another password", "access": "subscribe"}),
+            "name",
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!({"name": "sparkedge-internal", "password": "another password", "access": "subscribe"}),
+            "name",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"name": "mes", "password": "short", "access": "subscribe"}),
+            "password",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"name": "mes", "password": "long enough", "access": "write"}),
+            "access",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (got, answer) = api.send(Method::POST, "/api/mqtt/users", Some(body)).await;
+        assert_eq!(got, status, "{answer}");
+        assert_eq!(only_error(&answer).0, field, "{answer}");
+    }
+    let (_, list) = api.get("/api/mqtt/users").await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert!(
+        !list.to_string().contains("argon2"),
+        "never the hash: {list}"
+    );
+
+    let (status, body) = api
+        .send(
+            Method::PUT,
+            "/api/mqtt/users/scada",
+            Some(json!({"access": "subscribe"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["access"], "subscribe");
+    assert_eq!(told()[0].access, web::mqtt_users::MqttAccess::Subscribe);
+    let hash = api.state.auth.users().mqtt_credentials().unwrap()[0]
+        .password_hash
+        .clone();
+    assert_eq!(hash, stored[0].password_hash, "no password given: kept");
+    let (status, _) = api
+        .send(
+            Method::PUT,
+            "/api/mqtt/users/scada",
+            Some(json!({"password": "a new password"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let now = &api.state.auth.users().mqtt_credentials().unwrap()[0];
+    assert_ne!(now.password_hash, hash);
+    assert_eq!(
+        now.access,
+        web::mqtt_users::MqttAccess::Subscribe,
+        "access kept"
+    );
+
+    let (status, body) = api
+        .send(Method::DELETE, "/api/mqtt/users/nobody", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = api
+        .send(Method::DELETE, "/api/mqtt/users/scada", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(
+        api.state
+            .auth
+            .users()
+            .mqtt_credentials()
+            .unwrap()
+            .is_empty()
+    );
 }
