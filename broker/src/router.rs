@@ -97,6 +97,8 @@ struct Attached {
 struct Session {
     clean: bool,
     attached: Option<Attached>,
+    /// Who logged in last with this client id: the session is theirs.
+    owner: Option<Identity>,
     subscriptions: Vec<Subscription>,
     queue: VecDeque<Out>,
     queued_bytes: usize,
@@ -304,6 +306,16 @@ impl Router {
         } else {
             connect.client_id.clone()
         };
+        // A client id belongs to whoever holds it. Another login may not take over a live
+        // connection (a read-only user could otherwise knock the appliance's own Sparkplug
+        // session off and publish its Will), nor inherit a stored session's messages.
+        let owner = self.sessions.get(&client_id).and_then(|s| s.owner.as_ref());
+        if owner.is_some_and(|owner| *owner != login.who) {
+            if self.sessions[&client_id].attached.is_some() {
+                return Err(ConnectReturnCode::BadClientId);
+            }
+            self.sessions.remove(&client_id);
+        }
         let taking_over = self
             .sessions
             .get(&client_id)
@@ -334,6 +346,7 @@ impl Router {
         let session_present = self.sessions.contains_key(&client_id);
         let session = self.sessions.entry(client_id.clone()).or_default();
         session.clean = connect.clean_session;
+        session.owner = Some(login.who.clone());
         session.attached = Some(Attached {
             conn,
             link,

@@ -407,3 +407,56 @@ async fn set_access_closes_the_connections_whose_login_no_longer_holds() {
     assert_eq!(watcher.next_publish().await.topic, "watcher/marker");
     assert_eq!(broker.stats().connections, 3);
 }
+
+#[tokio::test]
+async fn a_client_id_in_use_cannot_be_taken_over_by_another_login() {
+    let broker = broker(Access {
+        allow_anonymous: true,
+        users: vec![
+            user("mes", "mes password", Permission::Subscribe),
+            user("scada", "scada password", Permission::PublishSubscribe),
+        ],
+    })
+    .await;
+    let addr = broker.local_addr();
+    let (name, password) = broker.internal_login();
+    let will = |options: &mut MqttOptions| {
+        options.set_last_will(LastWill::new(
+            "spBv1.0/G/NDEATH/E",
+            "death",
+            QoS::AtLeastOnce,
+            false,
+        ));
+    };
+    let mut edge = connect(addr, "sparkedge-E", Some((&name, &password)), will)
+        .await
+        .unwrap();
+    let mut watcher = connect(addr, "watcher", Some(("scada", "scada password")), |_| {})
+        .await
+        .unwrap();
+    watcher.subscribe("spBv1.0/#", QoS::AtLeastOnce).await;
+    // Neither a read-only user nor an anonymous client can knock the session off.
+    for login in [Some(("mes", "mes password")), None] {
+        assert_eq!(
+            code(connect(addr, "sparkedge-E", login, |_| {}).await),
+            Some(ConnectReturnCode::BadClientId),
+            "{login:?}"
+        );
+    }
+    edge.publish_acknowledged("spBv1.0/G/NDATA/E", "alive")
+        .await;
+    assert_eq!(
+        &watcher.next_publish().await.payload[..],
+        b"alive",
+        "no Will went out"
+    );
+
+    // The same login takes over, as a reconnecting client must.
+    let scada = connect(addr, "scada-1", Some(("scada", "scada password")), |_| {})
+        .await
+        .unwrap();
+    let _again = connect(addr, "scada-1", Some(("scada", "scada password")), |_| {})
+        .await
+        .unwrap();
+    scada.closed().await;
+}
