@@ -128,67 +128,7 @@ pub struct Northbound {
     pub primary_host_id: Option<String>,
 }
 
-/// One MQTT server of a connection's list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerAddr {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-}
-
-impl std::fmt::Display for ServerAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
-        }
-    }
-}
-
-/// Parses `mqtt://host[:port]` / `mqtts://host[:port]` (IPv6 hosts in brackets).
-pub fn parse_server(url: &str) -> Result<ServerAddr, String> {
-    let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtts://") {
-        (true, rest)
-    } else if let Some(rest) = url.strip_prefix("mqtt://") {
-        (false, rest)
-    } else {
-        return Err("must start with mqtt:// or mqtts://".into());
-    };
-    let default_port = if tls { 8883 } else { 1883 };
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or("an IPv6 host needs its closing ']'")?;
-        match after.strip_prefix(':') {
-            Some(port) => (host, Some(port)),
-            None if after.is_empty() => (host, None),
-            None => return Err(format!("unexpected {after:?} after the host")),
-        }
-    } else {
-        match rest.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (rest, None),
-        }
-    };
-    if host.is_empty() || host.contains('/') {
-        return Err("needs a host name or address, and no path".into());
-    }
-    let port = match port {
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("port {p:?} is not a number from 1 to 65535"))?,
-        None => default_port,
-    };
-    Ok(ServerAddr {
-        tls,
-        host: host.to_owned(),
-        port,
-    })
-}
+pub use uns_model::{ServerAddr, parse_server};
 
 impl AppConfig {
     /// Reads and checks a configuration file; the error lists every bad field.
@@ -281,42 +221,6 @@ impl AppConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn server_urls_parse_with_default_ports() {
-        let p = |u| parse_server(u);
-        assert_eq!(
-            p("mqtt://broker"),
-            Ok(ServerAddr {
-                tls: false,
-                host: "broker".into(),
-                port: 1883
-            })
-        );
-        assert_eq!(
-            p("mqtts://10.0.0.6"),
-            Ok(ServerAddr {
-                tls: true,
-                host: "10.0.0.6".into(),
-                port: 8883
-            })
-        );
-        assert_eq!(
-            p("mqtt://[::1]:2883"),
-            Ok(ServerAddr {
-                tls: false,
-                host: "::1".into(),
-                port: 2883
-            })
-        );
-        assert_eq!(
-            p("mqtt://[::1]:2883").unwrap().to_string(),
-            "mqtt://[::1]:2883"
-        );
-        assert!(p("tcp://broker").unwrap_err().contains("mqtt://"));
-        assert!(p("mqtt://broker:0").unwrap_err().contains("1 to 65535"));
-        assert!(p("mqtt://:1883").is_err());
-    }
 
     #[test]
     fn every_bad_field_is_named() {

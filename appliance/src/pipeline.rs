@@ -342,6 +342,7 @@ pub fn plan(
     let start = Model {
         namespace,
         sparkplug,
+        northbound: Vec::new(),
         scan_classes,
         areas: Vec::new(),
         devices: devices

@@ -143,6 +143,7 @@ fn model(drivers: Vec<DriverConfig>) -> Model {
             site: "s".into(),
         },
         sparkplug: SparkplugIds::default(),
+        northbound: Vec::new(),
         scan_classes: Vec::new(),
         areas: vec![Area {
             name: "a".into(),

@@ -1,6 +1,6 @@
 //! What changes between two models, in the words a user checks before applying an import:
-//! which devices and tags are added, removed or changed, and whether the namespace, the
-//! Sparkplug ids or the scan classes changed.
+//! which northbound connections, devices and tags are added, removed or changed, and whether
+//! the namespace, the Sparkplug ids or the scan classes changed.
 //!
 //! Devices are matched by name and tags by their place in the namespace (`location/name`,
 //! ignoring case as validation does), so a tag that moved is a removal plus an addition:
@@ -18,6 +18,8 @@ pub struct ModelDiff {
     pub namespace_changed: bool,
     pub sparkplug_changed: bool,
     pub scan_classes_changed: bool,
+    /// Northbound connections by name.
+    pub northbound: Changes,
     pub devices: Changes,
     /// Tags by `location/name`.
     pub tags: Changes,
@@ -66,6 +68,10 @@ impl ModelDiff {
             namespace_changed: old.namespace != new.namespace || old.areas != new.areas,
             sparkplug_changed: old.sparkplug != new.sparkplug,
             scan_classes_changed: old.scan_classes != new.scan_classes,
+            northbound: Changes::between(
+                old.northbound.iter().map(|n| (n.name.clone(), n)),
+                new.northbound.iter().map(|n| (n.name.clone(), n)),
+            ),
             devices: Changes::between(
                 old.devices.iter().map(|d| (d.name.clone(), d)),
                 new.devices.iter().map(|d| (d.name.clone(), d)),
@@ -85,6 +91,7 @@ impl ModelDiff {
         !self.namespace_changed
             && !self.sparkplug_changed
             && !self.scan_classes_changed
+            && self.northbound.is_empty()
             && self.devices.is_empty()
             && self.tags.is_empty()
     }

@@ -19,6 +19,10 @@ const HEADER: &str = "\
 # [namespace]  enterprise and site, the first two levels of every UNS topic.
 # [sparkplug]  edge_node_id, group_id (defaults to the site), and primary_host_id (the SCADA
 #              host whose STATE gates births; none by default).
+# [[northbound]] a plant MQTT broker with its own Sparkplug session: name, servers
+#              (\"mqtt://host:1883\", \"mqtts://host:8883\", tried in order), optional client_id,
+#              username, password, ca_pem (PEM text; needed for mqtts://), primary_host_id,
+#              enabled.
 # [[area]]     an ISA-95 area; each [[area.line]] below it has a name and its cells.
 # [[device]]   a PLC connection; `driver` selects the protocol: \"simulator\", \"modbus-tcp\",
 #              \"modbus-rtu\" (serial line), \"modbus-rtu-tcp\" (serial gateway) or \"opc-ua\"
@@ -150,6 +154,7 @@ pub fn demo_model() -> Model {
             edge_node_id: "sparkedge".to_owned(),
             primary_host_id: None,
         },
+        northbound: Vec::new(),
         scan_classes: Vec::new(),
         areas: vec![Area {
             name: "packaging".to_owned(),
@@ -221,6 +226,20 @@ mod tests {
             "[[device]]\nname = \"demo-plc\"\ndriver = \"simulator\"\nperiod_ms = 1000\n"
         ));
         assert_eq!(from_toml(&text).unwrap(), model);
+    }
+
+    #[test]
+    fn northbound_connections_round_trip_with_a_multi_line_ca() {
+        let text = format!(
+            "{}\n[[northbound]]\nname = \"plant\"\nservers = [\"mqtts://10.0.0.6\"]\n\
+             ca_pem = '''\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'''\n\
+             enabled = false\n",
+            to_toml(&demo_model())
+        );
+        let model = from_toml(&text).unwrap();
+        assert_eq!(model.northbound.len(), 1);
+        assert!(!model.northbound[0].enabled);
+        assert_eq!(from_toml(&to_toml(&model)).unwrap(), model);
     }
 
     #[test]

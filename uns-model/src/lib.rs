@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: the ISA-95 hierarchy (enterprise/site/area/line/cell), devices and tags.
 //! - [`validate`]: checks a whole model and reports every bad field by path, value and rule.
+//! - [`northbound`]: plant MQTT brokers with their own Sparkplug session, and server URLs.
 //! - [`naming`]: the single function that turns a tag into its UNS topic and its Sparkplug
 //!   group, edge node, device and metric names. Every sink and the UI use it.
 //! - [`csv`]: tags as CSV for spreadsheets, with errors by row and column.
@@ -20,6 +21,7 @@ pub mod file;
 pub mod modbus;
 pub mod model;
 pub mod naming;
+pub mod northbound;
 pub mod opcua;
 pub mod scaling;
 pub mod store;
@@ -36,6 +38,7 @@ pub use model::{
     SimSignal, SparkplugIds, Tag,
 };
 pub use naming::{TagNames, tag_names};
+pub use northbound::{Northbound, ServerAddr, parse_server};
 pub use opcua::NodeAddress;
 pub use scaling::{Conversion, Scaling};
 pub use store::{Store, StoreError};

@@ -15,6 +15,9 @@ pub struct Model {
     pub namespace: Namespace,
     #[serde(default)]
     pub sparkplug: SparkplugIds,
+    /// Plant MQTT brokers that get their own Sparkplug session besides the embedded broker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub northbound: Vec<crate::northbound::Northbound>,
     /// Named poll periods that tags can choose instead of their device's period.
     #[serde(default, rename = "scan_class", skip_serializing_if = "Vec::is_empty")]
     pub scan_classes: Vec<ScanClass>,

@@ -103,6 +103,14 @@ CREATE TABLE scan_classes (
     period_ms INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Northbound MQTT connections, each as JSON (uns_model::Northbound).
+CREATE TABLE northbound (
+    position INTEGER PRIMARY KEY,
+    name     TEXT NOT NULL COLLATE NOCASE UNIQUE,
+    settings TEXT NOT NULL
+);
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +204,18 @@ impl Store {
             })?
             .collect::<Result<_, _>>()?;
 
+        let mut northbound = Vec::new();
+        for row in tx
+            .prepare("SELECT name, settings FROM northbound ORDER BY position")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        {
+            let (name, settings) = row?;
+            northbound.push(
+                serde_json::from_str(&settings)
+                    .map_err(|e| corrupt(format!("northbound {name:?}: {e}")))?,
+            );
+        }
+
         let mut areas = Vec::new();
         let mut area_rows = tx.prepare("SELECT id, name FROM areas ORDER BY position")?;
         let mut line_rows =
@@ -286,6 +306,7 @@ impl Store {
         Ok(Some(Model {
             namespace,
             sparkplug,
+            northbound,
             scan_classes,
             areas,
             devices,
@@ -414,7 +435,7 @@ fn user_version(conn: &Connection) -> Result<u32, StoreError> {
 
 fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
     tx.execute_batch(
-        "DELETE FROM tags; DELETE FROM devices; DELETE FROM cells; DELETE FROM lines; DELETE FROM scan_classes;
+        "DELETE FROM tags; DELETE FROM devices; DELETE FROM cells; DELETE FROM lines; DELETE FROM scan_classes; DELETE FROM northbound;
          DELETE FROM areas; DELETE FROM meta WHERE key IN ('enterprise', 'site', 'group_id', 'edge_node_id', 'primary_host_id');",
     )?;
     let mut meta = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
@@ -432,6 +453,17 @@ fn write_model(tx: &Transaction<'_>, model: &Model) -> Result<(), StoreError> {
     }
     if let Some(host) = &model.sparkplug.primary_host_id {
         meta.execute(["primary_host_id", host])?;
+    }
+
+    for (i, nb) in model.northbound.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO northbound (position, name, settings) VALUES (?1, ?2, ?3)",
+            params![
+                i as i64,
+                nb.name,
+                serde_json::to_string(nb).expect("Northbound always serializes to JSON")
+            ],
+        )?;
     }
 
     for (i, class) in model.scan_classes.iter().enumerate() {
@@ -524,6 +556,16 @@ mod tests {
         let mut m = demo_model();
         m.sparkplug.group_id = Some("north".into());
         m.sparkplug.primary_host_id = Some("SCADA.Host 1".into());
+        m.northbound.push(crate::Northbound {
+            name: "plant".into(),
+            servers: vec!["mqtt://10.0.0.5".into(), "mqtt://10.0.0.6:1884".into()],
+            client_id: None,
+            username: Some("edge".into()),
+            password: Some("secret".into()),
+            ca_pem: None,
+            primary_host_id: Some("scada".into()),
+            enabled: false,
+        });
         m.areas.insert(
             0,
             Area {

@@ -73,7 +73,7 @@ impl From<ModelError> for ModelErrors {
 }
 
 const NAME_RULE: &str = "must be 1 to 64 characters: ASCII letters, digits, '_' or '-', starting with a letter or digit";
-const HOST_ID_RULE: &str = "must be 1 to 256 characters, without '+', '#', '/' or control characters (a Sparkplug topic level)";
+pub(crate) const HOST_ID_RULE: &str = "must be 1 to 256 characters, without '+', '#', '/' or control characters (a Sparkplug topic level)";
 const TEXT_RULE: &str = "must be at most 256 characters, without control characters";
 const PERIOD_MS: std::ops::RangeInclusive<u32> = 10..=3_600_000;
 
@@ -159,6 +159,19 @@ impl Model {
             {
                 c.push("sparkplug.primary_host_id", host, HOST_ID_RULE);
             }
+        }
+
+        let mut connections = HashMap::new();
+        for (i, nb) in self.northbound.iter().enumerate() {
+            for (field, value, reason) in crate::northbound::problems(nb) {
+                c.push(format!("northbound[{i}].{field}"), &value, reason);
+            }
+            c.unique(
+                &mut connections,
+                &nb.name,
+                format!("northbound[{i}].name"),
+                &nb.name,
+            );
         }
 
         // Every valid tag location, as written in `Tag::location`.
@@ -962,6 +975,52 @@ mod tests {
             m.sparkplug.edge_node_id = good.to_owned();
             m.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn every_bad_field_of_a_northbound_connection_is_named() {
+        let connection = |name: &str| crate::Northbound {
+            name: name.to_owned(),
+            servers: vec!["mqtt://10.0.0.5".to_owned()],
+            client_id: None,
+            username: None,
+            password: None,
+            ca_pem: None,
+            primary_host_id: None,
+            enabled: true,
+        };
+        let mut m = demo_model();
+        m.northbound = vec![connection("plant"), connection("Plant"), connection("b")];
+        m.northbound[0].servers = vec!["mqtts://x".into(), "http://y".into()];
+        m.northbound[0].password = Some("p".into());
+        m.northbound[0].ca_pem = Some("not a certificate".into());
+        m.northbound[2].name = "b c".into();
+        m.northbound[2].servers.clear();
+        m.northbound[2].primary_host_id = Some("a/b".into());
+        let errors = m.validate().unwrap_err().0;
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                // servers[0] is mqtts:// with a CA given (a bad one, reported as such).
+                "northbound[0].servers[1]",
+                "northbound[0].password",
+                "northbound[0].ca_pem",
+                "northbound[1].name",
+                "northbound[2].name",
+                "northbound[2].servers",
+                "northbound[2].primary_host_id",
+            ],
+            "{errors:?}"
+        );
+        assert!(errors[3].reason.contains("duplicate of northbound[0].name"));
+        assert!(
+            !errors
+                .iter()
+                .any(|e| e.value.contains('p') && e.field.ends_with("password"))
+        );
+        m.northbound = vec![connection("plant")];
+        m.validate().unwrap();
     }
 
     #[test]

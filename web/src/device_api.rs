@@ -177,6 +177,7 @@ fn check(model: &Model, device: &Device, tags: &[Tag], names: Names) -> Result<(
     let scratch = Model {
         namespace: model.namespace.clone(),
         sparkplug: model.sparkplug.clone(),
+        northbound: Vec::new(),
         scan_classes: model.scan_classes.clone(),
         areas: model.areas.clone(),
         devices: vec![device.clone()],

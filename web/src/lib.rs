@@ -372,6 +372,7 @@ mod tests {
                 site: "plant-a".to_owned(),
             },
             sparkplug: SparkplugIds::default(),
+            northbound: Vec::new(),
             scan_classes: Vec::new(),
             areas: vec![Area {
                 name: "packaging".to_owned(),
