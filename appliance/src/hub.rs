@@ -11,7 +11,9 @@
 //! one step, with no await in between: drivers whose device and tags are unchanged keep
 //! running, the others stop and new ones start; the last values and every mailbox's pending
 //! samples move to the new tag numbers; and each mailbox gets its sink's part of the new
-//! model ahead of anything numbered by it. Drivers keep the tag and device numbers of the
+//! model ahead of anything numbered by it. A reload may also bring new mailboxes (a new
+//! Sparkplug session) and drop others: a new one is seeded with every last value and every
+//! online device, as if they had just changed. Drivers keep the tag and device numbers of the
 //! model they were started with, so the hub translates each batch of drivers' numbers
 //! ([`DriverSet`]) to the running model's, and writes back.
 
@@ -205,8 +207,9 @@ pub struct Reload {
     pub tag_devices: Vec<u32>,
     /// Per new tag: its deadband (0 for none), or empty when no tag has one.
     pub deadbands: Vec<f64>,
-    /// One per mailbox, in the hub's order.
-    pub sinks: Vec<SinkModel>,
+    /// Every sink's mailbox from now on, in order, with its part of the new model (`None`
+    /// for a sink that was started with it).
+    pub sinks: Vec<(Arc<Mailbox>, Option<SinkModel>)>,
     /// Told once the hub runs the new model.
     pub taken: Option<std::sync::mpsc::SyncSender<()>>,
 }
@@ -254,6 +257,8 @@ pub struct Hub {
     previous: Vec<u32>,
     /// Per device: its name, for the dashboard.
     device_names: Vec<String>,
+    /// Per device: its driver's last word on whether it is online, for new sinks.
+    online: Vec<bool>,
     /// The dashboard's board: device status and sample counts.
     status: Arc<web::StatusBoard>,
 }
@@ -273,6 +278,7 @@ impl Hub {
             generation: 0,
             previous: Vec::new(),
             device_names: Vec::new(),
+            online: Vec::new(),
             status: Arc::default(),
         }
     }
@@ -391,8 +397,32 @@ impl Hub {
             .filter(|(_, to)| **to != NONE)
             .map(|(from, &to)| (TagId(from as u32), TagId(to)));
         self.live.remap(tag_count, moves);
-        for (sink, model) in self.sinks.iter().zip(sinks) {
-            sink.reload(model, &tags, tag_count, &kept);
+        // A device whose driver keeps running keeps its state; a new driver reports afresh.
+        let mut online = vec![false; device_count];
+        for (old, &was) in self.online.iter().enumerate() {
+            if let Some(&to) = kept.get(old)
+                && let Some(slot) = online.get_mut(to as usize)
+            {
+                *slot = was;
+            }
+        }
+        self.online = online;
+        let old_sinks = std::mem::take(&mut self.sinks);
+        let mut seed = None;
+        for (sink, model) in sinks {
+            if old_sinks.iter().any(|old| Arc::ptr_eq(old, &sink)) {
+                if let Some(model) = model {
+                    sink.reload(model, &tags, tag_count, &kept);
+                }
+            } else {
+                // A sink that starts now: everything it would have been told so far.
+                let seed = seed.get_or_insert_with(|| self.live.all());
+                sink.post(seed, None);
+                for (device, _) in self.online.iter().enumerate().filter(|(_, on)| **on) {
+                    sink.post(&[], Some((DeviceId(device), true)));
+                }
+            }
+            self.sinks.push(sink);
         }
         self.drivers = drivers;
         self.tag_devices = tag_devices;
@@ -500,6 +530,9 @@ impl Hub {
                 match &error {
                     Some(e) => tracing::warn!(device = device.0, online, "device status: {e}"),
                     None => tracing::info!(device = device.0, online, "device status"),
+                }
+                if let Some(slot) = self.online.get_mut(device.0) {
+                    *slot = online;
                 }
                 if let Some(name) = self.device_names.get(device.0) {
                     let now = southbound::now_ms();
@@ -744,7 +777,9 @@ mod tests {
         let board = Arc::new(web::StatusBoard::default());
         let mut hub = Hub::new(vec![mailbox.clone()], live.clone()).with_status(board.clone());
         // Tags 0 and 1 on device 0, tag 2 on device 1, all read by one set of drivers.
-        hub.reload(reload(1, Vec::new(), Vec::new(), vec![0, 0, 1]));
+        let mut first = reload(1, Vec::new(), Vec::new(), vec![0, 0, 1]);
+        first.sinks = vec![(mailbox.clone(), None)];
+        hub.reload(first);
         let (events, rx) = mpsc::channel(8);
         hub.sets.push(DriverSet {
             events: rx,
@@ -770,7 +805,9 @@ mod tests {
 
         // A tag is inserted ahead on a new device 0; device 0 becomes 1 and keeps its
         // driver; device 1 is removed.
-        hub.reload(reload(2, vec![1, 2, NONE], vec![1, NONE], vec![0, 1, 1]));
+        let mut second = reload(2, vec![1, 2, NONE], vec![1, NONE], vec![0, 1, 1]);
+        second.sinks = vec![(mailbox.clone(), Some(uns_model(vec![1, 2, NONE])))];
+        hub.reload(second);
         assert_eq!(live.get(TagId(1)), Some(sample(1, 10)), "moved last value");
         assert_eq!(live.get(TagId(2)), Some(sample(2, 11)));
         assert_eq!(live.get(TagId(0)), None);

@@ -13,6 +13,7 @@ mod inspect;
 mod mqtt_access;
 mod opcua_cli;
 mod pipeline;
+mod sessions;
 mod sim;
 mod sparkplug_node;
 mod uns;
@@ -330,7 +331,8 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
         .map_err(|e| format!("cannot read the MQTT users: {e}"))?;
     if !allow_anonymous && mqtt_users.is_empty() {
         tracing::warn!(
-            "anonymous MQTT is off and there are no MQTT users yet: only sparkedge itself can              connect; add users on the settings page or with `sparkedge mqtt-user add NAME`"
+            "anonymous MQTT is off and there are no MQTT users yet: only sparkedge itself can \
+             connect; add users on the settings page or with `sparkedge mqtt-user add NAME`"
         );
     }
     let mut broker_config = broker::Config::new(mqtt_listen);
@@ -356,26 +358,19 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
     let mqtt_address = format!("{mqtt_host}:{}", mqtt_listen.port());
     let (shutdown_tx, shutdown) = watch::channel(false);
 
-    // The session on the embedded broker, then one per northbound connection.
-    connections.insert(
-        0,
-        sparkplug_node::ConnectionConfig {
-            name: "embedded".into(),
-            servers: vec![config::ServerAddr {
-                tls: false,
-                host: mqtt_host.clone(),
-                port: mqtt_listen.port(),
-            }],
-            client_id: None,
-            credentials: Some(internal_login.clone()),
-            ca_pem: None,
-            // Set on the command line or in the file, it overrides the model's.
-            pinned_primary_host: primary_host_id.map(Some),
-        },
-    );
-    let sinks = pipeline::Sinks {
-        sparkplug: connections.len(),
-        uns,
+    // The session on the embedded broker first, then one per northbound connection.
+    let embedded = sparkplug_node::ConnectionConfig {
+        name: "embedded".into(),
+        servers: vec![config::ServerAddr {
+            tls: false,
+            host: mqtt_host.clone(),
+            port: mqtt_listen.port(),
+        }],
+        client_id: None,
+        credentials: Some(internal_login.clone()),
+        ca_pem: None,
+        // Set on the command line or in the file, it overrides the model's.
+        pinned_primary_host: primary_host_id.map(Some),
     };
     let (group_id, edge_node_id, enterprise) = (
         model.sparkplug_group_id().to_owned(),
@@ -385,62 +380,47 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
     let known_aliases = store.sparkplug_aliases().map_err(|e| e.to_string())?;
     let model_version = store.model_version().map_err(|e| e.to_string())?;
     let tag_count = model.tags.len();
-    // Start-up is a change from nothing: every driver starts. The model is taken apart for
-    // them and not kept (BENCHMARKS.md, memory).
-    let generation = 1;
-    let pipeline::Plan {
-        print, mut reload, ..
-    } = pipeline::plan(
-        &pipeline::Fingerprint::default(),
-        model,
-        generation,
-        sinks,
-        known_aliases,
-        &data_dir,
-    );
-    let mut sink_models = std::mem::take(&mut reload.sinks).into_iter();
     let live = Arc::new(web::LiveValues::new(0));
     let (write_tx, write_rx) = mpsc::channel(256);
+    let status = Arc::new(web::StatusBoard::default());
+    status.update(|s| {
+        s.started_ms = southbound::now_ms();
+        s.runtime = Some(runtime_settings);
+    });
+    let store = Arc::new(Mutex::new(store));
+    let sessions = sessions::Sessions::new(
+        sessions::Shared {
+            store: store.clone(),
+            writes: write_tx.clone(),
+            status: status.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        },
+        Some(embedded),
+        connections,
+    );
+    let uns_mailbox = uns.then(|| hub::Mailbox::new(tag_count));
+    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+    let pipeline = Arc::new(pipeline::Pipeline::new(
+        store,
+        reload_tx,
+        sessions,
+        uns_mailbox.clone(),
+        data_dir.clone(),
+    ));
+    // Start-up is a change from nothing: every driver and session starts. The model is taken
+    // apart for them and not kept (BENCHMARKS.md, memory).
+    let (reload, uns_model) = pipeline.start(model, model_version, known_aliases);
     let devices = device_access::ApplianceDevices::new(
         opcua_cli::pki_dir(&data_dir),
         reload.opcua_pki.clone(),
         write_tx.clone(),
         live.clone(),
     );
-    let mailboxes: Vec<_> = (0..sinks.count())
-        .map(|_| hub::Mailbox::new(tag_count))
-        .collect();
-    let status = Arc::new(web::StatusBoard::default());
-    status.update(|s| {
-        s.started_ms = southbound::now_ms();
-        s.runtime = Some(runtime_settings);
-    });
-    let mut hub = hub::Hub::new(mailboxes.clone(), live.clone()).with_status(status.clone());
-    hub.reload(reload);
-    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
-    tokio::spawn(hub.run(write_rx, reload_rx));
-
-    let store = Arc::new(Mutex::new(store));
-    let mut mailboxes = mailboxes.into_iter();
-    let mut nodes = Vec::new();
-    for connection in connections {
-        let (Some(pipeline::SinkModel::Sparkplug(model)), Some(mailbox)) =
-            (sink_models.next(), mailboxes.next())
-        else {
-            return Err("internal error: no Sparkplug model for a connection".to_owned());
-        };
-        nodes.push(tokio::spawn(sparkplug_node::run(
-            connection,
-            *model,
-            store.clone(),
-            mailbox,
-            write_tx.clone(),
-            status.clone(),
-            shutdown.clone(),
-        )));
-    }
     drop(write_tx);
-    let uns = match (sink_models.next(), mailboxes.next()) {
+    let mut hub = hub::Hub::new(Vec::new(), live.clone()).with_status(status.clone());
+    hub.reload(reload);
+    tokio::spawn(hub.run(write_rx, reload_rx));
+    let uns = match (uns_model, uns_mailbox) {
         (Some(pipeline::SinkModel::Uns(model)), Some(mailbox)) => Some(tokio::spawn(uns::run(
             model.into_tags(),
             {
@@ -458,15 +438,6 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
         ))),
         _ => None,
     };
-    let pipeline = Arc::new(pipeline::Pipeline::new(
-        store,
-        reload_tx,
-        sinks,
-        data_dir.clone(),
-        print,
-        model_version,
-        generation,
-    ));
     let watcher = tokio::spawn(pipeline::watch_store(pipeline.clone(), shutdown.clone()));
     tokio::spawn(dashboard::sample_broker(
         broker.clone(),
@@ -524,9 +495,12 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
 
     let signal = signals.recv().await;
     tracing::info!("{signal}: stopping");
-    // No model change starts from now on; one under way finishes first.
+    // No model change starts from now on (one under way finishes first), and every
+    // Sparkplug session ends.
     let closing = pipeline.clone();
-    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    let nodes = tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .unwrap_or_default();
     let _ = shutdown_tx.send(true);
     // NDEATH first (QoS 1, acknowledged), then the rest; the broker stops with the process.
     let stopping = async {

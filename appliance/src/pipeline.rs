@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use uns_model::{DriverConfig, Model, Store, StoreError};
 
 use crate::hub::{self, NONE};
+use crate::sessions::Sessions;
 use crate::sparkplug_node::{self, NodeModel};
 use crate::uns::{self, UnsModel};
 
@@ -188,6 +189,8 @@ pub struct Plan {
     /// The new model's fingerprint, for the change after this one.
     pub print: Fingerprint,
     pub reload: hub::Reload,
+    /// Each sink's part of the new model, in [`Sinks`] order.
+    pub sink_models: Vec<SinkModel>,
     /// Drivers kept, started and stopped, for the log.
     pub kept: usize,
     pub started: usize,
@@ -371,9 +374,11 @@ pub fn plan(
             devices: device_info,
             tag_devices,
             deadbands,
-            sinks: sink_models,
+            // Filled by whoever knows the mailboxes (the pipeline's sessions).
+            sinks: Vec::new(),
             taken: None,
         },
+        sink_models,
         kept: kept_count,
         started,
         stopped,
@@ -399,12 +404,15 @@ pub struct Pipeline {
     state: Mutex<State>,
     store: Arc<Mutex<Store>>,
     hub: mpsc::UnboundedSender<hub::Reload>,
-    sinks: Sinks,
+    /// The UNS publisher's mailbox, when it publishes.
+    uns: Option<Arc<hub::Mailbox>>,
     data_dir: PathBuf,
 }
 
 #[derive(Debug)]
 struct State {
+    /// The Sparkplug sessions: a model may add or remove northbound connections.
+    sessions: Sessions,
     running: Fingerprint,
     /// The store's model version of the running model.
     version: u64,
@@ -414,29 +422,88 @@ struct State {
 }
 
 impl Pipeline {
-    /// The keeper of the model `running` (store version `version`, hub generation
-    /// `generation`), handing changes to the hub over `hub`.
+    /// The keeper of the models, handing changes to the hub over `hub`; nothing runs
+    /// until [`Pipeline::start`].
     pub fn new(
         store: Arc<Mutex<Store>>,
         hub: mpsc::UnboundedSender<hub::Reload>,
-        sinks: Sinks,
+        sessions: Sessions,
+        uns: Option<Arc<hub::Mailbox>>,
         data_dir: PathBuf,
-        running: Fingerprint,
-        version: u64,
-        generation: u64,
     ) -> Pipeline {
         Pipeline {
             state: Mutex::new(State {
-                running,
-                version,
-                generation,
+                sessions,
+                running: Fingerprint::default(),
+                version: 0,
+                generation: 0,
                 closed: false,
             }),
             store,
             hub,
-            sinks,
+            uns,
             data_dir,
         }
+    }
+
+    /// Start-up, a change from nothing: starts the Sparkplug sessions with `model` (store
+    /// version `version`) and returns the hub's first reload, to apply before the hub runs,
+    /// and the UNS publisher's part of the model, which it starts with.
+    pub fn start(
+        &self,
+        model: Model,
+        version: u64,
+        known_aliases: HashMap<(String, String), u64>,
+    ) -> (hub::Reload, Option<SinkModel>) {
+        let mut state = self.state();
+        let generation = 1;
+        let mut plan = self.prepare(&mut state, model, generation, known_aliases);
+        // The publisher's mailbox is new to the hub, which seeds it instead.
+        let uns = match (&self.uns, plan.reload.sinks.last_mut()) {
+            (Some(_), Some((_, part))) => part.take(),
+            _ => None,
+        };
+        state.running = plan.print;
+        state.version = version;
+        state.generation = generation;
+        (plan.reload, uns)
+    }
+
+    /// Plans `model` as generation `generation` and lets the sessions follow its northbound
+    /// connections: the plan's reload lists every mailbox with its part of the model.
+    fn prepare(
+        &self,
+        state: &mut State,
+        model: Model,
+        generation: u64,
+        known_aliases: HashMap<(String, String), u64>,
+    ) -> Plan {
+        let wanted = state.sessions.wanted(&model);
+        let tag_count = model.tags.len();
+        let sinks = Sinks {
+            sparkplug: wanted.len(),
+            uns: self.uns.is_some(),
+        };
+        let mut plan = plan(
+            &state.running,
+            model,
+            generation,
+            sinks,
+            known_aliases,
+            &self.data_dir,
+        );
+        let mut parts = std::mem::take(&mut plan.sink_models);
+        let uns_part = if self.uns.is_some() {
+            parts.pop()
+        } else {
+            None
+        };
+        let mut mailboxes = state.sessions.switch(wanted, parts, tag_count);
+        if let Some(mailbox) = &self.uns {
+            mailboxes.push((mailbox.clone(), uns_part));
+        }
+        plan.reload.sinks = mailboxes;
+        plan
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -447,9 +514,12 @@ impl Pipeline {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Refuses every later change; a change under way finishes first. Blocks.
-    pub fn close(&self) {
-        self.state().closed = true;
+    /// Refuses every later change (a change under way finishes first) and ends every
+    /// Sparkplug session; returns their tasks, which end after their NDEATH. Blocks.
+    pub fn close(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut state = self.state();
+        state.closed = true;
+        state.sessions.stop_all()
     }
 
     /// Runs the stored model if it is not the one running (another process stored it).
@@ -482,14 +552,7 @@ impl Pipeline {
         let began = Instant::now();
         let (tag_count, device_count) = (model.tags.len(), model.devices.len());
         let generation = state.generation + 1;
-        let mut plan = plan(
-            &state.running,
-            model,
-            generation,
-            self.sinks,
-            HashMap::new(),
-            &self.data_dir,
-        );
+        let mut plan = self.prepare(state, model, generation, HashMap::new());
         let (taken, answer) = std::sync::mpsc::sync_channel(1);
         plan.reload.taken = Some(taken);
         let planned = began.elapsed();
@@ -757,9 +820,9 @@ name = "l"
             SinkModel::Sparkplug(a),
             SinkModel::Sparkplug(b),
             SinkModel::Uns(u),
-        ] = &p.reload.sinks[..]
+        ] = &p.sink_models[..]
         else {
-            panic!("{:?}", p.reload.sinks);
+            panic!("{:?}", p.sink_models);
         };
         assert!(Arc::ptr_eq(&a.map, &b.map));
         assert_eq!((a.generation, a.config.devices[0].metrics.len()), (2, 2));
@@ -784,19 +847,29 @@ name = "l"
         (tx, seen)
     }
 
+    /// A pipeline running `first` (generation 1) without sinks.
     fn pipeline(first: &Model) -> (Pipeline, std::sync::mpsc::Receiver<u64>) {
         let mut store = Store::open_in_memory().unwrap();
         store.replace_model(first).unwrap();
+        let store = Arc::new(Mutex::new(store));
         let (hub, seen) = fake_hub();
+        // Sessions start tasks on a runtime; with no connection none is started.
+        static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> =
+            std::sync::LazyLock::new(|| tokio::runtime::Runtime::new().unwrap());
+        let shared = crate::sessions::Shared {
+            store: store.clone(),
+            writes: mpsc::channel(1).0,
+            status: Arc::default(),
+            runtime: RUNTIME.handle().clone(),
+        };
         let p = Pipeline::new(
-            Arc::new(Mutex::new(store)),
+            store,
             hub,
-            NO_SINKS,
+            Sessions::new(shared, None, Vec::new()),
+            None,
             PathBuf::from("/nonexistent"),
-            Fingerprint::of(first),
-            1,
-            1,
         );
+        p.start(first.clone(), 1, HashMap::new());
         (p, seen)
     }
 

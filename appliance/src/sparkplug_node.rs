@@ -23,7 +23,7 @@ use crate::hub::{Delivery, Mailbox, Write};
 use crate::pipeline::SinkModel;
 
 /// Where one Sparkplug session connects and how it identifies itself.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionConfig {
     /// The key under which bdSeq is persisted (one counter per connection).
     pub name: String,

@@ -262,3 +262,56 @@ async fn sparkplug_session_over_tls_with_a_ca_file() {
     assert_eq!(decode(&birth).seq, Some(0));
     assert_eq!(scada.next("DBIRTH").await.topic, DBIRTH);
 }
+
+/// A northbound connection added to the running model (as the web UI or an import does)
+/// gets a session of its own at once, whose births carry the values already read; removed,
+/// its session ends with an NDEATH. The embedded broker's session goes on throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_northbound_connection_added_while_running_births_and_removed_dies() {
+    let broker = Mosquitto::start(free_port()).await;
+    let data = tempfile::tempdir().expect("temp dir");
+    system_tests::import_model(data.path(), MODEL);
+    let app = Appliance::run(data.path(), "");
+    let mut embedded = Observer::connect(app.mqtt_port, "embedded-host", None).await;
+    embedded.subscribe("spBv1.0/plant-b/#").await;
+    embedded
+        .next_where("a DDATA on the embedded broker", |m| m.topic == DDATA)
+        .await;
+
+    let mut plant = Observer::connect(broker.port, "plant-host", None).await;
+    plant.subscribe("spBv1.0/plant-b/#").await;
+    let with_plant = format!(
+        "{MODEL}\n[[northbound]]\nname = \"plant\"\nservers = [\"mqtt://127.0.0.1:{}\"]\n",
+        broker.port
+    );
+    system_tests::import_model(data.path(), &with_plant);
+    let birth = plant.next("NBIRTH on the new connection").await;
+    assert_eq!(birth.topic, NBIRTH);
+    let dbirth = plant
+        .next_where("DBIRTH on the new connection", |m| m.topic == DBIRTH)
+        .await;
+    // Seeded with the last values: the setpoint (memory, 0 until written) has one.
+    let setpoint = decode(&dbirth)
+        .metrics
+        .into_iter()
+        .find(|m| m.name.as_deref() == Some(SETPOINT))
+        .expect("setpoint in DBIRTH");
+    assert!(
+        setpoint.value.is_some() && setpoint.is_null != Some(true),
+        "{setpoint:?}"
+    );
+    // The embedded session was not disturbed: it goes on with DDATA, no new NBIRTH.
+    let next = embedded
+        .next_where("DDATA or NBIRTH on the embedded broker", |m| {
+            m.topic == DDATA || m.topic == NBIRTH
+        })
+        .await;
+    assert_eq!(next.topic, DDATA);
+
+    system_tests::import_model(data.path(), MODEL);
+    plant
+        .next_where("NDEATH once the connection is removed", |m| {
+            m.topic == NDEATH
+        })
+        .await;
+}

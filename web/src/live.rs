@@ -141,6 +141,11 @@ impl LiveValues {
         slots.samples.get(tag.index()).cloned().flatten()
     }
 
+    /// Every tag's latest sample, in tag order (what a sink that starts late begins with).
+    pub fn all(&self) -> Vec<TagSample> {
+        self.changed_since(0).1
+    }
+
     /// The current version and every sample recorded after `version` (all samples for 0).
     pub(crate) fn changed_since(&self, version: u64) -> (u64, Vec<TagSample>) {
         let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
