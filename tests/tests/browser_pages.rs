@@ -262,7 +262,7 @@ async fn the_namespace_page_is_live_and_an_admin_edits_the_tree() {
 
     // Add a line to the area.
     s.browser
-        .click(r#"section.area[data-path="packaging"] > h2 details > summary"#)
+        .click(r#"details.area[data-path="packaging"] > details.edit > summary"#)
         .await;
     s.browser
         .fill(
@@ -275,12 +275,12 @@ async fn the_namespace_page_is_live_and_an_admin_edits_the_tree() {
         .click(r#"form.ns-add[data-parent="packaging"] button"#)
         .await;
     s.browser
-        .find(r#"section.line[data-path="packaging/line4"]"#)
+        .find(r#"details.line[data-path="packaging/line4"]"#)
         .await;
 
     // Rename the cell: its tags move.
     s.browser
-        .click(r#"section.cell[data-path="packaging/line3/filler"] > h4 details > summary"#)
+        .click(r#"details.cell[data-path="packaging/line3/filler"] > details.edit > summary"#)
         .await;
     s.browser
         .fill(
@@ -313,7 +313,7 @@ async fn the_namespace_page_is_live_and_an_admin_edits_the_tree() {
 
     // A line with tags cannot go: the API's refusal names them, and the line stays.
     s.browser
-        .click(r#"section.line[data-path="packaging/line3"] > h3 details > summary"#)
+        .click(r#"details.line[data-path="packaging/line3"] > details.edit > summary"#)
         .await;
     s.browser
         .click(r#"form.ns-remove[data-path="packaging/line3"] button"#)
@@ -332,7 +332,7 @@ async fn the_namespace_page_is_live_and_an_admin_edits_the_tree() {
     .await;
     s.goto("/namespace").await;
     s.browser
-        .find(r#"section.line[data-path="packaging/line3"]"#)
+        .find(r#"details.line[data-path="packaging/line3"]"#)
         .await;
     s.browser.close().await;
 }
@@ -530,5 +530,106 @@ async fn a_dbirth_of_ten_thousand_metrics_stays_usable() {
         })
         .await;
     s.browser.screenshot("filtered").await;
+    s.browser.close().await;
+}
+
+/// A model of 10,000 tags: the namespace page holds the tree only; opening a cell shows its
+/// first 200 tags, live; the next page is live too (the stream follows the rows shown). The
+/// device's table shows 200 rows and finds tags by name, live as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_of_ten_thousand_tags_stays_usable() {
+    let data = tempfile::tempdir().unwrap();
+    let mut model = String::from(
+        "[namespace]\nenterprise = \"acme\"\nsite = \"plant-a\"\n\
+         [[area]]\nname = \"packaging\"\n[[area.line]]\nname = \"line3\"\ncells = [\"filler\"]\n\
+         [[device]]\nname = \"big-plc\"\ndriver = \"simulator\"\nperiod_ms = 1000\n",
+    );
+    for i in 0..10_000 {
+        model.push_str(&format!(
+            "[[tag]]\ndevice = \"big-plc\"\nlocation = \"packaging/line3/filler\"\nname = \"t{i:05}\"\n\
+             datatype = \"float32\"\naddress = \"sine\"\n"
+        ));
+    }
+    import_model(data.path(), &model);
+    let s = Session::start(data.path(), "ten-thousand-tags").await;
+    let live_rows = "return document.querySelectorAll('[data-live]').length";
+
+    s.goto("/namespace").await;
+    s.browser
+        .find(r#"details.cell[data-path="packaging/line3/filler"]:not([open])"#)
+        .await;
+    let rows = s.browser.client().execute(live_rows, vec![]).await.unwrap();
+    assert_eq!(rows, 0, "no tag is on the page before its node is opened");
+    s.browser
+        .click(r#"details.line[data-path="packaging/line3"] > summary"#)
+        .await;
+    s.browser
+        .click(r#"details.cell[data-path="packaging/line3/filler"] > summary"#)
+        .await;
+    let cell = r#"div.tags[data-location="packaging/line3/filler"]"#;
+    s.browser
+        .wait_for_text(cell, "the first page", |t| {
+            t.contains("rows 1–200 of 10,000")
+        })
+        .await;
+    let rows = s.browser.client().execute(live_rows, vec![]).await.unwrap();
+    assert_eq!(rows, 200);
+    let first = s
+        .browser
+        .wait_for_text("#v0", "t00000's value", |t| t.parse::<f32>().is_ok())
+        .await;
+    s.browser
+        .wait_for_text("#v0", "t00000 changes", |t| {
+            t != first && t.parse::<f32>().is_ok()
+        })
+        .await;
+    s.browser.screenshot("cell-open").await;
+    s.browser
+        .click(&format!(r#"{cell} .pager button[data-page="2"]"#))
+        .await;
+    s.browser
+        .wait_for_text(cell, "the second page", |t| {
+            t.contains("rows 201–400 of 10,000") && t.contains("t00200")
+        })
+        .await;
+    let first = s
+        .browser
+        .wait_for_text("#v200", "t00200's value", |t| t.parse::<f32>().is_ok())
+        .await;
+    s.browser
+        .wait_for_text("#v200", "t00200 changes", |t| {
+            t != first && t.parse::<f32>().is_ok()
+        })
+        .await;
+    s.browser.screenshot("cell-page-2").await;
+
+    s.goto("/devices/big-plc").await;
+    s.browser
+        .wait_for_text("#tag-count", "the first page", |t| {
+            t == "rows 1–200 of 10,000"
+        })
+        .await;
+    s.browser
+        .fill(r#"#tag-filter input[name="filter"]"#, "t0999")
+        .await;
+    s.browser
+        .click(r#"#tag-filter button[type="submit"]"#)
+        .await;
+    s.browser
+        .wait_for_text("#tag-count", "the filter", |t| {
+            t == "rows 1–10 of 10 (filtered from 10,000)"
+        })
+        .await;
+    let value = r#"tr[data-tag="packaging/line3/filler/t09999"] td.value"#;
+    let first = s
+        .browser
+        .wait_for_text(value, "t09999's value", |t| t.parse::<f32>().is_ok())
+        .await;
+    s.browser
+        .wait_for_text(value, "t09999 changes", |t| {
+            t != first && t.parse::<f32>().is_ok()
+        })
+        .await;
+    s.browser.screenshot("device-filtered").await;
     s.browser.close().await;
 }

@@ -206,6 +206,16 @@ impl Auth {
             .map(Some)
     }
 
+    /// Who the request's credentials stand for now: an API token before a cookie, as
+    /// [`require`] takes them; `None` once they stand for nobody. For long responses (the
+    /// live stream) that must end with their login.
+    pub(crate) async fn current(&self, headers: &HeaderMap) -> Result<Option<Session>, UserError> {
+        match self.bearer(headers).await? {
+            Some(token) => Ok(token),
+            None => self.session(headers).await,
+        }
+    }
+
     /// The session the request's cookie names, if it is valid now.
     pub(crate) async fn session(&self, headers: &HeaderMap) -> Result<Option<Session>, UserError> {
         let Some(token) = cookie(headers, SESSION_COOKIE).map(str::to_owned) else {

@@ -15,12 +15,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::Value as JsonValue;
-use uns_model::{DataType, Device, DriverConfig, Model, TagId, TagSample, Value};
+use uns_model::{DataType, Device, DriverConfig, Model, Tag, TagId, TagSample, Value};
 
+use crate::paging::{Pager, thousands};
 use crate::status::DeviceStatus;
 use crate::{AppState, CurrentUser, Role};
 
@@ -628,38 +630,50 @@ fn write_input(datatype: DataType) -> &'static str {
     }
 }
 
-/// The rows of the tags of `device`, in model order.
-pub(crate) fn tag_rows(state: &AppState, model: &Model, device: &str) -> Vec<TagRow> {
+/// The tags of `device` that `filter` matches, with their numbers in the model, in model
+/// order. The filter is a piece of the tag's name, `location/name` or address, any case: what
+/// an engineer has at hand (a name from a drawing, a register from a PLC's manual).
+fn device_tags<'a>(model: &'a Model, device: &str, filter: &str) -> Vec<(usize, &'a Tag)> {
+    let needle = filter.trim().to_lowercase();
     model
         .tags
         .iter()
         .enumerate()
         .filter(|(_, t)| t.device == device)
-        .map(|(index, t)| {
-            let sample = u32::try_from(index)
-                .ok()
-                .and_then(|i| state.live.get(TagId(i)));
-            TagRow {
-                index,
-                path: format!("{}/{}", t.location, t.name),
-                name: t.name.to_string(),
-                location: t.location.to_string(),
-                datatype: t.datatype.as_str(),
-                address: t.address.to_string(),
-                byte_order: t.byte_order.clone().unwrap_or_default(),
-                unit: t.unit.clone().unwrap_or_default(),
-                description: t.description.clone().unwrap_or_default(),
-                writable: t.writable,
-                value: value_text(sample.as_ref()),
-                quality: sample.as_ref().map_or("none", |s| s.quality.as_str()),
-                time: sample
-                    .as_ref()
-                    .and_then(|s| uns_model::value::datetime_text(s.timestamp_ms))
-                    .unwrap_or_default(),
-                input: write_input(t.datatype),
-            }
+        .filter(|(_, t)| {
+            needle.is_empty()
+                || format!("{}/{}", t.location, t.name)
+                    .to_lowercase()
+                    .contains(&needle)
+                || t.address.to_string().to_lowercase().contains(&needle)
         })
         .collect()
+}
+
+/// The table row of tag number `index`, with its live value.
+fn tag_row(state: &AppState, index: usize, t: &Tag) -> TagRow {
+    let sample = u32::try_from(index)
+        .ok()
+        .and_then(|i| state.live.get(TagId(i)));
+    TagRow {
+        index,
+        path: format!("{}/{}", t.location, t.name),
+        name: t.name.to_string(),
+        location: t.location.to_string(),
+        datatype: t.datatype.as_str(),
+        address: t.address.to_string(),
+        byte_order: t.byte_order.clone().unwrap_or_default(),
+        unit: t.unit.clone().unwrap_or_default(),
+        description: t.description.clone().unwrap_or_default(),
+        writable: t.writable,
+        value: value_text(sample.as_ref()),
+        quality: sample.as_ref().map_or("none", |s| s.quality.as_str()),
+        time: sample
+            .as_ref()
+            .and_then(|s| uns_model::value::datetime_text(s.timestamp_ms))
+            .unwrap_or_default(),
+        input: write_input(t.datatype),
+    }
 }
 
 /// A line or cell a tag can be placed at: `area/line` or `area/line/cell`.
@@ -701,7 +715,13 @@ struct DevicePage {
     address: String,
     enabled: bool,
     status: StatusView,
+    /// The rows of this page of the table: those the filter matches, one page of them.
     tags: Vec<TagRow>,
+    /// Every tag of the device, whatever the filter.
+    tag_total: usize,
+    /// What the table is filtered by, as typed; empty for every tag.
+    filter: String,
+    pager: Pager,
     form: DeviceForm,
     settings: &'static [Setting],
     drivers: [(&'static str, &'static str); 5],
@@ -712,11 +732,38 @@ struct DevicePage {
     can_write: bool,
 }
 
+impl DevicePage {
+    fn tag_total_text(&self) -> String {
+        thousands(self.tag_total)
+    }
+
+    /// The link to page `page` of the table under the same filter (by value or reference:
+    /// the template has both).
+    fn page_url(&self, page: impl std::borrow::Borrow<usize>) -> String {
+        let mut url = format!("{}?page={}", self.url, page.borrow());
+        if !self.filter.is_empty() {
+            url.push_str("&filter=");
+            url.push_str(&crate::auth::percent_encode(&self.filter));
+        }
+        url
+    }
+}
+
+/// Which part of a device's tag table to show: `?filter=speed&page=2`. Taken as text, so a
+/// hand-edited link that is no page number shows the first page rather than an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct TableQuery {
+    filter: String,
+    page: String,
+}
+
 /// `GET /devices/{name}` (viewer).
 pub(crate) async fn device(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(name): Path<String>,
+    Query(query): Query<TableQuery>,
 ) -> Response {
     let model = match model_or_page(&state, &user).await {
         Ok(model) => model,
@@ -730,6 +777,14 @@ pub(crate) async fn device(
         );
     };
     let status = state.status.snapshot();
+    let tag_total = model
+        .tags
+        .iter()
+        .filter(|t| t.device == device.name)
+        .count();
+    let filter = query.filter.trim().to_owned();
+    let matching = device_tags(&model, &device.name, &filter);
+    let pager = Pager::new(matching.len(), &query.page);
     let page = DevicePage {
         name: device.name.clone(),
         url: device_url(&device.name),
@@ -740,7 +795,13 @@ pub(crate) async fn device(
             device,
             status.devices.iter().find(|s| s.name == device.name),
         ),
-        tags: tag_rows(&state, &model, &device.name),
+        tags: matching[pager.rows()]
+            .iter()
+            .map(|(index, tag)| tag_row(&state, *index, tag))
+            .collect(),
+        tag_total,
+        filter,
+        pager,
         form: DeviceForm::of(device),
         settings: SETTINGS,
         drivers: DRIVERS,

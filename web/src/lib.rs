@@ -10,17 +10,19 @@
 //! - public: `GET /healthz` (`ok`); `GET/POST /login`; `GET/POST /setup` (the first admin,
 //!   with the one-time token from the log, only while there is no user).
 //! - viewer: the pages — `GET /` the dashboard (broker, Sparkplug sessions, devices;
-//!   [`dashboard`]), `GET /namespace` the ISA-95 tree with every tag, its UNS topic, Sparkplug
-//!   metric and current value, updated in place from `/api/live` ([`namespace`]; its edit
-//!   controls only for admins), `GET /sparkplug` the births the broker holds, decoded
+//!   [`dashboard`]), `GET /namespace` the ISA-95 tree, each node's tags (`GET /namespace/tags`,
+//!   a page at a time) with UNS topic, Sparkplug metric and current value, updated in place
+//!   from `/api/live` ([`namespace`]; its edit controls only for admins), `GET /sparkplug` the births the broker holds, decoded
 //!   ([`sparkplug_page`]); `GET /api/values` — every tag with its names and latest value, as JSON;
-//!   `GET /api/live` — SSE: first every tag that has a value, then only changed tags, at most
-//!   one event per 250 ms per client, and `event: model` when the tags were renumbered (the
-//!   model changed), followed by every value again; the REST API's reads (`GET /api/…`,
+//!   `GET /api/live` — SSE: first every tag (or those of `?tags=0-199,350`) that has a value,
+//!   then only changed tags, at most one event per 250 ms per client, `event: model` when the
+//!   tags were renumbered (the model changed), followed by every value again, and
+//!   `event: session` before it ends with its login; the REST API's reads (`GET /api/…`,
 //!   described by `GET /api/openapi.json`, which names each operation's role);
 //!   `POST /logout`; `GET/POST /account` (own password); `GET /devices`, `GET /devices/{name}` —
-//!   devices, their status and their tags with live values (operators also get "Write…" on
-//!   writable tags, admins the forms; see `device_pages`).
+//!   devices, their status and their tags with live values, a page at a time
+//!   (`?filter=&page=`; operators also get "Write…" on writable tags, admins the forms; see
+//!   `device_pages`).
 //! - operator: `POST /api/tags/{location/name}/value` — write a tag's value (`device_api`).
 //! - admin: the REST API's writes and the whole model (`/api/model`, which holds device
 //!   passwords); the probes that reach the devices themselves with whatever settings they are
@@ -46,6 +48,7 @@ mod live;
 pub mod mqtt_users;
 mod namespace;
 mod openapi;
+mod paging;
 mod scripts;
 pub mod settings;
 mod sparkplug_page;
@@ -192,6 +195,7 @@ impl Routes {
             Router::new()
                 .route("/", get(dashboard::page))
                 .route("/namespace", get(namespace::page))
+                .route("/namespace/tags", get(namespace::tags))
                 .route("/sparkplug", get(sparkplug_page::page))
                 .route("/api/values", get(api::values))
                 .route("/api/live", get(api::live))
@@ -478,17 +482,35 @@ mod tests {
             "packaging",
             "line3",
             "filler",
+        ] {
+            assert!(html.contains(expected), "page lacks {expected:?}:\n{html}");
+        }
+        // The tags come with their node, when it is opened.
+        let (status, body) = get(&state, "/namespace/tags?location=packaging/line3/filler").await;
+        assert_eq!(status, StatusCode::OK);
+        let html = text(body).await;
+        for expected in [
             "temperature",
             "acme/plant-a/packaging/line3/filler/temperature",
             "filler-plc / packaging/line3/filler/temperature",
             "float32",
             "°C",
             r#"id="v0" data-live="0">21.5<"#,
+        ] {
+            assert!(html.contains(expected), "node lacks {expected:?}:\n{html}");
+        }
+        let html = text(
+            get(&state, "/namespace/tags?location=packaging/line3")
+                .await
+                .1,
+        )
+        .await;
+        for expected in [
             r#"id="q1" data-live-quality="1">stale<"#,
             // Values from a PLC are escaped, never markup.
             "&#60;running&#62;",
         ] {
-            assert!(html.contains(expected), "page lacks {expected:?}:\n{html}");
+            assert!(html.contains(expected), "node lacks {expected:?}:\n{html}");
         }
     }
 
@@ -498,15 +520,21 @@ mod tests {
         state
             .live
             .update(&[sample(0, Value::Float32(21.5), Quality::Uncertain)]);
-        let html = text(get(&state, "/namespace").await.1).await;
+        let html = text(
+            get(&state, "/namespace/tags?location=packaging/line3/filler")
+                .await
+                .1,
+        )
+        .await;
         for expected in [
             r#"id="v0" data-live="0">21.5<"#,
             r#"<span class="q q-uncertain" id="q0" data-live-quality="0">uncertain</span>"#,
-            // Styled apart from good, bad and stale (the live view sets the same class).
-            ".q-uncertain {",
         ] {
-            assert!(html.contains(expected), "page lacks {expected:?}:\n{html}");
+            assert!(html.contains(expected), "node lacks {expected:?}:\n{html}");
         }
+        // Styled apart from good, bad and stale (the live view sets the same class).
+        let html = text(get(&state, "/namespace").await.1).await;
+        assert!(html.contains(".q-uncertain {"), "{html}");
         let values: JsonValue =
             serde_json::from_str(&text(get(&state, "/api/values").await.1).await).unwrap();
         assert_eq!(

@@ -1,23 +1,31 @@
-//! `GET /namespace`: the ISA-95 tree (enterprise › site › area › line › cell) with every tag,
-//! its UNS topic, its Sparkplug device and metric, and its current value, quality and time,
-//! kept current from `/api/live` (app.js, `data-live`). Copyable `mosquitto_sub` lines show
-//! where to watch both namespaces.
+//! `GET /namespace`: the ISA-95 tree (enterprise › site › area › line › cell) with the tag
+//! count of every node. Copyable `mosquitto_sub` lines show where to watch both namespaces.
 //!
-//! Admins also get the tree's edit controls (the page's script, `/static/namespace.js`):
-//! add, rename and remove areas, lines and cells, and change enterprise and site. A rename
-//! goes through `POST /api/namespace/rename`, which moves the tags below it (their UNS
-//! topics and metric names change); everything else through `PUT /api/namespace`, which
-//! refuses to drop a line or cell that still holds tags and names each of them.
+//! A model may hold 100,000 tags, so the page holds the tree only. The tags of a line or cell
+//! (each with its UNS topic, Sparkplug device and metric, and current value, quality and time)
+//! come from `GET /namespace/tags?location=…&page=…` when the node is opened, one page
+//! ([`PAGE_ROWS`](crate::paging::PAGE_ROWS)) at a time, rendered here like the page; the
+//! script (`/static/namespace.js`) puts them in the tree, and app.js keeps their values current
+//! from `/api/live` (`data-live`), subscribed to the tags shown. A model small enough for one
+//! page opens every node.
+//!
+//! Admins also get the tree's edit controls (the page's script): add, rename and remove
+//! areas, lines and cells, and change enterprise and site. A rename goes through
+//! `POST /api/namespace/rename`, which moves the tags below it (their UNS topics and metric
+//! names change); everything else through `PUT /api/namespace`, which refuses to drop a line
+//! or cell that still holds tags and names each of them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::HOST;
 use axum::response::{IntoResponse, Response};
-use uns_model::{Array, Model, TagId, TagSample, Value, tag_names};
+use serde::Deserialize;
+use uns_model::{Array, Model, Tag, TagId, TagSample, Value, tag_names};
 
+use crate::paging::{PAGE_ROWS, Pager, thousands};
 use crate::{AppState, CurrentUser, LiveValues};
 
 #[derive(askama::Template, askama_web::WebTemplate)]
@@ -38,10 +46,12 @@ pub(crate) struct NamespacePage {
     uns_command: String,
     sparkplug_command: String,
     areas: Vec<AreaView>,
-    /// Tags whose location is not in the hierarchy; a valid model has none, but a tag must
-    /// never silently vanish from the page.
-    unplaced: Vec<TagRow>,
+    /// Locations of tags that are not in the hierarchy; a valid model has none, but a tag
+    /// must never silently vanish from the page.
+    unplaced: Vec<StrayView>,
     tag_count: usize,
+    /// Lines and cells start open (their tags loaded): the whole model fits one page.
+    open: bool,
 }
 
 struct AreaView {
@@ -54,32 +64,22 @@ struct LineView {
     name: String,
     /// `area/line`, as tag locations and the rename API write it.
     path: String,
-    tags: Vec<TagRow>,
+    /// Tags placed on the line itself, not in one of its cells.
+    own_tags: usize,
     cells: Vec<CellView>,
+    /// With its cells' tags.
     tag_count: usize,
 }
 
 struct CellView {
     name: String,
     path: String,
-    tags: Vec<TagRow>,
+    tag_count: usize,
 }
 
-/// One table row, formatted as the page shows it.
-struct TagRow {
-    index: usize,
-    name: String,
-    uns_topic: String,
-    device: String,
-    metric: String,
-    datatype: &'static str,
-    unit: String,
-    value: String,
-    /// `good`, `uncertain`, `bad`, `stale`, or `none` before the first sample; the badge's
-    /// CSS class is `q-` and this.
-    quality: &'static str,
-    /// ISO 8601 UTC to the millisecond, as the live updates write it; empty before a sample.
-    time: String,
+struct StrayView {
+    location: String,
+    tag_count: usize,
 }
 
 pub(crate) async fn page(
@@ -95,41 +95,18 @@ pub(crate) async fn page(
     NamespacePage {
         admin: user.is_admin(),
         user: Some(user),
-        ..NamespacePage::new(&model, &state.live, &state.mqtt_address, browser_host)
+        ..NamespacePage::new(&model, &state.mqtt_address, browser_host)
     }
     .into_response()
 }
 
 impl NamespacePage {
-    fn new(
-        model: &Model,
-        live: &LiveValues,
-        mqtt_address: &str,
-        browser_host: Option<&str>,
-    ) -> Self {
-        let mut by_location: HashMap<&str, Vec<TagRow>> = HashMap::new();
-        for (index, tag) in model.tags.iter().enumerate() {
-            let names = tag_names(model, tag);
-            let sample = u32::try_from(index).ok().and_then(|i| live.get(TagId(i)));
-            by_location
-                .entry(tag.location.as_str())
-                .or_default()
-                .push(TagRow {
-                    index,
-                    name: tag.name.to_string(),
-                    uns_topic: names.uns_topic,
-                    device: names.device_id,
-                    metric: names.metric_name,
-                    datatype: tag.datatype.as_str(),
-                    unit: tag.unit.clone().unwrap_or_default(),
-                    value: value_text(sample.as_ref()),
-                    quality: sample.as_ref().map_or("none", |s| s.quality.as_str()),
-                    time: sample
-                        .map(|s| time_text(s.timestamp_ms))
-                        .unwrap_or_default(),
-                });
+    fn new(model: &Model, mqtt_address: &str, browser_host: Option<&str>) -> Self {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for tag in &model.tags {
+            *counts.entry(tag.location.as_str()).or_default() += 1;
         }
-        let mut take = |location: &str| by_location.remove(location).unwrap_or_default();
+        let mut take = |location: &str| counts.remove(location).unwrap_or_default();
         let areas: Vec<AreaView> = model
             .areas
             .iter()
@@ -139,7 +116,7 @@ impl NamespacePage {
                     .iter()
                     .map(|line| {
                         let path = format!("{}/{}", area.name, line.name);
-                        let tags = take(&path);
+                        let own_tags = take(&path);
                         let cells: Vec<CellView> = line
                             .cells
                             .iter()
@@ -147,17 +124,16 @@ impl NamespacePage {
                                 let path = format!("{path}/{cell}");
                                 CellView {
                                     name: cell.clone(),
-                                    tags: take(&path),
+                                    tag_count: take(&path),
                                     path,
                                 }
                             })
                             .collect();
                         LineView {
                             name: line.name.clone(),
-                            tag_count: tags.len()
-                                + cells.iter().map(|c| c.tags.len()).sum::<usize>(),
+                            tag_count: own_tags + cells.iter().map(|c| c.tag_count).sum::<usize>(),
+                            own_tags,
                             path,
-                            tags,
                             cells,
                         }
                     })
@@ -169,8 +145,14 @@ impl NamespacePage {
                 }
             })
             .collect();
-        let mut unplaced: Vec<TagRow> = by_location.into_values().flatten().collect();
-        unplaced.sort_by_key(|row| row.index);
+        let mut unplaced: Vec<StrayView> = counts
+            .into_iter()
+            .map(|(location, tag_count)| StrayView {
+                location: location.to_owned(),
+                tag_count,
+            })
+            .collect();
+        unplaced.sort_by(|a, b| a.location.cmp(&b.location));
 
         let (enterprise, site) = (&model.namespace.enterprise, &model.namespace.site);
         let group_id = model.sparkplug_group_id().to_owned();
@@ -193,8 +175,97 @@ impl NamespacePage {
             areas,
             unplaced,
             tag_count: model.tags.len(),
+            open: model.tags.len() <= PAGE_ROWS,
         }
     }
+
+    fn tag_count_text(&self) -> String {
+        thousands(self.tag_count)
+    }
+}
+
+/// One page of the tags at one location: the rows `namespace.js` puts into an opened node.
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "namespace_tags.html")]
+pub(crate) struct NodeTags {
+    location: String,
+    rows: Vec<TagRow>,
+    pager: Pager,
+}
+
+/// One table row, formatted as the page shows it.
+struct TagRow {
+    index: usize,
+    name: String,
+    uns_topic: String,
+    device: String,
+    metric: String,
+    datatype: &'static str,
+    unit: String,
+    value: String,
+    /// `good`, `uncertain`, `bad`, `stale`, or `none` before the first sample; the badge's
+    /// CSS class is `q-` and this.
+    quality: &'static str,
+    /// ISO 8601 UTC to the millisecond, as the live updates write it; empty before a sample.
+    time: String,
+}
+
+impl TagRow {
+    fn new(model: &Model, live: &LiveValues, index: usize, tag: &Tag) -> TagRow {
+        let names = tag_names(model, tag);
+        let sample = u32::try_from(index).ok().and_then(|i| live.get(TagId(i)));
+        TagRow {
+            index,
+            name: tag.name.to_string(),
+            uns_topic: names.uns_topic,
+            device: names.device_id,
+            metric: names.metric_name,
+            datatype: tag.datatype.as_str(),
+            unit: tag.unit.clone().unwrap_or_default(),
+            value: value_text(sample.as_ref()),
+            quality: sample.as_ref().map_or("none", |s| s.quality.as_str()),
+            time: sample
+                .map(|s| time_text(s.timestamp_ms))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `?location=packaging/line3/filler&page=2`; the page as text, so a stale or hand-made
+/// number shows a page rather than an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct NodeQuery {
+    location: String,
+    page: String,
+}
+
+/// `GET /namespace/tags` (viewer): the tags placed at exactly `location` (a line's own tags,
+/// not its cells'), in model order, one page of them.
+pub(crate) async fn tags(
+    State(state): State<AppState>,
+    Query(query): Query<NodeQuery>,
+) -> Response {
+    let model = match crate::running_model(&state).await {
+        Ok(model) => model,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let here: Vec<(usize, &Tag)> = model
+        .tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.location.as_str() == query.location)
+        .collect();
+    let pager = Pager::new(here.len(), &query.page);
+    NodeTags {
+        rows: here[pager.rows()]
+            .iter()
+            .map(|(index, tag)| TagRow::new(&model, &state.live, *index, tag))
+            .collect(),
+        location: query.location,
+        pager,
+    }
+    .into_response()
 }
 
 fn value_text(sample: Option<&TagSample>) -> String {

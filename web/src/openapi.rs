@@ -195,8 +195,10 @@ fn build() -> JsonValue {
         ),
         (
             "/api/live",
-            vec![op("get", "Server-Sent Events: every value, then changes (at most 4 events/s)", "viewer")
-                .returns("200", json!({"type": "string", "description": "text/event-stream"}))],
+            vec![op("get", "Server-Sent Events: every value, then changes (at most 4 events/s); `event: model` when the tags were renumbered, `event: session` before the stream ends because its login ended", "viewer")
+                .param("tags", "query", "only these tags, by the `tag` of /api/values: numbers and ranges, e.g. 0-199,350; every tag without it")
+                .returns("200", json!({"type": "string", "description": "text/event-stream"}))
+                .fails("400", "tags is not a list of tag numbers and ranges")],
         ),
         (
             "/api/status",

@@ -147,21 +147,37 @@ const sparkedge = (() => {
     return typeof value === "string" ? value : JSON.stringify(value);
   }
 
+  // `ids` (tag numbers) as the `tags` parameter of /api/live: sorted, runs as ranges
+  // ("0-199,350"), so a page of 200 rows is a short URL.
+  function tagRanges(ids) {
+    const sorted = [...new Set(ids)].sort((a, b) => a - b);
+    const parts = [];
+    for (let i = 0; i < sorted.length; i++) {
+      let j = i;
+      while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
+      parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
+      i = j;
+    }
+    return parts.join(",");
+  }
+
+  // Tells the live view that the page's rows changed (a script added or removed some).
+  let rowsChanged = () => {};
+
   // Keeps elements with data-live="<tag id>" (value), data-live-quality and data-live-time
-  // current from /api/live. When the model changes under the page, the page reloads.
+  // current from /api/live, subscribed to the tags on the page only: a model of 100,000 tags
+  // changes faster than a browser should be told. A script that adds or removes rows calls
+  // sparkedge.rowsChanged(); the stream is then opened again for the new rows, and its first
+  // event brings their current values. When the model changes under the page, and when the
+  // login ends (logout, expiry, a changed role), the page reloads.
   function live() {
-    if (!document.querySelector("[data-live]")) return;
     const status = document.getElementById("live-status");
-    // Elements by tag id, found once and again only when the page's rows changed: a page of
-    // 100,000 tags must not search the whole document for every sample.
+    if (!status && !document.querySelector("[data-live]")) return;
+    // Elements by tag id, found once per change of rows, not once per sample.
     let index = new Map();
-    let indexed = -1;
-    let first = null;
+    let source = null;
+    let subscribed = null;
     function reindex() {
-      const rows = document.querySelectorAll("[data-live]");
-      // Same count and the first row still in the page: the same rows (a page that redraws
-      // its rows replaces the first one too).
-      if (rows.length === indexed && first?.isConnected) return;
       index = new Map();
       for (const [attr, kind] of [["data-live", "value"], ["data-live-quality", "quality"], ["data-live-time", "time"]]) {
         for (const el of document.querySelectorAll(`[${attr}]`)) {
@@ -170,28 +186,41 @@ const sparkedge = (() => {
           index.get(id)[kind].push(el);
         }
       }
-      indexed = rows.length;
-      first = rows[0] ?? null;
     }
-    const source = new EventSource("/api/live");
-    source.onopen = () => { if (status) { status.textContent = "● live"; status.className = "live on"; } };
-    source.onerror = () => { if (status) { status.textContent = "● reconnecting"; status.className = "live off"; } };
-    source.addEventListener("model", () => location.reload());
-    source.onmessage = (event) => {
-      reindex(); // one look at the page per event, not one per sample
-      for (const s of JSON.parse(event.data)) {
-        const found = index.get(String(s.tag));
-        if (!found) continue;
-        for (const el of found.value) el.textContent = valueText(s.value);
-        for (const el of found.quality) {
-          el.textContent = s.quality;
-          el.className = `q q-${s.quality}`;
+    function connect() {
+      reindex();
+      const tags = tagRanges([...index.keys()].map(Number).filter(Number.isInteger));
+      if (source && tags === subscribed) return;
+      source?.close();
+      subscribed = tags;
+      source = new EventSource(`/api/live?tags=${tags}`);
+      source.onopen = () => { if (status) { status.textContent = "● live"; status.className = "live on"; } };
+      source.onerror = () => { if (status) { status.textContent = "● reconnecting"; status.className = "live off"; } };
+      source.addEventListener("model", () => location.reload());
+      source.addEventListener("session", () => { source.close(); location.reload(); });
+      source.onmessage = (event) => {
+        for (const s of JSON.parse(event.data)) {
+          const found = index.get(String(s.tag));
+          if (!found) continue;
+          for (const el of found.value) el.textContent = valueText(s.value);
+          for (const el of found.quality) {
+            el.textContent = s.quality;
+            el.className = `q q-${s.quality}`;
+          }
+          for (const el of found.time) el.textContent = s.timestamp ? new Date(s.timestamp).toISOString() : "";
         }
-        for (const el of found.time) el.textContent = s.timestamp ? new Date(s.timestamp).toISOString() : "";
-      }
+      };
+    }
+    let pending = false;
+    rowsChanged = () => {
+      // Several nodes may load at once: one new stream for all of them.
+      if (pending) return;
+      pending = true;
+      setTimeout(() => { pending = false; connect(); }, 0);
     };
+    connect();
   }
 
   document.addEventListener("DOMContentLoaded", () => { bindForms(); live(); });
-  return { api, formJson, showErrors, clearErrors, say, errorText, bindForms, valueText };
+  return { api, formJson, showErrors, clearErrors, say, errorText, bindForms, valueText, rowsChanged: () => rowsChanged() };
 })();

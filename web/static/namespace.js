@@ -1,5 +1,9 @@
-// Namespace page: copy buttons for the mosquitto_sub lines, and for admins the tree's edit
-// controls. A rename goes through POST /api/namespace/rename (tags move with it); adding,
+// Namespace page: the tags of each opened node, copy buttons for the mosquitto_sub lines, and
+// for admins the tree's edit controls. A node's tags are fetched when it opens, one page at a
+// time, rendered by the server (/namespace/tags), and dropped when it closes, so the page and
+// the live stream (app.js subscribes to the rows shown) stay small for 100,000 tags. Which
+// nodes are open is kept for the tab, so a reload (after an edit, or a changed model) shows
+// the same part of the tree. A rename goes through POST /api/namespace/rename (tags move with it); adding,
 // removing, and enterprise/site go through PUT /api/namespace with the tree read just before,
 // so the change is made to what runs now. The API's errors are shown in full beside the
 // control; nothing is applied unless all of it is valid. Live values are app.js's.
@@ -134,10 +138,76 @@
     }));
   }
 
+  // ---- a node's tags ----
+
+  const OPEN_KEY = "sparkedge.namespace.open";
+  const remembered = () => {
+    try { return JSON.parse(sessionStorage.getItem(OPEN_KEY) ?? "{}") ?? {}; } catch (_) { return {}; }
+  };
+  function remember(path, open) {
+    const nodes = remembered();
+    nodes[path] = open;
+    try { sessionStorage.setItem(OPEN_KEY, JSON.stringify(nodes)); } catch (_) { /* private mode: not kept */ }
+  }
+
+  // Puts page `page` of a node's tags into `box` (its div.tags); the server's HTML is
+  // rendered by the same escaping templates as the page.
+  async function load(box, page) {
+    const ticket = (Number(box.dataset.ticket ?? 0) + 1).toString();
+    box.dataset.ticket = ticket; // a later request (another page, a close) wins over this one
+    if (!box.hasChildNodes()) box.textContent = `loading ${box.dataset.count} tags…`;
+    const url = `/namespace/tags?location=${encodeURIComponent(box.dataset.location)}&page=${page}`;
+    let response, text;
+    try {
+      response = await fetch(url, { credentials: "same-origin" });
+      text = await response.text();
+    } catch (e) {
+      response = null;
+      text = `the appliance did not answer: ${e}`;
+    }
+    if (box.dataset.ticket !== ticket) return;
+    // Logged out meanwhile: the answer is the login page; go there with this page as next.
+    if (response?.redirected) { location.reload(); return; }
+    if (!response?.ok) {
+      box.replaceChildren(Object.assign(document.createElement("p"), { className: "error", textContent: text }));
+    } else {
+      box.innerHTML = text;
+    }
+    sparkedge.rowsChanged();
+  }
+
+  function unload(box) {
+    box.dataset.ticket = (Number(box.dataset.ticket ?? 0) + 1).toString();
+    box.replaceChildren();
+    sparkedge.rowsChanged();
+  }
+
+  function tagsOf(node) { return node.querySelector(":scope > div.tags"); }
+
+  function tree() {
+    const saved = remembered();
+    for (const node of document.querySelectorAll("details.node")) {
+      if (node.dataset.path in saved) node.open = saved[node.dataset.path];
+      const box = tagsOf(node);
+      node.addEventListener("toggle", () => {
+        remember(node.dataset.path, node.open);
+        if (!box) return;
+        if (node.open) { if (!box.hasChildNodes()) load(box, 1); } else unload(box);
+      });
+      if (box && node.open) load(box, 1);
+      box?.addEventListener("click", (event) => {
+        const button = event.target.closest("button[data-page]");
+        // The pager is below the rows: show the new page from its top.
+        if (button) load(box, button.dataset.page).then(() => node.scrollIntoView({ block: "start" }));
+      });
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     for (const button of document.querySelectorAll("button.copy")) {
       button.addEventListener("click", () => copy(button));
     }
+    tree();
     editing();
   });
 })();

@@ -729,3 +729,121 @@ async fn scripts_use_api_tokens_with_their_users_role_and_no_csrf() {
     let response = app.send(bearer("GET", "/api/probe", &token)).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Serves `app`'s state on a free loopback port, as the appliance does, until the returned
+/// sender is dropped.
+async fn serve(app: &App) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(web::serve(listener, app.state.clone(), async {
+        let _ = stopped.await;
+    }));
+    (address, stop)
+}
+
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `GET /api/live` over a socket with the header `credentials` (a `Cookie:` or
+/// `Authorization:` line), read up to its first event.
+async fn open_live(address: SocketAddr, credentials: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\n{credentials}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    while !received.windows(5).any(|w| w == b"data:") {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(DEADLINE, stream.read(&mut chunk))
+            .await
+            .expect("no first event before the deadline")
+            .unwrap();
+        assert!(n > 0, "closed before the first event: {received:?}");
+        received.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&received);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream
+}
+
+/// What the server sends until it closes the stream, which it must within [`DEADLINE`].
+async fn rest_of(mut stream: tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+        .await
+        .expect("the live stream was still open at the deadline")
+        .unwrap();
+    String::from_utf8_lossy(&rest).into_owned()
+}
+
+/// What the server has sent so far, without waiting for more.
+async fn sent_so_far(stream: &mut tokio::net::TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = stream.try_read(&mut chunk) {
+        if n == 0 {
+            out.extend_from_slice(b"<closed>");
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_live_stream_ends_with_its_login() {
+    let app = App::new(&[
+        ("root", Role::Admin),
+        ("otto", Role::Operator),
+        ("vera", Role::Viewer),
+        ("scada", Role::Viewer),
+    ]);
+    let (address, _stop) = serve(&app).await;
+    let cookie = |b: &Browser| format!("Cookie: {}", b.cookie);
+
+    // Logout.
+    let root = app.login("root").await;
+    let vera = app.login("vera").await;
+    let mut vera_live = open_live(address, &cookie(&vera)).await;
+    let live = open_live(address, &cookie(&root)).await;
+    let response = app
+        .post_form("/logout", &root.cookie, &[("csrf", &root.csrf)])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let rest = rest_of(live).await;
+    assert!(rest.contains("event: session\ndata: ended"), "{rest}");
+    // Another user's stream is not touched.
+    let sent = sent_so_far(&mut vera_live).await;
+    assert!(
+        !sent.contains("event: session") && !sent.contains("<closed>"),
+        "{sent}"
+    );
+
+    // A changed role: the page reloads with the controls of the new one.
+    let otto = app.login("otto").await;
+    let live = open_live(address, &cookie(&otto)).await;
+    app.state
+        .auth
+        .users()
+        .set_role("otto", Role::Viewer)
+        .unwrap();
+    assert!(rest_of(live).await.contains("event: session"));
+
+    // A script's token, when its user is deleted.
+    let token = app
+        .state
+        .auth
+        .users()
+        .create_api_token("scada", T0)
+        .unwrap();
+    let live = open_live(address, &format!("Authorization: Bearer {token}")).await;
+    app.state.auth.users().remove("scada").unwrap();
+    assert!(rest_of(live).await.contains("event: session"));
+
+    // Expiry: nobody used vera's session for longer than it may idle.
+    app.now.store(T0 + 13 * HOUR, Ordering::Relaxed);
+    assert!(rest_of(vera_live).await.contains("event: session"));
+}

@@ -444,15 +444,36 @@ async fn the_namespace_page_shows_both_names_of_every_tag_and_edit_controls_only
             "mosquitto_sub -h 127.0.0.1 -p 1883 -t &#39;acme/plant-a/#&#39; -v",
             "mosquitto_sub -h 127.0.0.1 -p 1883 -t &#39;spBv1.0/plant-a/+/sparkedge/#&#39; -F &#39;%t (%l bytes)&#39;",
             r#"data-copy="cmd-uns""#,
-            r#"<section class="node cell" data-path="packaging/line3/filler">"#,
-            "acme/plant-a/packaging/line3/filler/temperature",
-            "demo-plc / packaging/line3/filler/temperature",
-            r#"data-live="0""#,
-            r#"data-live-quality="5""#,
+            // Six tags fit one page: every node starts open, its tags fetched by the script.
+            r#"<details class="node cell" data-path="packaging/line3/filler" open>"#,
+            r#"<div class="tags" data-location="packaging/line3/filler" data-count="6"></div>"#,
             r#"<span class="aside">6 tags</span>"#,
             "6 tags on the broker",
         ],
     );
+    // The tags of a node, with both names and the live-value hooks.
+    let cell = app
+        .page(
+            "/namespace/tags?location=packaging/line3/filler",
+            &app.viewer,
+        )
+        .await;
+    assert_contains(
+        &cell,
+        &[
+            "acme/plant-a/packaging/line3/filler/temperature",
+            "demo-plc / packaging/line3/filler/temperature",
+            r#"data-live="0""#,
+            r#"data-live-quality="5""#,
+        ],
+    );
+    // The line holds no tags of its own: no table to fetch for it.
+    assert_lacks(&html, &[r#"data-location="packaging/line3""#]);
+    let line = app
+        .page("/namespace/tags?location=packaging/line3", &app.viewer)
+        .await;
+    assert_contains(&line, &["No tags at packaging/line3."]);
+    assert_lacks(&line, &["<html", "<table"]);
     assert_lacks(
         &html,
         &[
@@ -460,7 +481,7 @@ async fn the_namespace_page_shows_both_names_of_every_tag_and_edit_controls_only
             r#"class="ns-add""#,
             r#"class="ns-remove""#,
             r#"id="ns-ids""#,
-            "<details",
+            r#"<details class="edit""#,
         ],
     );
 
