@@ -690,42 +690,20 @@ pub(crate) struct CsvImport {
 }
 
 /// `POST /api/tags.csv[?dry_run=true][&mode=merge|replace]`: imports tags from CSV. Every
-/// problem in the file is reported at once as `row[N].column`; with any problem nothing is
-/// imported. With `dry_run`, says what would change.
+/// problem in the file is reported at once as `row[N].column`: cells that do not read, and
+/// the model's rules broken by the rows that do; with any problem nothing is imported. With
+/// `dry_run`, says what would change.
 pub(crate) async fn import_csv(
     State(state): State<AppState>,
     Query(CsvImport { dry_run, mode }): Query<CsvImport>,
     body: String,
 ) -> Result<Json<JsonValue>, ApiError> {
-    let rows = uns_model::csv::from_csv(&body)
-        .map_err(|errors| ApiError::invalid(errors, str::to_owned))?;
+    let uns_model::csv::CsvRead { tags: rows, errors } = uns_model::csv::read_csv(&body);
+    if !errors.is_empty() {
+        return Err(csv_errors(&state, rows, errors, &mode).await);
+    }
     let count = rows.len();
-    let merge = move |model: &mut Model| {
-        let mut placed = std::collections::HashMap::new();
-        if matches!(mode, CsvMode::Replace) {
-            model.tags.clear();
-        }
-        for uns_model::csv::CsvTag { row, tag } in rows {
-            let path = format!("{}/{}", tag.location, tag.name);
-            // A file naming the same tag twice gets both rows into the model, where
-            // validation reports the second as a duplicate of the first.
-            let existing = find_tag(model, &path)
-                .ok()
-                .filter(|i| !placed.contains_key(i));
-            let index = match existing {
-                Some(i) => {
-                    model.tags[i] = tag;
-                    i
-                }
-                None => {
-                    model.tags.push(tag);
-                    model.tags.len() - 1
-                }
-            };
-            placed.insert(index, row);
-        }
-        Scope::Rows(placed)
-    };
+    let merge = move |model: &mut Model| merge_csv(model, rows, &mode);
     if dry_run {
         let running = running(&state).await?;
         let mut model = Model::clone(&running);
@@ -747,6 +725,66 @@ pub(crate) async fn import_csv(
     Ok(Json(
         json!({ "applied": true, "rows": count, "changes": diff }),
     ))
+}
+
+/// Puts CSV rows into `model` (see [`CsvMode`]); the scope names each placed tag by its row.
+fn merge_csv(model: &mut Model, rows: Vec<uns_model::csv::CsvTag>, mode: &CsvMode) -> Scope {
+    let mut placed = std::collections::HashMap::new();
+    if matches!(mode, CsvMode::Replace) {
+        model.tags.clear();
+    }
+    for uns_model::csv::CsvTag { row, tag } in rows {
+        let path = format!("{}/{}", tag.location, tag.name);
+        // A file naming the same tag twice gets both rows into the model, where
+        // validation reports the second as a duplicate of the first.
+        let existing = find_tag(model, &path)
+            .ok()
+            .filter(|i| !placed.contains_key(i));
+        let index = match existing {
+            Some(i) => {
+                model.tags[i] = tag;
+                i
+            }
+            None => {
+                model.tags.push(tag);
+                model.tags.len() - 1
+            }
+        };
+        placed.insert(index, row);
+    }
+    Scope::Rows(placed)
+}
+
+/// The 422 of a CSV file with unreadable cells: those, and what the model's rules say of the
+/// rows that did read (checked against a copy of the running model, as a dry run), in row
+/// order. Rules about the skipped rows come once their cells are fixed.
+async fn csv_errors(
+    state: &AppState,
+    rows: Vec<uns_model::csv::CsvTag>,
+    mut errors: Vec<uns_model::ModelError>,
+    mode: &CsvMode,
+) -> ApiError {
+    // A model that cannot be loaded now leaves the cells' errors to say it alone.
+    if !rows.is_empty()
+        && let Ok(running) = running(state).await
+    {
+        let mut model = Model::clone(&running);
+        let scope = merge_csv(&mut model, rows, mode);
+        if let Err(broken) = model.validate() {
+            errors.extend(broken.0.into_iter().map(|e| uns_model::ModelError {
+                field: relabel(&model, &scope, &e.field),
+                ..e
+            }));
+        }
+    }
+    // Stable: a row's own problems keep their column order; problems of no row go last.
+    errors.sort_by_key(|e| csv_row(&e.field).unwrap_or(usize::MAX));
+    ApiError::invalid(uns_model::ModelErrors(errors), str::to_owned)
+}
+
+/// `7` of `row[7].datatype`.
+fn csv_row(field: &str) -> Option<usize> {
+    field.strip_prefix("row[")?.split(']').next()?.parse().ok()
 }
 
 // ---- namespace, Sparkplug ids, scan classes ----
