@@ -1,10 +1,15 @@
 //! Errors of the JSON API, and the JSON body reader that produces them.
 //!
 //! Every API error has one shape, whatever went wrong:
-//! `{"errors": [{"field": "datatype", "value": "flaot32", "reason": "unknown variant …"}]}`.
+//! `{"errors": [{"field": "datatype", "value": "flaot32", "reason": "must be one of: bool, …"}]}`.
 //! `field` and `value` are there when the error is about an input (a body field, a path or
 //! query parameter); `reason` always says what is wrong and what is allowed. A script can
 //! show the reason as is; a form can put each error beside its field.
+//!
+//! A body that does not fit its type gets serde's words (`invalid type: string "abc",
+//! expected u16`); the response says them as an engineer would ([`plain_words`]: `must be a
+//! whole number from 0 to 65535`). The translation happens as the response is made, so
+//! handlers can still read serde's own words until then.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
@@ -95,12 +100,71 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        for error in &mut self.errors {
+            if let Some(plain) = plain_words(&error.reason) {
+                error.reason = plain;
+            }
+        }
         (
             self.status,
             axum::Json(serde_json::json!({ "errors": self.errors })),
         )
             .into_response()
+    }
+}
+
+/// serde's message for a value that does not fit, in plain words that name what is allowed;
+/// `None` for any other message (ours say it plainly already).
+pub fn plain_words(reason: &str) -> Option<String> {
+    // `a`, `b` or `c` as serde lists names: "`a`", "`a` or `b`", "one of `a`, `b`, `c`".
+    let names = |list: &str| -> Vec<String> {
+        list.trim_start_matches("one of ")
+            .split(", ")
+            .flat_map(|item| item.split(" or "))
+            .map(|name| name.trim().trim_matches('`').to_owned())
+            .filter(|name| !name.is_empty())
+            .collect()
+    };
+    if let Some(rest) = reason.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        return Some(format!("required: {field} is missing"));
+    }
+    if let Some(rest) = reason.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let known = match expected.strip_prefix(", expected ") {
+            Some(list) => format!("the fields here are: {}", names(list).join(", ")),
+            None => "there are no fields here".to_owned(),
+        };
+        return Some(format!("unknown field {field}; {known}"));
+    }
+    if let Some(rest) = reason.strip_prefix("unknown variant `") {
+        let (_, expected) = rest.split_once("`, expected ")?;
+        return Some(format!("must be one of: {}", names(expected).join(", ")));
+    }
+    let (_, expected) = reason
+        .strip_prefix("invalid type: ")
+        .or_else(|| reason.strip_prefix("invalid value: "))?
+        .rsplit_once(", expected ")?;
+    let whole = |min: i128, max: i128| Some(format!("must be a whole number from {min} to {max}"));
+    match expected {
+        "u8" => whole(0, u8::MAX.into()),
+        "u16" => whole(0, u16::MAX.into()),
+        "u32" => whole(0, u32::MAX.into()),
+        "u64" | "usize" => whole(0, u64::MAX.into()),
+        "i8" => whole(i8::MIN.into(), i8::MAX.into()),
+        "i16" => whole(i16::MIN.into(), i16::MAX.into()),
+        "i32" => whole(i32::MIN.into(), i32::MAX.into()),
+        "i64" | "isize" => whole(i64::MIN.into(), i64::MAX.into()),
+        "f32" | "f64" => Some("must be a number".to_owned()),
+        "a boolean" => Some("must be true or false".to_owned()),
+        "a string" => Some("must be text (in quotes)".to_owned()),
+        "a character" => Some("must be one character".to_owned()),
+        "a sequence" => Some("must be a list: [ … ]".to_owned()),
+        "a map" => Some("must be an object: { … }".to_owned()),
+        _ if expected.starts_with("struct ") => Some("must be an object: { … }".to_owned()),
+        // A type of ours says what it wants in its own words ("a Modbus address").
+        _ => None,
     }
 }
 
@@ -146,24 +210,62 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 pub fn parse<T: DeserializeOwned>(json: &JsonValue) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(json).map_err(|e| {
         let path = e.path();
-        let value = value_at(json, path)
-            .map(|v| match v {
-                JsonValue::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .unwrap_or_default();
-        let field = path.to_string();
+        let reason = e.inner().to_string();
+        let at = value_at(json, path);
         // serde_path_to_error writes the root as "."; the whole body is no field to show.
-        if field == "." {
-            return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.inner().to_string());
+        let mut field = Some(path.to_string()).filter(|f| f != ".");
+        let mut value = at.map(text_of).unwrap_or_default();
+        // A field of a flattened or tagged part (a tag's scaling, a device's driver settings)
+        // is read from a buffer that forgets its name: the path ends at the object holding
+        // it. serde's words still name it (missing, unknown) or quote its value; the field is
+        // taken from them where that is unambiguous.
+        if let Some(JsonValue::Object(object)) = at
+            && let Some((key, found)) = named_in(&reason, object)
+        {
+            field = Some(match field {
+                Some(parent) => format!("{parent}.{key}"),
+                None => key,
+            });
+            value = found;
         }
-        ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            field,
-            value,
-            e.inner().to_string(),
-        )
+        match field {
+            Some(field) => ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, field, value, reason),
+            None => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason),
+        }
     })
+}
+
+/// A value as an error shows it: text without quotes, anything else as JSON.
+pub(crate) fn text_of(v: &JsonValue) -> String {
+    match v {
+        JsonValue::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The key of `object` serde's `reason` is about, and its value as shown.
+fn named_in(reason: &str, object: &serde_json::Map<String, JsonValue>) -> Option<(String, String)> {
+    let quoted = |prefix: &str| Some(reason.strip_prefix(prefix)?.split('`').next()?.to_owned());
+    if let Some(name) = quoted("missing field `") {
+        return Some((name, String::new()));
+    }
+    if let Some(name) = quoted("unknown field `") {
+        let value = object.get(&name).map(text_of).unwrap_or_default();
+        return Some((name, value));
+    }
+    // "invalid type: string \"x\", expected u16" / "invalid value: integer `70000`, …":
+    // the one key whose value the message quotes.
+    let mentions = |value: &JsonValue| match value {
+        JsonValue::String(s) => reason.contains(&format!("{s:?}")),
+        JsonValue::Number(n) => reason.contains(&format!("`{n}`")),
+        JsonValue::Bool(b) => reason.contains(&format!("`{b}`")),
+        _ => false,
+    };
+    let mut candidates = object.iter().filter(|(_, v)| mentions(v));
+    match (candidates.next(), candidates.next()) {
+        (Some((k, v)), None) => Some((k.clone(), text_of(v))),
+        _ => None,
+    }
 }
 
 fn value_at<'a>(json: &'a JsonValue, path: &serde_path_to_error::Path) -> Option<&'a JsonValue> {
@@ -199,9 +301,75 @@ mod tests {
         let json =
             serde_json::json!({"device": "plc", "location": "a/b", "name": "t1", "address": "1"});
         let error = parse::<Tag>(&json).unwrap_err();
-        assert!(
-            error.errors[0].reason.contains("missing field `datatype`"),
-            "{error:?}"
+        let e = &error.errors[0];
+        assert_eq!(e.field.as_deref(), Some("datatype"), "{error:?}");
+        assert_eq!(
+            plain_words(&e.reason).as_deref(),
+            Some("required: datatype is missing")
         );
+    }
+
+    #[test]
+    fn serdes_words_become_what_is_allowed() {
+        for (serde, plain) in [
+            (
+                "invalid type: string \"abc\", expected u16",
+                "must be a whole number from 0 to 65535",
+            ),
+            (
+                "invalid value: integer `-1`, expected u32",
+                "must be a whole number from 0 to 4294967295",
+            ),
+            (
+                "invalid type: floating point `1.5`, expected i16",
+                "must be a whole number from -32768 to 32767",
+            ),
+            (
+                "invalid type: string \"x\", expected f64",
+                "must be a number",
+            ),
+            (
+                "invalid type: string \"yes\", expected a boolean",
+                "must be true or false",
+            ),
+            (
+                "invalid type: integer `5`, expected a string",
+                "must be text (in quotes)",
+            ),
+            (
+                "invalid type: map, expected a sequence",
+                "must be a list: [ … ]",
+            ),
+            (
+                "invalid type: string \"t\", expected struct Tag",
+                "must be an object: { … }",
+            ),
+            (
+                "unknown variant `modbus`, expected one of `simulator`, `modbus-tcp`, `opc-ua`",
+                "must be one of: simulator, modbus-tcp, opc-ua",
+            ),
+            (
+                "unknown variant `x`, expected `a` or `b`",
+                "must be one of: a, b",
+            ),
+            (
+                "unknown field `prot`, expected one of `host`, `port`",
+                "unknown field prot; the fields here are: host, port",
+            ),
+            (
+                "unknown field `x`, there are no fields",
+                "unknown field x; there are no fields here",
+            ),
+            ("missing field `host`", "required: host is missing"),
+        ] {
+            assert_eq!(plain_words(serde).as_deref(), Some(plain), "{serde}");
+        }
+        // Our own words, and a type that says what it wants, stay as they are.
+        for kept in [
+            "period_ms must be between 10 and 3600000",
+            "invalid value: string \"x\", expected a Modbus address like hr:100",
+        ] {
+            assert_eq!(plain_words(kept), None, "{kept}");
+        }
     }
 }

@@ -44,12 +44,13 @@ use uns_model::{
 };
 
 use crate::AppState;
+use crate::api_error::text_of;
 use crate::api_error::{ApiError, FieldError, JsonBody};
 use crate::devices::{
     BrowseLevel, CONCURRENT_PROBES, Decode, PreviewRequest, RegisterData, RegisterPreview,
     TagReading,
 };
-use crate::edit::{find_device, find_tag, keep_password, parse_device, running, text_of};
+use crate::edit::{find_device, find_tag, keep_password, parse_device, running};
 
 /// Tags one test read takes at most.
 pub const MAX_TEST_TAGS: usize = 100;

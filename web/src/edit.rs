@@ -138,9 +138,8 @@ pub(crate) fn keep_password(old: &Device, new: &mut Device) {
 }
 
 /// Reads a device from JSON. Its driver settings are an internally tagged enum (`driver =
-/// "modbus-tcp"`), which serde reads from a buffer and so loses track of the field at fault.
-/// The error text still says what it is about (a missing or unknown field by name, a bad
-/// value by value), so the field is recovered from that when it is unambiguous.
+/// "modbus-tcp"`), which serde reads from a buffer and so loses track of the field at fault;
+/// [`crate::api_error::parse`] recovers it from serde's words.
 pub(crate) fn parse_device(json: JsonValue) -> Result<Device, ApiError> {
     #[derive(Deserialize)]
     struct Common {
@@ -164,61 +163,12 @@ pub(crate) fn parse_device(json: JsonValue) -> Result<Device, ApiError> {
         }
     }
     let Common { name, enabled } = crate::api_error::parse(&JsonValue::Object(common))?;
-    let driver = crate::api_error::parse(&JsonValue::Object(map.clone()))
-        .map_err(|e| name_the_field(e, &map))?;
+    let driver = crate::api_error::parse(&JsonValue::Object(map))?;
     Ok(Device {
         name,
         enabled,
         driver,
     })
-}
-
-/// Adds the field to a driver settings error that lacks one (see [`parse_device`]).
-fn name_the_field(mut error: ApiError, map: &serde_json::Map<String, JsonValue>) -> ApiError {
-    let Some(e) = error.errors.first_mut().filter(|e| e.field.is_none()) else {
-        return error;
-    };
-    let quoted = |prefix: &str| {
-        let rest = e.reason.split_once(prefix)?.1;
-        Some(rest.split('`').next()?.to_owned())
-    };
-    let key = if let Some(name) = quoted("missing field `") {
-        Some((name, String::new()))
-    } else if let Some(name) = quoted("unknown field `") {
-        let value = map.get(&name).map(text_of).unwrap_or_default();
-        Some((name, value))
-    } else {
-        // "invalid type: string \"x\", expected u16" / "invalid value: integer `70000`, ..."
-        let mut candidates = map
-            .iter()
-            .filter(|(k, v)| *k != "driver" && mentions(&e.reason, v));
-        match (candidates.next(), candidates.next()) {
-            (Some((k, v)), None) => Some((k.clone(), text_of(v))),
-            _ => None,
-        }
-    };
-    if let Some((field, value)) = key {
-        e.field = Some(field);
-        e.value = Some(value);
-    }
-    error
-}
-
-pub(crate) fn text_of(v: &JsonValue) -> String {
-    match v {
-        JsonValue::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Whether serde's error text quotes this value.
-fn mentions(reason: &str, value: &JsonValue) -> bool {
-    match value {
-        JsonValue::String(s) => reason.contains(&format!("{s:?}")),
-        JsonValue::Number(n) => reason.contains(&format!("`{n}`")),
-        JsonValue::Bool(b) => reason.contains(&format!("`{b}`")),
-        _ => false,
-    }
 }
 
 pub(crate) fn find_device(model: &Model, name: &str) -> Result<usize, ApiError> {

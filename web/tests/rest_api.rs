@@ -195,14 +195,17 @@ async fn bad_devices_are_refused_naming_the_field_and_nothing_changes() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (field, value, reason) = only_error(&body);
     assert_eq!((field.as_str(), value.as_str()), ("port", "five-o-two"));
-    assert!(reason.contains("expected u16"), "{reason}");
+    assert_eq!(reason, "must be a whole number from 0 to 65535");
     let mut misspelt = modbus_device("press-plc");
     misspelt["prot"] = json!(502);
     let (status, body) = api.send(Method::POST, "/api/devices", Some(misspelt)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (field, value, reason) = only_error(&body);
     assert_eq!((field.as_str(), value.as_str()), ("prot", "502"));
-    assert!(reason.contains("unknown field `prot`"), "{reason}");
+    assert!(
+        reason.starts_with("unknown field prot; the fields here are: ") && reason.contains("port"),
+        "{reason}"
+    );
     let mut no_host = modbus_device("press-plc");
     no_host.as_object_mut().unwrap().remove("host");
     let (_, body) = api.send(Method::POST, "/api/devices", Some(no_host)).await;
@@ -683,6 +686,89 @@ async fn tags_are_exported_and_imported_as_csv_with_every_bad_row_named() {
         model.tags.len()
     );
     assert_eq!(api.model().tags.len(), 1);
+}
+
+/// A body that does not fit its type is answered in plain words naming what is allowed, with
+/// the field path, never serde's own ("invalid type: string, expected u16").
+#[tokio::test]
+async fn type_errors_in_a_body_say_what_is_allowed() {
+    let api = Api::new();
+    let tag = |extra: JsonValue| {
+        let mut tag = json!({"device": "demo-plc", "location": "packaging/line3/filler",
+                             "name": "extra", "datatype": "int16", "address": "ramp"});
+        for (k, v) in extra.as_object().unwrap() {
+            tag[k] = v.clone();
+        }
+        tag
+    };
+    for (body, field, value, reason) in [
+        (
+            json!([tag(json!({})), tag(json!({"name": "x2", "length": -1}))]),
+            "[1].length",
+            "-1",
+            "must be a whole number from 0 to 65535",
+        ),
+        (
+            tag(json!({"writable": "yes"})),
+            "writable",
+            "yes",
+            "must be true or false",
+        ),
+        (
+            tag(json!({"datatype": "flaot32"})),
+            "datatype",
+            "flaot32",
+            "must be one of: bool, ",
+        ),
+        // A setting of the flattened scaling part, named all the same.
+        (tag(json!({"gain": "2x"})), "gain", "2x", "must be a number"),
+        (
+            tag(json!({"name": 5})),
+            "name",
+            "5",
+            "must be text (in quotes)",
+        ),
+        (
+            tag(json!({"unit": ["m"]})),
+            "unit",
+            "[\"m\"]",
+            "must be text (in quotes)",
+        ),
+        (
+            json!({"device": "demo-plc", "location": "packaging/line3", "name": "x",
+                   "address": "ramp"}),
+            "datatype",
+            "",
+            "required: datatype is missing",
+        ),
+    ] {
+        let (status, answer) = api
+            .send(Method::POST, "/api/tags", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        let (f, v, r) = only_error(&answer);
+        assert_eq!((f.as_str(), v.as_str()), (field, value), "{body}: {answer}");
+        assert!(r.starts_with(reason), "{body}: {r:?} is not {reason:?}");
+        assert!(!r.contains("expected"), "serde's words: {r}");
+    }
+
+    // A CSV cell, in the same words.
+    let csv = "device,location,name,datatype,address,length\n\
+               demo-plc,packaging/line3/filler,label,string,text,sixteen\n";
+    let request = Request::post("/api/tags.csv?dry_run=true")
+        .header(header::CONTENT_TYPE, "text/csv")
+        .body(Body::from(csv))
+        .unwrap();
+    let (status, answer) = api.raw(request).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        only_error(&answer),
+        (
+            "row[2].length".to_owned(),
+            "sixteen".to_owned(),
+            "must be a whole number from 0 to 65535".to_owned()
+        )
+    );
 }
 
 #[tokio::test]
