@@ -29,7 +29,8 @@ pub struct ApplianceDevices {
     pki: OnceCell<Pki>,
     /// The hub's write channel.
     writes: mpsc::Sender<Write>,
-    /// Its model count is the hub's model generation, which a write carries.
+    /// Its model count is the hub's model generation: a write made under an older one than
+    /// the hub can renumber is refused before it is queued.
     live: Arc<web::LiveValues>,
 }
 
@@ -174,14 +175,20 @@ impl web::DeviceAccess for ApplianceDevices {
         })
     }
 
-    fn write(&self, tag: TagId, value: Value) -> DeviceCall<'_, ()> {
+    fn write(&self, tag: TagId, generation: u64, value: Value) -> DeviceCall<'_, ()> {
         Box::pin(async move {
+            // The hub renumbers a write one model behind to the same tag; one made under an
+            // older model it can only refuse, and it is said plainly here.
+            let running = self.live.model();
+            if generation.saturating_add(1) < running {
+                return Err(format!(
+                    "the model changed (generation {generation} to {running}, an import?) \
+                     since the tag was looked up; nothing was written: try again"
+                ));
+            }
             let (reply, answer) = oneshot::channel();
-            // `tag` numbers the running model: the one the hub runs now, as the caller looked
-            // the tag up with no await since (and holds the web's edit lock). Should the model
-            // change before the hub takes the write, the hub renumbers it or refuses it.
             let write = Write {
-                generation: self.live.model(),
+                generation,
                 command: WriteCommand {
                     tag,
                     value,
@@ -200,5 +207,51 @@ impl web::DeviceAccess for ApplianceDevices {
                     .to_owned()
             })?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use web::DeviceAccess;
+
+    fn devices() -> (
+        ApplianceDevices,
+        mpsc::Receiver<Write>,
+        Arc<web::LiveValues>,
+    ) {
+        let (writes, queued) = mpsc::channel(4);
+        let live = Arc::new(web::LiveValues::new(2));
+        let devices =
+            ApplianceDevices::new(PathBuf::from("/nonexistent"), None, writes, live.clone());
+        (devices, queued, live)
+    }
+
+    #[tokio::test]
+    async fn a_write_carries_the_generation_it_was_looked_up_under() {
+        let (devices, mut queued, live) = devices();
+        live.remap(2, [(TagId(0), TagId(1))]);
+        // Looked up before the model changed: the hub renumbers it to the same tag.
+        let call = tokio::spawn(async move { devices.write(TagId(0), 0, Value::Int16(7)).await });
+        let write = queued.recv().await.unwrap();
+        assert_eq!((write.generation, write.command.tag), (0, TagId(0)));
+        write.command.reply.unwrap().send(Ok(())).unwrap();
+        assert_eq!(call.await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_write_two_models_behind_is_refused_before_it_is_queued() {
+        let (devices, mut queued, live) = devices();
+        live.remap(2, []);
+        live.remap(2, []);
+        let refused = devices
+            .write(TagId(1), 0, Value::Int16(7))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.contains("model changed") && refused.contains("nothing was written"),
+            "{refused}"
+        );
+        assert!(queued.try_recv().is_err(), "nothing reached the hub");
     }
 }

@@ -44,8 +44,7 @@ use uns_model::{
 };
 
 use crate::AppState;
-use crate::api_error::text_of;
-use crate::api_error::{ApiError, FieldError, JsonBody};
+use crate::api_error::{ApiError, FieldError, JsonBody, text_of};
 use crate::devices::{
     BrowseLevel, CONCURRENT_PROBES, Decode, PreviewRequest, RegisterData, RegisterPreview,
     TagReading,
@@ -817,6 +816,25 @@ pub(crate) fn parse_value(tag: &Tag, value: &JsonValue) -> Result<Value, String>
     Ok(parsed)
 }
 
+/// The running model and the generation its tag numbers belong to ([`LiveValues::model`]
+/// before and after loading it agree). A model applied while it loads is loaded again; one
+/// that keeps changing is reported rather than written under.
+///
+/// [`LiveValues::model`]: crate::LiveValues::model
+async fn numbered_model(state: &AppState) -> Result<(std::sync::Arc<Model>, u64), ApiError> {
+    for _ in 0..3 {
+        let generation = state.live.model();
+        let model = running(state).await?;
+        if state.live.model() == generation {
+            return Ok((model, generation));
+        }
+    }
+    Err(ApiError::unavailable(
+        "the model changed three times while this write looked up its tag (an import is \
+         running?); nothing was written: try again",
+    ))
+}
+
 /// `POST /api/tags/{location/name}/value` (operator): writes a value to a writable tag and
 /// answers once the device confirmed it. Routed through the tag path, whose last segment
 /// says what is posted (a tag's path has no fixed length).
@@ -836,10 +854,11 @@ pub(crate) async fn post_tag(
     };
     let JsonBody(body) = JsonBody::<ValueBody>::from_request(request, &state).await?;
     // A tag's index in the running model is how the write finds its driver. Holding the
-    // edit lock from looking it up until the device confirmed means no model change can
-    // renumber the tags in between and send the value to another tag.
+    // edit lock from looking it up until the device confirmed keeps this server's edits from
+    // renumbering the tags in between; the model's generation goes with the write for a model
+    // another process imports meanwhile (see `DeviceAccess::write`).
     let _no_model_change = state.edits.lock().await;
-    let model = running(&state).await?;
+    let (model, generation) = numbered_model(&state).await?;
     let index = find_tag(&model, tag_path)?;
     let tag = &model.tags[index];
     let shown = format!("{}/{}", tag.location, tag.name);
@@ -877,7 +896,7 @@ pub(crate) async fn post_tag(
     })?;
     let limit = write_limit(device);
     let id = TagId(u32::try_from(index).unwrap_or(u32::MAX));
-    let call = state.devices.access().write(id, value.clone());
+    let call = state.devices.access().write(id, generation, value.clone());
     match tokio::time::timeout(limit, call).await {
         Err(_) => Err(ApiError::field(
             StatusCode::GATEWAY_TIMEOUT,

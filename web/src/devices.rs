@@ -55,7 +55,13 @@ pub trait DeviceAccess: Send + Sync + fmt::Debug {
     /// Writes `value` to tag `tag` of the running model through the path Sparkplug commands
     /// take, and answers once the device confirmed it (the value read back then arrives as a
     /// normal sample) or refused it (`Err` with the device's reason).
-    fn write(&self, tag: TagId, value: Value) -> DeviceCall<'_, ()>;
+    ///
+    /// `tag` is a number in the model of `generation` (the count of
+    /// [`LiveValues::model`](crate::LiveValues::model) the caller looked it up under). A
+    /// model applied since (an import by another process) may have renumbered the tags: the
+    /// write then goes to the same tag under its new number, or is refused, never to the tag
+    /// that now has the old number.
+    fn write(&self, tag: TagId, generation: u64, value: Value) -> DeviceCall<'_, ()>;
 }
 
 /// One tag as read once.
@@ -213,7 +219,7 @@ impl DeviceAccess for Unavailable {
     fn browse(&self, _: Device, _: Option<NodeAddress>, _: usize) -> DeviceCall<'_, BrowseLevel> {
         unavailable()
     }
-    fn write(&self, _: TagId, _: Value) -> DeviceCall<'_, ()> {
+    fn write(&self, _: TagId, _: u64, _: Value) -> DeviceCall<'_, ()> {
         unavailable()
     }
 }

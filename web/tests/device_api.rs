@@ -19,7 +19,8 @@ use web::{AppState, Auth, DeviceAccess, Devices, LiveValues, MemoryModel, Role, 
 #[derive(Debug, Default)]
 struct Recorder {
     calls: Mutex<Vec<String>>,
-    writes: Mutex<Vec<(TagId, Value)>>,
+    /// Each write's tag, the model generation it was looked up under, and the value.
+    writes: Mutex<Vec<(TagId, u64, Value)>>,
     hold: std::sync::atomic::AtomicBool,
     release: Notify,
 }
@@ -62,9 +63,9 @@ impl DeviceAccess for Recorder {
         Box::pin(async { Err("no server here".to_owned()) })
     }
 
-    fn write(&self, tag: TagId, value: Value) -> DeviceCall<'_, ()> {
+    fn write(&self, tag: TagId, generation: u64, value: Value) -> DeviceCall<'_, ()> {
         Box::pin(async move {
-            self.writes.lock().unwrap().push((tag, value));
+            self.writes.lock().unwrap().push((tag, generation, value));
             Ok(())
         })
     }
@@ -149,6 +150,61 @@ fn only_error(body: &JsonValue) -> (String, String) {
 
 const SETPOINT: &str = "/api/tags/packaging/line3/filler/setpoint/value";
 
+/// The model source of an appliance where another process imports a model while the web
+/// loads it: each of the next `imports` loads first renumbers the live values, as the hub
+/// does when it takes a new model.
+#[derive(Debug)]
+struct Importing {
+    model: MemoryModel,
+    live: Arc<LiveValues>,
+    imports: std::sync::atomic::AtomicUsize,
+}
+
+impl web::ModelSource for Importing {
+    fn load(&self) -> Result<Arc<uns_model::Model>, String> {
+        let pending = self.imports.load(std::sync::atomic::Ordering::SeqCst);
+        if pending > 0 {
+            self.imports
+                .store(pending - 1, std::sync::atomic::Ordering::SeqCst);
+            let count = demo_model().tags.len() + 1;
+            self.live
+                .remap(count, (0..count as u32).map(|i| (TagId(i), TagId(i))));
+        }
+        self.model.load()
+    }
+
+    fn apply(&self, model: uns_model::Model) -> Result<(), web::ApplyError> {
+        self.model.apply(model)
+    }
+}
+
+#[tokio::test]
+async fn a_write_carries_the_model_generation_its_tag_was_looked_up_under() {
+    let (mut app, recorder) = app();
+    let model = app.state.model.load().unwrap();
+    let live = app.state.live.clone();
+    let importing = |imports: usize| Importing {
+        model: MemoryModel::new(model.as_ref().clone()),
+        live: live.clone(),
+        imports: imports.into(),
+    };
+    // An import lands while the tag is looked up: looked up again, under the new generation.
+    app.state.model = Arc::new(importing(1));
+    let (status, body) = send(&app, Method::POST, SETPOINT, Some(json!({"value": 1}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        *recorder.writes.lock().unwrap(),
+        [(TagId(5), 1, Value::Float32(1.0))]
+    );
+    // A model that keeps changing is said so, and nothing is written.
+    app.state.model = Arc::new(importing(5));
+    let (status, body) = send(&app, Method::POST, SETPOINT, Some(json!({"value": 2}))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let reason = body["errors"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("nothing was written"), "{reason}");
+    assert_eq!(recorder.writes.lock().unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn a_write_reaches_the_device_only_when_the_tag_and_value_allow_it() {
     let (app, recorder) = app();
@@ -161,7 +217,7 @@ async fn a_write_reaches_the_device_only_when_the_tag_and_value_allow_it() {
     // The tag's index in the running model: the sixth tag.
     assert_eq!(
         *recorder.writes.lock().unwrap(),
-        [(TagId(5), Value::Float32(42.5))]
+        [(TagId(5), 0, Value::Float32(42.5))]
     );
 
     for (uri, body, status, field) in [
