@@ -594,16 +594,23 @@ impl web::ModelSource for Pipeline {
     fn load(&self) -> Result<Arc<Model>, String> {
         let mut state = self.state();
         // A model another process stored runs before it is shown: the page's tag numbers
-        // must be those of the live values.
-        if !state.closed
-            && let Err(e) = self.catch_up_locked(&mut state)
-        {
-            tracing::warn!("the stored model was not applied: {e}");
+        // must be those of the live values. Another store may land between running it and
+        // reading it back, so what is read must still carry the running version.
+        for _ in 0..3 {
+            if !state.closed {
+                self.catch_up_locked(&mut state)
+                    .map_err(|e| format!("the stored model was not applied: {e}"))?;
+            }
+            let store = self.store();
+            let model = store.load_model().map_err(|e| e.to_string())?;
+            let version = store.model_version().map_err(|e| e.to_string())?;
+            if version == state.version || state.closed {
+                return model
+                    .map(Arc::new)
+                    .ok_or_else(|| "the store holds no model".to_owned());
+            }
         }
-        let model = self.store().load_model().map_err(|e| e.to_string())?;
-        model
-            .map(Arc::new)
-            .ok_or_else(|| "the store holds no model".to_owned())
+        Err("the model is being replaced by another process; try again".to_owned())
     }
 
     fn apply(&self, model: Model) -> Result<(), web::ApplyError> {
