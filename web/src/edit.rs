@@ -1,6 +1,7 @@
 //! Changing the model over the REST API: devices, tags, the namespace tree, the Sparkplug
 //! ids, scan classes, and the whole model (JSON or the TOML of `sparkedge export`) with a
-//! preview of what would change.
+//! preview of what would change. Northbound connections have their own module
+//! ([`crate::northbound`]) and change the model through [`change`] here.
 //!
 //! Every change goes the same way: load the running model, change a copy, and hand the copy
 //! to [`ModelSource::apply`](crate::ModelSource::apply), which validates the whole model,
@@ -9,8 +10,9 @@
 //! change runs at a time (`AppState::edits`), so two users editing at once cannot lose each
 //! other's changes between load and apply.
 //!
-//! Errors name the field as the caller wrote it: `datatype` for the tag being edited, `[3].name`
-//! for the fourth tag of a bulk create, and for anything else the model path with names instead
+//! Errors name the field as the caller wrote it: `datatype` for the tag being edited,
+//! `servers[1]` for the northbound connection being saved, `[3].name` for the fourth tag of a
+//! bulk create, and for anything else the model path with names instead
 //! of indices (`tags[packaging/line3/filler/temperature].location`), so a script or a form can
 //! point at the culprit.
 
@@ -29,9 +31,10 @@ use crate::api_error::{ApiError, JsonBody};
 
 /// Which part of the model a request changes: its errors are named relative to it.
 #[derive(Clone, Debug)]
-enum Scope {
+pub(crate) enum Scope {
     Whole,
     Device(usize),
+    Northbound(usize),
     Tag(usize),
     /// Tags appended from this index on, named `[i]` in the order sent.
     NewTags(usize),
@@ -59,6 +62,7 @@ fn relabel(model: &Model, scope: &Scope, field: &str) -> String {
             format!("row[{}].{rest}", rows[&index])
         }
         ("device", Scope::Device(i)) if *i == index => rest.to_owned(),
+        ("northbound", Scope::Northbound(i)) if *i == index => rest.to_owned(),
         ("tag", _) => match model.tags.get(index) {
             Some(t) => format!("tags[{}/{}].{rest}", t.location, t.name),
             None => field.to_owned(),
@@ -67,13 +71,17 @@ fn relabel(model: &Model, scope: &Scope, field: &str) -> String {
             Some(d) => format!("devices[{}].{rest}", d.name),
             None => field.to_owned(),
         },
+        ("northbound", _) => match model.northbound.get(index) {
+            Some(n) => format!("northbound[{}].{rest}", n.name),
+            None => field.to_owned(),
+        },
         _ => field.to_owned(),
     }
 }
 
 /// Loads the running model, lets `change` edit a copy, and applies the copy; returns what
 /// `change` returned. One change at a time.
-async fn change<R: Send + 'static>(
+pub(crate) async fn change<R: Send + 'static>(
     state: &AppState,
     change: impl FnOnce(&mut Model) -> Result<(R, Scope), ApiError> + Send + 'static,
 ) -> Result<R, ApiError> {

@@ -27,10 +27,11 @@
 //! - admin: the REST API's writes and the whole model (`/api/model`, which holds device
 //!   passwords); the probes that reach the devices themselves with whatever settings they are
 //!   given: test a connection, read tags once, preview Modbus registers, browse an OPC UA
-//!   server (`device_api`, through [`DeviceAccess`]); `/settings` — Sparkplug ids, scan
-//!   classes, model export and import, and the process configuration
-//!   (`/api/settings/runtime`, [`settings`]); `/users` — list, add, change role, reset
-//!   password, delete; the configuration forms `GET /devices/new`,
+//!   server (`device_api`, through [`DeviceAccess`]); the northbound connections, reading
+//!   too, since they hold broker logins (`/api/northbound`, `northbound`); `/settings` —
+//!   Sparkplug ids, northbound brokers, scan classes, model export and import, and the
+//!   process configuration (`/api/settings/runtime`, [`settings`]); `/users` — list, add,
+//!   change role, reset password, delete; the configuration forms `GET /devices/new`,
 //!   `GET /devices/{name}/tags/new`, `GET /tags/{location/name}/edit`, `GET /tags/import`
 //!   (`tag_pages`).
 
@@ -47,6 +48,7 @@ mod inspector;
 mod live;
 pub mod mqtt_users;
 mod namespace;
+mod northbound;
 mod openapi;
 mod paging;
 mod scripts;
@@ -253,6 +255,14 @@ impl Routes {
             .route("/api/namespace/rename", post(edit::rename_node))
             .route("/api/sparkplug", put(edit::put_sparkplug))
             .route("/api/scan-classes", put(edit::put_scan_classes))
+            // Northbound connections hold broker logins: admins only, reading too.
+            .route("/api/northbound", get(northbound::list))
+            .route(
+                "/api/northbound/{name}",
+                get(northbound::get)
+                    .put(northbound::put)
+                    .delete(northbound::delete),
+            )
             .route("/settings", get(settings::page))
             .route("/api/settings/runtime", get(settings::runtime))
             .route(

@@ -14,6 +14,7 @@ use uns_model::{Device, Model, ScanClass, SparkplugIds, Tag};
 
 use crate::device_api::{PreviewBody, TestReadBody, ValueBody};
 use crate::edit::{NamespaceTree, Rename};
+use crate::northbound::NorthboundView;
 
 /// `GET /api/openapi.json`.
 pub(crate) async fn document() -> Json<JsonValue> {
@@ -29,6 +30,8 @@ struct Op {
     role: &'static str,
     request: Option<JsonValue>,
     success: (&'static str, JsonValue),
+    /// A second success, with what it means (`201` created where `200` replaced).
+    also: Option<(&'static str, &'static str, JsonValue)>,
     params: Vec<JsonValue>,
     /// Error statuses beyond 401, 403 and 422, with what each means.
     errors: Vec<(&'static str, &'static str)>,
@@ -41,6 +44,7 @@ fn op(method: &'static str, summary: &'static str, role: &'static str) -> Op {
         role,
         request: None,
         success: ("200", json!({})),
+        also: None,
         params: Vec::new(),
         errors: Vec::new(),
     }
@@ -54,6 +58,11 @@ impl Op {
 
     fn returns(mut self, status: &'static str, schema: JsonValue) -> Op {
         self.success = (status, schema);
+        self
+    }
+
+    fn also_returns(mut self, status: &'static str, means: &'static str, schema: JsonValue) -> Op {
+        self.also = Some((status, means, schema));
         self
     }
 
@@ -88,6 +97,15 @@ impl Op {
                 "content": {"application/json": {"schema": self.success.1}},
             }),
         );
+        if let Some((status, means, schema)) = self.also {
+            responses.insert(
+                status.to_owned(),
+                json!({
+                    "description": means,
+                    "content": {"application/json": {"schema": schema}},
+                }),
+            );
+        }
         for (status, why) in [
             ("401", "not logged in"),
             ("403", "the user's role is not enough"),
@@ -146,6 +164,9 @@ fn build() -> JsonValue {
     let mqtt_users = schema(|g| g.subschema_for::<Vec<crate::mqtt_users::MqttUser>>());
     let new_mqtt_user = schema(|g| g.subschema_for::<crate::mqtt_users::NewMqttUser>());
     let mqtt_user_change = schema(|g| g.subschema_for::<crate::mqtt_users::MqttUserChange>());
+    let northbound = schema(|g| g.subschema_for::<uns_model::Northbound>());
+    let northbound_view = schema(|g| g.subschema_for::<NorthboundView>());
+    let northbound_list = schema(|g| g.subschema_for::<Vec<NorthboundView>>());
     let mut schemas = generator.take_definitions(true);
     schemas.insert(
         "Errors".to_owned(),
@@ -239,6 +260,32 @@ fn build() -> JsonValue {
                     .param("name", "path", "MQTT user name")
                     .returns("204", json!({}))
                     .fails("404", "no MQTT user of that name"),
+            ],
+        ),
+        (
+            "/api/northbound",
+            vec![op("get", "The model's northbound connections: plant MQTT brokers, each with its own Sparkplug session carrying the same births as the embedded broker's (never a password: `password_set` says whether one is stored). A configuration file that lists its own [[northbound]] runs those instead (see /api/settings/runtime)", "admin")
+                .returns("200", northbound_list)],
+        ),
+        (
+            "/api/northbound/{name}",
+            vec![
+                op("get", "One northbound connection (never its password)", "admin")
+                    .param("name", "path", "connection name")
+                    .returns("200", northbound_view.clone())
+                    .fails("404", "no northbound connection of that name (field `name`)"),
+                op("put", "Create or replace a northbound connection; its session ends (NDEATH) and starts again with the new settings, a new one births on its servers.                     `name` may be left out, else it must be the URL's. `password`: a string sets it; null means none; left out keeps the stored one while `username` stays the same                     (with another username, give its password or null; without a username there is none). `password_set` is read-only and ignored", "admin")
+                    .param("name", "path", "connection name")
+                    .param("If-None-Match", "header", "`*`: only create; 412 when a connection of that name exists")
+                    .body(northbound)
+                    .returns("200", northbound_view.clone())
+                    .also_returns("201", "created", northbound_view)
+                    .fails("409", "a connection whose name differs only in case exists (field `name`)")
+                    .fails("412", "If-None-Match: * and a connection of that name exists (field `name`)"),
+                op("delete", "Remove a northbound connection; its session ends (NDEATH)", "admin")
+                    .param("name", "path", "connection name")
+                    .returns("200", json!({"type": "object", "properties": {"deleted": {"type": "string"}}}))
+                    .fails("404", "no northbound connection of that name (field `name`)"),
             ],
         ),
         (

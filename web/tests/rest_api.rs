@@ -827,6 +827,13 @@ async fn every_documented_operation_exists_and_every_schema_reference_resolves()
                     0,
                 )
                 .unwrap();
+            // ... and so does a northbound connection.
+            let mut model = demo_model();
+            model.northbound.push(
+                serde_json::from_value(json!({"name": "demo-plc", "servers": ["mqtt://10.0.0.5"]}))
+                    .unwrap(),
+            );
+            fresh.model.apply(model).unwrap();
             let request = Request::builder()
                 .method(method.clone())
                 .uri(&uri)
@@ -956,5 +963,262 @@ async fn mqtt_users_are_added_changed_and_removed_and_the_broker_is_told() {
             .mqtt_credentials()
             .unwrap()
             .is_empty()
+    );
+}
+
+const CA: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUplantCA\n-----END CERTIFICATE-----\n";
+
+/// A valid connection as a client would PUT it (no name: the URL gives it).
+fn plant_broker() -> JsonValue {
+    json!({
+        "servers": ["mqtt://10.0.0.5:1883", "mqtts://10.0.0.6"],
+        "username": "edge",
+        "password": "s3cret-broker-pass",
+        "ca_pem": CA,
+        "primary_host_id": "scada",
+    })
+}
+
+#[tokio::test]
+async fn northbound_connections_are_created_read_replaced_and_deleted() {
+    let api = Api::new();
+    let request = Request::put("/api/northbound/plant")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(plant_broker().to_string()))
+        .unwrap();
+    let response = api.call(request).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/api/northbound/plant"
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let created: JsonValue = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        created,
+        json!({
+            "name": "plant",
+            "servers": ["mqtt://10.0.0.5:1883", "mqtts://10.0.0.6"],
+            "client_id": null,
+            "username": "edge",
+            "password_set": true,
+            "ca_pem": CA,
+            "primary_host_id": "scada",
+            "enabled": true,
+        })
+    );
+    let stored = &api.model().northbound;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].password.as_deref(), Some("s3cret-broker-pass"));
+
+    // Read: never the password.
+    let (status, list) = api.get("/api/northbound").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list, json!([created]));
+    let (status, one) = api.get("/api/northbound/plant").await;
+    assert_eq!((status, &one), (StatusCode::OK, &created));
+    assert!(!list.to_string().contains("s3cret"), "{list}");
+
+    // What was read, written back changed (password_set and all), keeps the password.
+    let mut edited = one.clone();
+    edited["servers"] = json!(["mqtt://10.0.0.7"]);
+    edited["enabled"] = json!(false);
+    let (status, body) = api
+        .send(Method::PUT, "/api/northbound/plant", Some(edited))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["servers"], json!(["mqtt://10.0.0.7"]));
+    let stored = api.model().northbound[0].clone();
+    assert_eq!(
+        (stored.password.as_deref(), stored.enabled),
+        (Some("s3cret-broker-pass"), false)
+    );
+
+    // Another user name cannot inherit the stored password ...
+    let mut renamed_user = one.clone();
+    renamed_user["username"] = json!("edge2");
+    let (status, body) = api
+        .send(
+            Method::PUT,
+            "/api/northbound/plant",
+            Some(renamed_user.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (field, _, reason) = only_error(&body);
+    assert_eq!(field, "password");
+    assert!(reason.contains(r#"from "edge" to "edge2""#), "{reason}");
+    assert_eq!(api.model().northbound[0], stored, "nothing changed");
+    // ... it takes its own, or none.
+    renamed_user["password"] = json!(null);
+    let (status, body) = api
+        .send(Method::PUT, "/api/northbound/plant", Some(renamed_user))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["password_set"], false);
+    let stored = api.model().northbound[0].clone();
+    assert_eq!(
+        (stored.username.as_deref(), stored.password),
+        (Some("edge2"), None)
+    );
+
+    let (status, body) = api
+        .send(Method::DELETE, "/api/northbound/plant", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"deleted": "plant"}));
+    assert!(api.model().northbound.is_empty());
+    for method in [Method::GET, Method::DELETE] {
+        let (status, body) = api
+            .send(method.clone(), "/api/northbound/plant", None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method}: {body}");
+        let (field, value, reason) = only_error(&body);
+        assert_eq!((field.as_str(), value.as_str()), ("name", "plant"));
+        assert!(reason.contains("northbound connection"), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn bad_northbound_connections_are_refused_naming_the_field_and_nothing_changes() {
+    let api = Api::new();
+    let (status, body) = api
+        .send(Method::PUT, "/api/northbound/plant", Some(plant_broker()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let before = api.model();
+
+    let with = |changes: JsonValue| {
+        let mut body = plant_broker();
+        for (k, v) in changes.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let cases = [
+        // New connections, then the stored one replaced: each names the field as sent.
+        (
+            "/api/northbound/line-7",
+            with(json!({"servers": ["http://10.0.0.9"]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "servers[0]",
+            "http://10.0.0.9",
+            "mqtt://",
+        ),
+        (
+            "/api/northbound/plant",
+            with(json!({"servers": ["mqtt://10.0.0.5", "mqtt://10.0.0.6:99999"]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "servers[1]",
+            "mqtt://10.0.0.6:99999",
+            "1 to 65535",
+        ),
+        (
+            "/api/northbound/plant",
+            with(json!({"ca_pem": null})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "servers[1]",
+            "mqtts://10.0.0.6",
+            "needs ca_pem",
+        ),
+        (
+            "/api/northbound/plant",
+            with(json!({"ca_pem": "plant-ca.pem"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ca_pem",
+            "plant-ca.pem",
+            "BEGIN CERTIFICATE",
+        ),
+        (
+            "/api/northbound/plant",
+            with(json!({"servers": "mqtt://10.0.0.5"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "servers",
+            "mqtt://10.0.0.5",
+            "must be a list",
+        ),
+        (
+            "/api/northbound/plant",
+            with(json!({"name": "plant-2"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+            "plant-2",
+            r#"must be "plant", the name in the URL"#,
+        ),
+        (
+            "/api/northbound/line%207",
+            plant_broker(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+            "line 7",
+            "letters, digits",
+        ),
+        (
+            "/api/northbound/PLANT",
+            plant_broker(),
+            StatusCode::CONFLICT,
+            "name",
+            "PLANT",
+            "unique ignoring case",
+        ),
+    ];
+    for (uri, body, status, field, value, reason) in cases {
+        let (got, answer) = api.send(Method::PUT, uri, Some(body)).await;
+        assert_eq!(got, status, "{uri}: {answer}");
+        let (f, v, r) = only_error(&answer);
+        assert_eq!((f.as_str(), v.as_str()), (field, value), "{uri}: {answer}");
+        assert!(r.contains(reason), "{uri}: {r}");
+    }
+
+    // The settings page's add form cannot replace a connection by accident.
+    let create_only = Request::put("/api/northbound/plant")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::IF_NONE_MATCH, "*")
+        .body(Body::from(
+            with(json!({"servers": ["mqtt://10.0.0.99"]})).to_string(),
+        ))
+        .unwrap();
+    let (status, answer) = api.raw(create_only).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{answer}");
+    assert_eq!(only_error(&answer).0, "name");
+
+    // A setting the model does not have is refused, not dropped.
+    let (status, answer) = api
+        .send(
+            Method::PUT,
+            "/api/northbound/plant",
+            Some(with(json!({"keep_alive": 30}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let (field, value, reason) = only_error(&answer);
+    assert_eq!((field.as_str(), value.as_str()), ("keep_alive", "30"));
+    assert!(
+        reason.contains("the fields here are: name, servers, client_id"),
+        "{reason}"
+    );
+
+    assert_eq!(api.model(), before, "nothing changed");
+}
+
+#[tokio::test]
+async fn an_import_preview_lists_the_northbound_changes() {
+    let api = Api::new();
+    let (_, mut model) = api.get("/api/model").await;
+    model["northbound"] = json!([{"name": "plant", "servers": ["mqtt://10.0.0.5"]}]);
+    let (status, body) = api
+        .send(Method::PUT, "/api/model?dry_run=true", Some(model))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["changes"]["northbound"],
+        json!({"added": ["plant"], "removed": [], "changed": []})
+    );
+    assert!(
+        api.model().northbound.is_empty(),
+        "a dry run changes nothing"
     );
 }
