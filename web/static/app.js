@@ -8,8 +8,8 @@ const sparkedge = (() => {
   const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 
   // Calls the REST API; resolves to {ok, status, data} and never throws for an HTTP error.
-  async function api(method, url, body, contentType) {
-    const headers = { "X-CSRF-Token": csrf(), Accept: "application/json" };
+  async function api(method, url, body, contentType, extraHeaders) {
+    const headers = { ...extraHeaders, "X-CSRF-Token": csrf(), Accept: "application/json" };
     let payload;
     if (body !== undefined) {
       headers["Content-Type"] = contentType ?? "application/json";
@@ -31,12 +31,17 @@ const sparkedge = (() => {
   }
 
   // A form's fields as JSON. Empty fields are left out (the model's default applies);
-  // numbers, checkboxes and data-type="json" fields become typed values.
+  // numbers, checkboxes and data-type="json" fields become typed values, and a
+  // data-type="lines" textarea a list of its non-empty lines (empty: an empty list).
   function formJson(form) {
     const out = {};
     for (const el of form.elements) {
       if (!el.name || el.disabled || el.dataset.skip !== undefined) continue;
       if (el.type === "checkbox") { out[el.name] = el.checked; continue; }
+      if (el.dataset.type === "lines") {
+        out[el.name] = el.value.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+        continue;
+      }
       if (el.type === "radio" && !el.checked) continue;
       const v = el.value.trim();
       if (v === "") continue;
@@ -59,18 +64,24 @@ const sparkedge = (() => {
   }
 
   // Puts each API error beside the field it names; errors about no field of this form go in a
-  // box at its top, with field and value, so nothing the server said is hidden.
+  // box at its top, with field and value, so nothing the server said is hidden. An error on
+  // one entry of a list (`servers[1]`) without an input of its own goes beside the input that
+  // holds the whole list (a data-type="lines" textarea), naming the entry by its value.
   function showErrors(root, errors, prefix = "") {
     clearErrors(root);
     const unplaced = [];
+    const input = (name) => root.querySelector(`[name="${CSS.escape(name)}"]`);
     for (const e of errors ?? []) {
       const name = (e.field ?? "").startsWith(prefix) ? (e.field ?? "").slice(prefix.length) : null;
-      const field = name ? root.querySelector(`[name="${CSS.escape(name)}"]`) : null;
+      let field = name ? input(name) : null;
+      let text = e.reason;
+      const entry = name && !field ? /^(.+)\[\d+\]$/.exec(name) : null;
+      if (entry && (field = input(entry[1])) && e.value !== undefined) text = `${e.value}: ${e.reason}`;
       if (field) {
         field.classList.add("invalid");
         const note = document.createElement("div");
         note.className = "field-error";
-        note.textContent = e.reason;
+        note.textContent = text;
         field.insertAdjacentElement("afterend", note);
       } else {
         unplaced.push(e);
@@ -112,7 +123,9 @@ const sparkedge = (() => {
   }
 
   // Forms with data-api="METHOD URL" are sent to the API as JSON. On success the page goes to
-  // data-redirect (with {field} filled from the answer) or reloads.
+  // data-redirect (with {field} filled from the answer) or reloads. Before sending, the form
+  // gets a "sparkedge:send" event whose detail {method, url, body, headers} a page's script may
+  // change: for what no input can say (a URL naming a field's value, a header, a null).
   function bindForms(root = document) {
     for (const form of root.querySelectorAll("form[data-api]")) {
       form.addEventListener("submit", async (event) => {
@@ -121,8 +134,9 @@ const sparkedge = (() => {
         const [method, url] = form.dataset.api.split(" ");
         const button = form.querySelector("[type=submit]");
         if (button) button.disabled = true;
-        const body = method === "DELETE" ? undefined : formJson(form);
-        const { ok, data } = await api(method, url, body);
+        const request = { method, url, body: method === "DELETE" ? undefined : formJson(form), headers: {} };
+        form.dispatchEvent(new CustomEvent("sparkedge:send", { detail: request }));
+        const { ok, data } = await api(request.method, request.url, request.body, undefined, request.headers);
         if (button) button.disabled = false;
         // data-error-prefix: the part of the API's field names the form's inputs leave out
         // (errors on `sparkplug.edge_node_id` belong beside name="edge_node_id").
