@@ -1,18 +1,21 @@
-//! `GET /settings` (admins): the Sparkplug ids and Primary Host, the scan classes, the
-//! embedded broker's MQTT users, the whole model as a TOML file (export, and import with a
-//! preview of what would change), and, read-only, the process configuration the appliance was
-//! started with.
+//! `GET /settings` (admins): the Sparkplug ids and Primary Host, the northbound brokers, the
+//! scan classes, the embedded broker's MQTT users, the whole model as a TOML file (export, and
+//! import with a preview of what would change), and, read-only, the process configuration the
+//! appliance was started with.
 //!
-//! Every change goes through the REST API (`PUT /api/sparkplug`, `PUT /api/scan-classes`,
-//! `/api/mqtt/users`, `PUT /api/model.toml[?dry_run=true]`) from the page's script (`/static/settings.js`), so
-//! the page is checked by exactly the rules a script is, and errors come back naming field,
-//! value and reason.
+//! Every change goes through the REST API (`PUT /api/sparkplug`, `/api/northbound/{name}`,
+//! `PUT /api/scan-classes`, `/api/mqtt/users`, `PUT /api/model.toml[?dry_run=true]`) from
+//! the page's forms (`data-api`, app.js) and script (`/static/settings.js`), so the page is
+//! checked by exactly the rules a script is, and errors come back naming field, value and
+//! reason.
 //!
-//! The process configuration (listeners, anonymous MQTT, northbound brokers, a Primary Host
-//! id that overrides the model's) lives in the configuration file
-//! (`/etc/sparkedge/sparkedge.toml`), not in the model: the appliance reports it once at start ([`RuntimeSettings`]) and it is shown here and at
-//! `GET /api/settings/runtime`, without passwords. Changing it means editing the file and
-//! restarting the service.
+//! The process configuration (listeners, anonymous MQTT, a Primary Host id that overrides the
+//! model's, and possibly northbound brokers of its own) lives in the configuration file
+//! (`/etc/sparkedge/sparkedge.toml`), not in the model: the appliance reports it once at start
+//! ([`RuntimeSettings`]) and it is shown here and at `GET /api/settings/runtime`, without
+//! passwords. Changing it means editing the file and restarting the service. When the file
+//! lists northbound brokers, those run and the model's list does not: the page says so above
+//! the model's list, which stays editable for when the file's are removed.
 
 use axum::Json;
 use axum::extract::State;
@@ -21,6 +24,7 @@ use serde::Serialize;
 
 use crate::api_error::ApiError;
 use crate::mqtt_users::MqttUser;
+use crate::northbound::NorthboundView;
 use crate::{AppState, CurrentUser};
 
 /// The process configuration the appliance runs with, as far as it concerns a user: no
@@ -41,6 +45,8 @@ pub struct RuntimeSettings {
     /// The Primary Host id the configuration file (or `demo --primary-host-id`) sets for
     /// the session on the embedded broker; it overrides the model's `sparkplug.primary_host_id`.
     pub primary_host_id: Option<String>,
+    /// The configuration file's own `[[northbound]]` connections. Any at all: these run, and
+    /// the model's are not used.
     pub northbound: Vec<NorthboundSettings>,
 }
 
@@ -67,6 +73,12 @@ pub(crate) struct SettingsPage {
     edge_node_id: String,
     /// The model's, empty for none.
     primary_host_id: String,
+    /// The model's northbound connections.
+    northbound: Vec<NorthboundView>,
+    /// The add form's starting point: nothing set, enabled.
+    new_northbound: NorthboundView,
+    /// What a connection without a client id uses.
+    default_client_id: String,
     scan_classes: Vec<ScanClassRow>,
     devices: usize,
     tags: usize,
@@ -115,6 +127,9 @@ pub(crate) async fn page(State(state): State<AppState>, user: CurrentUser) -> Re
         group_id: model.sparkplug.group_id.clone().unwrap_or_default(),
         edge_node_id: model.sparkplug.edge_node_id.clone(),
         primary_host_id: model.sparkplug.primary_host_id.clone().unwrap_or_default(),
+        northbound: model.northbound.iter().map(Into::into).collect(),
+        new_northbound: NorthboundView::default(),
+        default_client_id: format!("sparkedge-{}", model.sparkplug.edge_node_id),
         scan_classes,
         devices: model.devices.len(),
         tags: model.tags.len(),

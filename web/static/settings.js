@@ -1,6 +1,7 @@
-// Settings: the scan class table editor, and the model import (a file → preview through
-// PUT /api/model.toml?dry_run=true → apply the same text). The Sparkplug ids form is a plain
-// data-api form (app.js). Text goes in with textContent only.
+// Settings: the scan class table editor, the model import (a file → preview through
+// PUT /api/model.toml?dry_run=true → apply the same text), and what the northbound broker
+// forms need beyond app.js. The Sparkplug ids, northbound and MQTT user forms are data-api
+// forms (app.js). Text goes in with textContent only.
 "use strict";
 
 (() => {
@@ -68,6 +69,32 @@
     });
   }
 
+  // ---- northbound brokers ----
+
+  function northbound() {
+    // Edit opens the form in the row below the broker's.
+    for (const button of document.querySelectorAll("[data-edit-row]")) {
+      button.addEventListener("click", () => {
+        const row = document.getElementById(button.dataset.editRow);
+        row.hidden = !row.hidden;
+        button.setAttribute("aria-expanded", String(!row.hidden));
+        if (!row.hidden) row.querySelector("textarea, input")?.focus();
+      });
+    }
+    for (const form of document.querySelectorAll("form[data-northbound]")) {
+      form.addEventListener("sparkedge:send", (event) => {
+        const request = event.detail;
+        // "Remove the stored password": null says none; an empty input would keep it.
+        if (form.querySelector("[data-password-none]")?.checked) request.body.password = null;
+        if (form.dataset.create !== undefined) {
+          // The add form names the broker in the URL, and must not replace one of that name.
+          request.url = request.url.replace("{name}", encodeURIComponent(request.body.name ?? ""));
+          request.headers["If-None-Match"] = "*";
+        }
+      });
+    }
+  }
+
   // ---- model import ----
 
   function namesList(title, names) {
@@ -93,13 +120,15 @@
 
   function isEmpty(c) {
     const none = (x) => !x || (!x.added?.length && !x.removed?.length && !x.changed?.length);
-    return !c.namespace_changed && !c.sparkplug_changed && !c.scan_classes_changed && none(c.devices) && none(c.tags);
+    return !c.namespace_changed && !c.sparkplug_changed && !c.scan_classes_changed && none(c.northbound)
+      && none(c.devices) && none(c.tags);
   }
 
   function diffTable(c) {
     return el("table", { class: "diff" }, el("tbody", {},
       el("tr", {}, el("td", {}, "Namespace"), flag(c.namespace_changed, "enterprise, site or the area/line/cell tree; UNS topics move")),
       el("tr", {}, el("td", {}, "Sparkplug ids"), flag(c.sparkplug_changed, "the Sparkplug session ends and a new edge node is born")),
+      el("tr", {}, el("td", {}, "Northbound brokers"), changesCell(c.northbound ?? {})),
       el("tr", {}, el("td", {}, "Scan classes"), flag(c.scan_classes_changed)),
       el("tr", {}, el("td", {}, "Devices"), changesCell(c.devices ?? {})),
       el("tr", {}, el("td", {}, "Tags"), changesCell(c.tags ?? {}))));
@@ -185,6 +214,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     flash();
     scanClasses();
+    northbound();
     imports();
   });
 })();

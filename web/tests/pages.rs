@@ -147,6 +147,10 @@ async fn logged_out_every_page_leads_to_the_login_and_back() {
         let (status, body, _) = app.get(script, None).await;
         assert_eq!(status, StatusCode::OK, "{script}");
         assert!(body.contains("\"use strict\""), "{script}");
+        if script == "/static/settings.js" {
+            // The import preview lists northbound changes with the rest.
+            assert!(body.contains("changesCell(c.northbound"), "{script}");
+        }
     }
 }
 
@@ -350,8 +354,12 @@ async fn settings_are_for_admins_with_every_form_and_the_process_configuration()
             r#"id="import-file""#,
             "The appliance has not reported its process configuration.",
             "/etc/sparkedge/sparkedge.toml",
+            // The model's northbound brokers: none yet, and the form to add one.
+            "None: Sparkplug goes to the embedded broker only.",
+            r#"data-api="PUT /api/northbound/{name}" data-northbound data-create"#,
         ],
     );
+    assert_lacks(&html, &[r#"id="northbound-from-file""#]);
     let (status, body, _) = app.get("/api/settings/runtime", Some(&app.admin)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 
@@ -391,6 +399,11 @@ async fn settings_are_for_admins_with_every_form_and_the_process_configuration()
             // The file's Primary Host id wins over the model's, and the form says so.
             r#"id="primary-host-pinned""#,
             "sets <code>scada</code>, which the session uses instead",
+            // The file's own northbound brokers run instead of the model's: said above them.
+            r#"id="northbound-from-file""#,
+            "The configuration file <code>/etc/sparkedge/sparkedge.toml</code> lists its own northbound brokers",
+            "those run, and the list below is",
+            r#"<table id="northbound-file">"#,
         ],
     );
     let (status, body, _) = app.get("/api/settings/runtime", Some(&app.admin)).await;
@@ -404,6 +417,55 @@ async fn settings_are_for_admins_with_every_form_and_the_process_configuration()
     // The status everyone polls does not carry it.
     let (_, status, _) = app.get("/api/status", Some(&app.viewer)).await;
     assert!(!status.contains("northbound"), "{status}");
+}
+
+#[tokio::test]
+async fn settings_list_the_models_northbound_brokers_with_a_form_for_each() {
+    let app = App::new();
+    let mut model = demo_model();
+    model.northbound = serde_json::from_value(json!([
+        {"name": "plant", "servers": ["mqtt://10.0.0.5:1883", "mqtts://10.0.0.6"],
+         "username": "edge", "password": "s3cret-broker-pass",
+         "ca_pem": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+         "primary_host_id": "scada"},
+        {"name": "lab", "servers": ["mqtt://lab-broker"], "enabled": false},
+    ]))
+    .unwrap();
+    let app = App {
+        state: AppState {
+            model: Arc::new(MemoryModel::new(model)),
+            ..app.state
+        },
+        ..app
+    };
+    let html = app.page("/settings", &app.admin).await;
+    assert_contains(
+        &html,
+        &[
+            r#"<tr data-northbound="plant">"#,
+            "<div>mqtt://10.0.0.5:1883</div><div>mqtts://10.0.0.6</div>",
+            r#"edge <span class="muted">(password set)</span>"#,
+            "<td>TLS, CA set</td>",
+            r#"<td class="mono">scada</td>"#,
+            r#"<tr data-northbound="lab" class="row-off">"#,
+            "no: no session",
+            // Edit: the servers one per line, the CA as text, the password left to keep.
+            r#"data-api="PUT /api/northbound/plant" data-northbound"#,
+            "Save northbound broker plant? Its session ends (NDEATH) and starts again",
+            r#"data-type="lines""#,
+            "mqtt://10.0.0.5:1883\nmqtts://10.0.0.6</textarea>",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----</textarea>",
+            r#"placeholder="empty: keep the stored password""#,
+            "data-password-none",
+            r#"name="client_id" value="" placeholder="sparkedge-sparkedge""#,
+            // Delete names the broker.
+            r#"data-api="DELETE /api/northbound/plant""#,
+            r#"data-confirm="Delete northbound broker plant? Its Sparkplug session there ends (NDEATH)"#,
+            "Saving a broker ends its session (NDEATH) and starts it\n  again with the new settings",
+            "Add northbound broker",
+        ],
+    );
+    assert_lacks(&html, &["s3cret"]);
 }
 
 #[tokio::test]
