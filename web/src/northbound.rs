@@ -137,7 +137,7 @@ fn settle_password(
                     "(left out)",
                     format!(
                         "the username changes from {} to {user:?}, so the stored password \
-                         cannot be kept: give the password of {user:?}, or null for none",
+                         cannot be kept: give the password of {user:?}, or null for no password",
                         stored
                             .as_deref()
                             .map_or_else(|| "none".to_owned(), |s| format!("{s:?}"))

@@ -75,6 +75,8 @@ pub(crate) struct SettingsPage {
     primary_host_id: String,
     /// The model's northbound connections.
     northbound: Vec<NorthboundView>,
+    /// Whether the configuration file lists northbound brokers of its own, which run instead.
+    northbound_from_file: bool,
     /// The add form's starting point: nothing set, enabled.
     new_northbound: NorthboundView,
     /// What a connection without a client id uses.
@@ -121,6 +123,7 @@ pub(crate) async fn page(State(state): State<AppState>, user: CurrentUser) -> Re
                 .count(),
         })
         .collect();
+    let runtime = state.status.snapshot().runtime;
     SettingsPage {
         user: Some(user),
         site: model.namespace.site.clone(),
@@ -133,7 +136,8 @@ pub(crate) async fn page(State(state): State<AppState>, user: CurrentUser) -> Re
         scan_classes,
         devices: model.devices.len(),
         tags: model.tags.len(),
-        runtime: state.status.snapshot().runtime,
+        northbound_from_file: runtime.as_ref().is_some_and(|r| !r.northbound.is_empty()),
+        runtime,
         mqtt_users,
     }
     .into_response()

@@ -404,6 +404,7 @@ async fn settings_are_for_admins_with_every_form_and_the_process_configuration()
             "The configuration file <code>/etc/sparkedge/sparkedge.toml</code> lists its own northbound brokers",
             "those run, and the list below is",
             r#"<table id="northbound-file">"#,
+            "Once this list runs instead of the file's",
         ],
     );
     let (status, body, _) = app.get("/api/settings/runtime", Some(&app.admin)).await;
