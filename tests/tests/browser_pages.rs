@@ -633,3 +633,121 @@ async fn a_model_of_ten_thousand_tags_stays_usable() {
     s.browser.screenshot("device-filtered").await;
     s.browser.close().await;
 }
+
+/// With the service's defaults (anonymous MQTT off), an admin lets SCADA in and sends the
+/// Sparkplug births to the plant's broker from the settings page alone: an MQTT user for
+/// the SCADA client, then a northbound broker (Debian's Mosquitto), whose session births
+/// there at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_lets_scada_in_and_adds_a_northbound_broker_from_the_settings_page() {
+    let data = tempfile::tempdir().unwrap();
+    import_model(
+        data.path(),
+        &uns_model::file::to_toml(&uns_model::file::demo_model()),
+    );
+    add_web_user(data.path(), "anna", "admin", PASSWORD);
+    let app = Appliance::run_with_mqtt(data.path(), "", "");
+    let plant = system_tests::Mosquitto::start(system_tests::free_port()).await;
+    let base = format!("http://127.0.0.1:{}", app.web_port);
+    let browser = Browser::start("connect-scada").await;
+    browser.goto(&format!("{base}/login")).await;
+    browser.fill("#username", "anna").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click(r#"form[action="/login"] button"#).await;
+    browser.wait_for_page_text("anna (admin)").await;
+    browser.goto(&format!("{base}/settings")).await;
+    browser
+        .wait_for_text("#mqtt-anonymous", "the anonymous MQTT note", |t| {
+            t.contains("refused")
+        })
+        .await;
+
+    // An MQTT user for SCADA: a short password is refused beside its field, then it is added.
+    browser.fill("#mqtt-name", "scada").await;
+    browser.fill("#mqtt-password", "short").await;
+    browser.select("#mqtt-access", "publish").await;
+    browser
+        .click(r#"#mqtt-user-form button[type="submit"]"#)
+        .await;
+    browser
+        .wait_for_text(
+            "#mqtt-user-form .field-error",
+            "the password's error",
+            |t| t.contains("8 to 128 characters"),
+        )
+        .await;
+    browser.fill("#mqtt-password", "scada password").await;
+    browser
+        .click(r#"#mqtt-user-form button[type="submit"]"#)
+        .await;
+    browser
+        .wait_for_text("#mqtt-users", "the new MQTT user", |t| {
+            t.contains("scada") && t.contains("publish and subscribe")
+        })
+        .await;
+    browser.screenshot("mqtt-user-added").await;
+    // SCADA logs in to the embedded broker and sees the node's birth.
+    let mut options = rumqttc::MqttOptions::new("scada", "127.0.0.1", app.mqtt_port);
+    options.set_credentials("scada", "scada password");
+    let (scada, mut events) = rumqttc::AsyncClient::new(options, 10);
+    scada
+        .subscribe(
+            "$sparkplug/certificates/spBv1.0/+/NBIRTH/#",
+            rumqttc::QoS::AtMostOnce,
+        )
+        .await
+        .unwrap();
+    let birth = tokio::time::timeout(system_tests::DEADLINE, async {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => return p.topic,
+                Ok(_) => {}
+                Err(e) => panic!("scada's connection: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("SCADA sees the NBIRTH");
+    assert!(birth.ends_with("/NBIRTH/sparkedge"), "{birth}");
+
+    // A northbound broker: a bad URL is named, then the plant's broker gets the births.
+    let mut host = system_tests::Observer::connect(plant.port, "plant-scada", None).await;
+    host.subscribe("spBv1.0/#").await;
+    browser.fill("#nb-new-name", "plant").await;
+    browser
+        .fill("#nb-new-servers", "http://127.0.0.1:1883")
+        .await;
+    browser
+        .click(r#"#northbound-add-form button[type="submit"]"#)
+        .await;
+    browser
+        .wait_for_text(
+            "#northbound-add-form .field-error",
+            "the URL's error",
+            |t| t.contains("mqtt://"),
+        )
+        .await;
+    browser.screenshot("northbound-refused").await;
+    browser
+        .fill(
+            "#nb-new-servers",
+            &format!("mqtt://127.0.0.1:{}", plant.port),
+        )
+        .await;
+    browser
+        .click(r#"#northbound-add-form button[type="submit"]"#)
+        .await;
+    browser
+        .wait_for_text("#northbound", "the new northbound broker", |t| {
+            t.contains("plant") && t.contains(&format!("mqtt://127.0.0.1:{}", plant.port))
+        })
+        .await;
+    browser.screenshot("northbound-added").await;
+    let nbirth = host
+        .next_where("NBIRTH on the plant's broker", |m| {
+            m.topic.contains("/NBIRTH/")
+        })
+        .await;
+    assert_eq!(nbirth.topic, "spBv1.0/plant-a/NBIRTH/sparkedge");
+    browser.close().await;
+}
