@@ -22,6 +22,11 @@ impl Session {
         add_web_user(data, "anna", "admin", PASSWORD);
         let mut app = Appliance::start(data, &[]);
         app.stdout_until("Press Ctrl-C");
+        Session::log_in(app, test).await
+    }
+
+    /// A browser logged in to `app` as `anna` (added to its data directory already).
+    async fn log_in(app: Appliance, test: &str) -> Session {
         let base = format!("http://127.0.0.1:{}", app.web_port);
         let browser = Browser::start(test).await;
         browser.goto(&format!("{base}/login")).await;
@@ -646,16 +651,15 @@ async fn an_admin_lets_scada_in_and_adds_a_northbound_broker_from_the_settings_p
         &uns_model::file::to_toml(&uns_model::file::demo_model()),
     );
     add_web_user(data.path(), "anna", "admin", PASSWORD);
-    let app = Appliance::run_with_mqtt(data.path(), "", "");
     let plant = system_tests::Mosquitto::start(system_tests::free_port()).await;
-    let base = format!("http://127.0.0.1:{}", app.web_port);
-    let browser = Browser::start("connect-scada").await;
-    browser.goto(&format!("{base}/login")).await;
-    browser.fill("#username", "anna").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click(r#"form[action="/login"] button"#).await;
-    browser.wait_for_page_text("anna (admin)").await;
-    browser.goto(&format!("{base}/settings")).await;
+    let s = Session::log_in(
+        Appliance::run_with_mqtt(data.path(), "", ""),
+        "connect-scada",
+    )
+    .await;
+    let (app, browser) = (&s.app, &s.browser);
+    let mqtt_port = app.mqtt_port;
+    s.goto("/settings").await;
     browser
         .wait_for_text("#mqtt-anonymous", "the anonymous MQTT note", |t| {
             t.contains("refused")
@@ -687,7 +691,7 @@ async fn an_admin_lets_scada_in_and_adds_a_northbound_broker_from_the_settings_p
         .await;
     browser.screenshot("mqtt-user-added").await;
     // SCADA logs in to the embedded broker and sees the node's birth.
-    let mut options = rumqttc::MqttOptions::new("scada", "127.0.0.1", app.mqtt_port);
+    let mut options = rumqttc::MqttOptions::new("scada", "127.0.0.1", mqtt_port);
     options.set_credentials("scada", "scada password");
     let (scada, mut events) = rumqttc::AsyncClient::new(options, 10);
     scada
@@ -749,5 +753,5 @@ async fn an_admin_lets_scada_in_and_adds_a_northbound_broker_from_the_settings_p
         })
         .await;
     assert_eq!(nbirth.topic, "spBv1.0/plant-a/NBIRTH/sparkedge");
-    browser.close().await;
+    s.browser.close().await;
 }

@@ -161,6 +161,23 @@ pub struct AppState {
     pub devices: Devices,
 }
 
+impl AppState {
+    /// `model` served from memory with `auth`: no broker, no inspector, no device access,
+    /// live values for the model's tags. What the web crate's tests run on.
+    pub fn in_memory(model: uns_model::Model, auth: Auth) -> AppState {
+        AppState {
+            live: Arc::new(LiveValues::new(model.tags.len())),
+            model: Arc::new(MemoryModel::new(model)),
+            mqtt_address: "127.0.0.1:1883".to_owned(),
+            edits: Default::default(),
+            status: Default::default(),
+            births: None,
+            auth: Arc::new(auth),
+            devices: Devices::unavailable(),
+        }
+    }
+}
+
 /// Tells long-lived responses (SSE) that the server is shutting down; set by [`serve`].
 #[derive(Clone, Debug)]
 struct ShutdownSignal(watch::Receiver<bool>);
@@ -410,16 +427,7 @@ mod tests {
         users
             .add("vera", Role::Viewer, "viewer password", 0)
             .unwrap();
-        AppState {
-            live: Arc::new(LiveValues::new(model.tags.len())),
-            model: Arc::new(MemoryModel::new(model)),
-            mqtt_address: "127.0.0.1:1883".to_owned(),
-            edits: Default::default(),
-            status: Default::default(),
-            births: None,
-            auth: Arc::new(Auth::new(users).unwrap()),
-            devices: Devices::unavailable(),
-        }
+        AppState::in_memory(model, Auth::new(users).unwrap())
     }
 
     /// The `Cookie` header of a new session of the viewer `state` has.

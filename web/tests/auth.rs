@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde_json::{Value as JsonValue, json};
 use tower::ServiceExt;
 use web::auth::{Clock, CurrentUser, SESSION_COOKIE};
-use web::{AppState, Auth, LiveValues, MemoryModel, Role, Routes, UserStore};
+use web::{AppState, Auth, Role, Routes, UserStore};
 
 const T0: u64 = 1_800_000_000_000;
 const HOUR: u64 = 3600 * 1000;
@@ -45,16 +45,7 @@ impl App {
             .unwrap()
             .with_clock(Clock::manual(now.clone()));
         let model = uns_model::file::demo_model();
-        let state = AppState {
-            live: Arc::new(LiveValues::new(model.tags.len())),
-            model: Arc::new(MemoryModel::new(model)),
-            mqtt_address: "127.0.0.1:1883".to_owned(),
-            edits: Default::default(),
-            status: Default::default(),
-            births: None,
-            auth: Arc::new(auth),
-            devices: web::Devices::unavailable(),
-        };
+        let state = AppState::in_memory(model, auth);
         let mut routes = Routes::app();
         let who = |user: CurrentUser| async move { Json(json!({"user": user.name})) };
         routes.viewer = routes.viewer.route("/api/probe", get(who));

@@ -92,14 +92,8 @@ fn app() -> (App, Arc<Recorder>) {
     let now = web::auth::Clock::system().now_ms();
     let session = users.start_session("root", now).unwrap();
     let state = AppState {
-        live: Arc::new(LiveValues::new(model.tags.len())),
-        model: Arc::new(MemoryModel::new(model)),
-        mqtt_address: "127.0.0.1:1883".to_owned(),
-        edits: Default::default(),
-        status: Default::default(),
-        births: None,
-        auth: Arc::new(Auth::new(users).unwrap()),
         devices: Devices::new(recorder.clone()),
+        ..AppState::in_memory(model, Auth::new(users).unwrap())
     };
     let app = App {
         state,

@@ -2,8 +2,6 @@
 //! what a page shows of the model and the live values, and that nothing from a PLC or a user
 //! reaches the page as markup.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use tower::ServiceExt;
@@ -11,7 +9,7 @@ use uns_model::{
     DataType, Device, DriverConfig, Model, Quality, TagId, TagSample, Value, file::demo_model,
 };
 use web::status::DeviceStatus;
-use web::{AppState, Auth, LiveValues, MemoryModel, Role, UserStore};
+use web::{AppState, Auth, Role, UserStore};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -86,16 +84,7 @@ impl App {
         ] {
             users.add(name, role, PASSWORD, 0).unwrap();
         }
-        let state = AppState {
-            live: Arc::new(LiveValues::new(model.tags.len())),
-            model: Arc::new(MemoryModel::new(model)),
-            mqtt_address: "127.0.0.1:1883".to_owned(),
-            edits: Default::default(),
-            status: Default::default(),
-            births: None,
-            auth: Arc::new(Auth::new(users).unwrap()),
-            devices: web::Devices::unavailable(),
-        };
+        let state = AppState::in_memory(model, Auth::new(users).unwrap());
         App { state }
     }
 

@@ -2,7 +2,6 @@
 //! opened, a node's tags and a device's tag table come a page at a time, and the live stream
 //! sends only the tags a page shows.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -14,7 +13,7 @@ use uns_model::{
     Area, DataType, Device, DriverConfig, Line, Model, Namespace, Quality, SparkplugIds, Tag,
     TagId, TagSample, Value,
 };
-use web::{AppState, Auth, LiveValues, MemoryModel, Role, UserStore};
+use web::{AppState, Auth, Role, UserStore};
 
 /// A page a browser can still handle at once; the pages here used to be tens of megabytes.
 const SMALL_PAGE: usize = 300 * 1024;
@@ -93,16 +92,7 @@ impl App {
         let users = UserStore::open_in_memory().unwrap();
         users.add("anna", Role::Admin, "admin password", 0).unwrap();
         let session = users.start_session("anna", now_ms()).unwrap();
-        let state = AppState {
-            live: Arc::new(LiveValues::new(model.tags.len())),
-            model: Arc::new(MemoryModel::new(model)),
-            mqtt_address: "127.0.0.1:1883".to_owned(),
-            edits: Default::default(),
-            status: Default::default(),
-            births: None,
-            auth: Arc::new(Auth::new(users).unwrap()),
-            devices: web::Devices::unavailable(),
-        };
+        let state = AppState::in_memory(model, Auth::new(users).unwrap());
         App {
             state,
             admin: format!("sparkedge_session={}", session.token),

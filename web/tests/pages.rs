@@ -12,8 +12,8 @@ use tower::ServiceExt;
 use uns_model::file::demo_model;
 use web::status::{DeviceStatus, SessionStatus};
 use web::{
-    AppState, Auth, LiveValues, MemoryModel, NorthboundSettings, Role, RuntimeSettings,
-    SparkplugBirths, UserStore,
+    AppState, Auth, MemoryModel, NorthboundSettings, Role, RuntimeSettings, SparkplugBirths,
+    UserStore,
 };
 
 /// Births as the appliance's inspector would list them: the demo node and its device.
@@ -66,14 +66,8 @@ impl App {
         let (viewer, admin) = (cookie("vera"), cookie("root"));
         let model = demo_model();
         let state = AppState {
-            live: Arc::new(LiveValues::new(model.tags.len())),
-            model: Arc::new(MemoryModel::new(model)),
-            mqtt_address: "127.0.0.1:1883".to_owned(),
-            edits: Default::default(),
-            status: Default::default(),
             births: Some(Arc::new(Births(demo_births()))),
-            auth: Arc::new(Auth::new(users).unwrap()),
-            devices: web::Devices::unavailable(),
+            ..AppState::in_memory(model, Auth::new(users).unwrap())
         };
         App {
             state,

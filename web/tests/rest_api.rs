@@ -8,7 +8,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value as JsonValue, json};
 use tower::ServiceExt;
 use uns_model::{DriverConfig, Model, file::demo_model};
-use web::{AppState, Auth, LiveValues, MemoryModel, ModelSource, Role, UserStore};
+use web::{AppState, Auth, MemoryModel, ModelSource, Role, UserStore};
 
 struct Api {
     state: AppState,
@@ -26,13 +26,7 @@ impl Api {
         let session = users.start_session("root", now_ms()).unwrap();
         let state = AppState {
             model: model.clone(),
-            live: Arc::new(LiveValues::new(demo_model().tags.len())),
-            mqtt_address: "127.0.0.1:1883".to_owned(),
-            edits: Default::default(),
-            status: Default::default(),
-            births: None,
-            auth: Arc::new(Auth::new(users).unwrap()),
-            devices: web::Devices::unavailable(),
+            ..AppState::in_memory(demo_model(), Auth::new(users).unwrap())
         };
         Api {
             state,
