@@ -54,7 +54,7 @@ pub(crate) async fn serve(
                 format!("the first byte is {:#04x}, not a CONNECT", buf[0]),
             )));
         }
-        read_packet(&mut reader, &mut buf, config.max_packet_size).await
+        read_packet(&mut reader, &mut buf, config.max_connect_size).await
     })
     .await;
     let mut connect = match first {

@@ -48,6 +48,10 @@ pub struct Config {
     /// Largest packet a client may send, in bytes. A 10,000-metric DBIRTH is well under
     /// 1 MiB; the margin is for big templates.
     pub max_packet_size: usize,
+    /// Largest CONNECT, in bytes: it comes before the login is checked, so a stranger may
+    /// not make the broker hold more than this per connection. A Sparkplug NDEATH Will is
+    /// tens of bytes.
+    pub max_connect_size: usize,
     /// How long a new connection may take to send its CONNECT and have its login checked.
     pub connect_timeout: Duration,
     pub limits: Limits,
@@ -60,6 +64,7 @@ impl Config {
         Config {
             listen,
             max_packet_size: 16 << 20,
+            max_connect_size: 64 << 10,
             connect_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             // Open, as the broker was before it knew users: tests and `sparkedge demo`

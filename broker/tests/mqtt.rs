@@ -458,6 +458,23 @@ async fn garbage_closes_only_its_own_connection() {
     assert_eq!(&sub.publish_on("t").await.payload[..], b"still here");
 }
 
+#[tokio::test]
+async fn a_connect_too_large_for_a_stranger_is_closed_at_once() {
+    let broker = broker().await;
+    let mut stream = TcpStream::connect(broker.local_addr()).await.unwrap();
+    // A CONNECT announcing 1 MiB: the broker does not wait for it (nor for its timeout).
+    stream.write_all(&[0x10, 0x80, 0x80, 0x40]).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(
+        Config::new(broker.local_addr()).connect_timeout / 2,
+        stream.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the broker waited for an oversized CONNECT")
+    .ok();
+    assert!(rest.is_empty(), "no CONNACK: {rest:?}");
+}
+
 /// Waits until the broker has exactly `n` clients attached.
 async fn wait_for_connections(broker: &Broker, n: usize) {
     let deadline = tokio::time::Instant::now() + WAIT;
