@@ -340,6 +340,7 @@ pub async fn run(
         store: store.clone(),
         status,
         name: connection.name.clone(),
+        ending: shutdown.clone(),
     };
     save_aliases(store.clone(), node.session.take_new_aliases()).await;
     let mut backoff = Duration::from_millis(200);
@@ -500,11 +501,17 @@ struct Node {
     /// The dashboard's board, and this session's name on it.
     status: Arc<web::StatusBoard>,
     name: String,
+    /// Set when the session is to end: it no longer reports, so a session whose
+    /// connection was removed leaves no row behind on the dashboard.
+    ending: watch::Receiver<bool>,
 }
 
 impl Node {
     /// Tells the dashboard what this session is doing.
     fn report(&self, change: impl FnOnce(&mut web::status::SessionStatus)) {
+        if *self.ending.borrow() {
+            return;
+        }
         let host = self.session.primary_host_online();
         let primary = self.session.config().primary_host_id.clone();
         self.status.update(|s| {
@@ -860,6 +867,7 @@ mod tests {
             store: Arc::new(Mutex::new(Store::open_in_memory().unwrap())),
             status: Arc::default(),
             name: "test".to_owned(),
+            ending: watch::channel(false).1,
         };
         node.session.connect(0, 0, now_ms());
         node.session.connected();
