@@ -492,9 +492,16 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
         "  Sparkplug  mosquitto_sub -h {mqtt_host} -p {port} -t 'spBv1.0/#' -F '%t (%l bytes)'"
     );
     println!("Press Ctrl-C to stop.");
+    // Under systemd (Type=notify) the unit is started only now: the broker accepts clients,
+    // the web UI answers, the sessions and drivers run. Without $NOTIFY_SOCKET this does
+    // nothing.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot tell systemd that sparkedge is ready: {e}");
+    }
 
     let signal = signals.recv().await;
     tracing::info!("{signal}: stopping");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // No model change starts from now on (one under way finishes first), and every
     // Sparkplug session ends.
     let closing = pipeline.clone();

@@ -84,6 +84,16 @@ impl Appliance {
     /// [`Appliance::run`] with `mqtt` as further keys of the `[mqtt]` section (nothing: the
     /// service's defaults, anonymous MQTT off).
     pub fn run_with_mqtt(data_dir: &Path, mqtt: &str, extra: &str) -> Appliance {
+        Appliance::run_with_env(data_dir, mqtt, extra, &[])
+    }
+
+    /// [`Appliance::run_with_mqtt`] with `env` added to the process's environment.
+    pub fn run_with_env(
+        data_dir: &Path,
+        mqtt: &str,
+        extra: &str,
+        env: &[(&str, &Path)],
+    ) -> Appliance {
         let (mqtt_port, web_port) = (free_port(), free_port());
         let config = data_dir.join("sparkedge.toml");
         let text = format!(
@@ -95,6 +105,7 @@ impl Appliance {
             .arg("run")
             .arg("--config")
             .arg(&config)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

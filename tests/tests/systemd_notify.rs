@@ -1,0 +1,42 @@
+//! `sparkedge run` under a service manager's eyes (systemd's `Type=notify` protocol, without
+//! systemd): READY=1 arrives only once the broker and the web UI answer, STOPPING=1 at
+//! SIGTERM.
+
+use std::os::unix::net::UnixDatagram;
+
+use system_tests::{Appliance, DEADLINE, http_get, import_model};
+
+/// The next notification on `socket`, as text.
+fn notification(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = socket
+        .recv(&mut buf)
+        .expect("a notification before the deadline");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn ready_is_sent_once_broker_and_web_answer_and_stopping_at_sigterm() {
+    let data = tempfile::tempdir().expect("temp dir");
+    import_model(
+        data.path(),
+        &uns_model::file::to_toml(&uns_model::file::demo_model()),
+    );
+    let path = data.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(DEADLINE))
+        .expect("set a read timeout");
+    let mut app = Appliance::run_with_env(data.path(), "", "", &[("NOTIFY_SOCKET", &path)]);
+
+    let ready = notification(&socket);
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    // Ready means serving: no retry, no wait.
+    let (status, body) = http_get(app.web_port, "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    std::net::TcpStream::connect(("127.0.0.1", app.mqtt_port)).expect("the broker listens");
+
+    assert!(app.terminate().success());
+    let stopping = notification(&socket);
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+}
