@@ -8,6 +8,7 @@
 mod config;
 mod dashboard;
 mod device_access;
+mod docs_cli;
 mod hub;
 mod inspect;
 mod mqtt_access;
@@ -96,6 +97,12 @@ enum Command {
         #[command(subcommand)]
         command: user_cli::MqttCommand,
     },
+    /// Man pages and shell completions, for the Debian package (packaging/build-deb).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: docs_cli::Generate,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +178,7 @@ fn main() -> ExitCode {
         Command::Opcua { command } => opcua_cli::run(command),
         Command::User { command } => user_cli::run(command),
         Command::MqttUser { command } => user_cli::run_mqtt(command),
+        Command::Generate { what } => docs_cli::run(what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
