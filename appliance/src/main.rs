@@ -152,7 +152,15 @@ fn main() -> ExitCode {
             uns: true,
         }),
         Command::Run { config } => config::AppConfig::load(&config).and_then(|c| {
-            let store = open_store(&c.data_dir)?;
+            let mut store = open_store(&c.data_dir)?;
+            // A fresh installation: a namespace to build on in the web UI, so that the
+            // service starts (and a restart loop never does) before anyone imported a model.
+            seed_if_empty(
+                &mut store,
+                uns_model::file::starter_model,
+                "starter",
+                &c.data_dir,
+            )?;
             serve(
                 Settings {
                     source: config.display().to_string(),
@@ -255,26 +263,36 @@ struct Settings {
 /// `run` with the demo model seeded into an empty data directory.
 fn demo(settings: Settings) -> Result<(), String> {
     let mut store = open_store(&settings.data_dir)?;
+    seed_if_empty(
+        &mut store,
+        uns_model::file::demo_model,
+        "demo",
+        &settings.data_dir,
+    )?;
+    serve(settings, store)
+}
+
+/// Stores `model()` if the store never held a model; one that was stored, even one later
+/// emptied in the web UI, is left as it is.
+fn seed_if_empty(
+    store: &mut Store,
+    model: fn() -> Model,
+    what: &str,
+    data_dir: &Path,
+) -> Result<(), String> {
     // Version 0: no model was ever stored (cheaper than loading one to find out).
     if store.model_version().map_err(|e| e.to_string())? == 0 {
-        store
-            .replace_model(&uns_model::file::demo_model())
-            .map_err(|e| e.to_string())?;
-        tracing::info!("seeded {} with the demo model", settings.data_dir.display());
+        store.replace_model(&model()).map_err(|e| e.to_string())?;
+        tracing::info!("seeded {} with the {what} model", data_dir.display());
     }
-    serve(settings, store)
+    Ok(())
 }
 
 fn serve(settings: Settings, store: Store) -> Result<(), String> {
     let model = store
         .load_model()
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| {
-            format!(
-                "{} holds no model: import one with `sparkedge import FILE --data-dir {0}`",
-                settings.data_dir.display()
-            )
-        })?;
+        .ok_or_else(|| format!("{} holds no model", settings.data_dir.display()))?;
     // One thread runs the whole appliance: 100,000 tags/s take about 5 % of a core
     // (BENCHMARKS.md), and a single thread means a single malloc arena, so the memory freed
     // after start-up (the model) is reused instead of sitting in the main thread's arena while

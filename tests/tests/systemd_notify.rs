@@ -40,3 +40,23 @@ fn ready_is_sent_once_broker_and_web_answer_and_stopping_at_sigterm() {
     let stopping = notification(&socket);
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
 }
+
+/// A fresh installation: the service's first start finds an empty data directory. It must
+/// serve (a unit that exits would be restarted in a loop), with the starter namespace, and
+/// store it, so that the web UI edits a model that is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_data_directory_starts_with_the_starter_model() {
+    let data = tempfile::tempdir().expect("temp dir");
+    // A Primary Host holds the births back until it listens.
+    let mut app = Appliance::run(data.path(), "[sparkplug]\nprimary_host_id = \"scada\"\n");
+    let mut host = system_tests::primary_host(app.mqtt_port, "scada", "spBv1.0/site/#").await;
+    let birth = host.next("the NBIRTH of the starter model").await;
+    assert_eq!(birth.topic, "spBv1.0/site/NBIRTH/sparkedge");
+    let (status, body) = http_get(app.web_port, "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert!(app.terminate().success());
+
+    let stored = system_tests::sparkedge(data.path(), &["export"]);
+    let stored = uns_model::file::from_toml(&stored).expect("the stored model parses");
+    assert_eq!(stored, uns_model::file::starter_model());
+}

@@ -131,6 +131,29 @@ fn value_path(value: &Spanned<DeValue<'_>>, at: usize, path: &mut String) -> boo
     inner || value.span().contains(&at)
 }
 
+/// The model `sparkedge run` stores in a data directory that never held one (a fresh
+/// installation): a namespace and nothing else, to be renamed in the web UI (enterprise and
+/// site are the first two levels of every UNS topic, and the site is the Sparkplug group)
+/// and filled with areas, devices and tags, or replaced with `sparkedge import FILE`.
+pub fn starter_model() -> Model {
+    Model {
+        namespace: Namespace {
+            enterprise: "enterprise".to_owned(),
+            site: "site".to_owned(),
+        },
+        sparkplug: SparkplugIds {
+            group_id: None,
+            edge_node_id: "sparkedge".to_owned(),
+            primary_host_id: None,
+        },
+        northbound: Vec::new(),
+        scan_classes: Vec::new(),
+        areas: Vec::new(),
+        devices: Vec::new(),
+        tags: Vec::new(),
+    }
+}
+
 /// The model `sparkedge demo` runs: one simulated PLC exercising every simulator signal.
 pub fn demo_model() -> Model {
     let tag = |name: &str, datatype, address: &str, unit: Option<&str>, description: &str| Tag {
@@ -215,6 +238,13 @@ pub fn demo_model() -> Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn starter_model_is_valid_and_round_trips() {
+        let model = starter_model();
+        model.validate().unwrap();
+        assert_eq!(from_toml(&to_toml(&model)).unwrap(), model);
+    }
 
     #[test]
     fn demo_model_is_valid_and_round_trips() {
