@@ -198,10 +198,29 @@ fn main() -> ExitCode {
 }
 
 fn open_store(data_dir: &Path) -> Result<Store, String> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    prepare_data_dir(data_dir)?;
     let path = data_dir.join("sparkedge.db");
     Store::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// Creates `data_dir` if missing, and refuses root in one that another user owns (the
+/// service's, /var/lib/sparkedge): SQLite files root made there (a journal, a new database)
+/// would belong to root, and the service could no longer write them.
+fn prepare_data_dir(data_dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let owner = std::fs::metadata(data_dir)
+        .map_err(|e| format!("cannot read data directory {}: {e}", data_dir.display()))?
+        .uid();
+    if rustix::process::getuid().is_root() && owner != 0 {
+        return Err(format!(
+            "{} belongs to the user with id {owner}, and files root made in it would lock that \
+             user (the service) out: run this as that user, e.g. `sudo -u sparkedge sparkedge …`",
+            data_dir.display()
+        ));
+    }
+    Ok(())
 }
 
 fn import(file: &Path, data_dir: &Path) -> Result<(), String> {

@@ -259,8 +259,7 @@ pub fn run(command: Command) -> Result<(), String> {
 
 /// Opens `<data_dir>/users.db`, creating the folder and the file if missing.
 pub fn open(data_dir: &Path) -> Result<UserStore, String> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    crate::prepare_data_dir(data_dir)?;
     let path = data_dir.join("users.db");
     UserStore::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
@@ -280,9 +279,15 @@ pub fn web_auth(
             web_listen
         };
         let url = format!("http://{host}/setup?token={token}");
+        // A systemd service (INVOCATION_ID) runs as its own user (USER): so must the
+        // command, or the files it makes would not be the service's.
+        let sudo = match (std::env::var_os("INVOCATION_ID"), std::env::var("USER")) {
+            (Some(_), Ok(user)) if user != "root" => format!("sudo -u {user} "),
+            _ => String::new(),
+        };
         tracing::warn!(
-            "no users yet: open {url} to create the admin{}, or run `sparkedge user add NAME \
-             --role admin --data-dir {}`",
+            "no users yet: open {url} to create the admin{}, or run `{sudo}sparkedge user add \
+             NAME --role admin --data-dir {}`",
             if web_listen.ip().is_unspecified() {
                 " (from another computer, use this machine's address)"
             } else {

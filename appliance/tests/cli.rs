@@ -269,3 +269,34 @@ fn a_bad_role_name_or_password_is_a_clear_error() {
     let out = sparkedge(&data, &["user", "list"]);
     assert!(text(&out.stdout).contains("no users yet"));
 }
+
+/// Root running a command on the service's data directory (owned by the user `sparkedge`)
+/// would leave root-owned SQLite files there that the service cannot write: refused, naming
+/// the way to do it, and nothing is created.
+#[test]
+fn root_is_refused_in_a_data_directory_another_user_owns() {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("skipped: only root can be refused (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("create the data directory");
+    // 65534: `nobody`, a user that is not root on every Debian.
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).expect("chown");
+
+    let model = dir.path().join("good.toml");
+    std::fs::write(&model, GOOD).expect("write the model");
+    let model = model.to_str().expect("UTF-8 path");
+    for args in [&["mqtt-user", "list"][..], &["import", model], &["export"]] {
+        let out = sparkedge(&data, args);
+        assert!(!out.status.success(), "{args:?} succeeded as root");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("belongs to the user with id 65534") && err.contains("sudo -u sparkedge"),
+            "{args:?}: {err}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&data).expect("read dir").collect();
+    assert!(left.is_empty(), "files were made: {left:?}");
+}
