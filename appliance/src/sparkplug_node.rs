@@ -570,9 +570,14 @@ impl Node {
                         };
                     }
                 },
-                delivery = mailbox.take() => self.deliver(delivery),
+                // Only once connected: rumqttc's `poll` is not cancel-safe while it connects.
+                // Dropped by another branch then (a sample arriving), it drops the connection
+                // whose CONNECT is already sent, and the broker publishes its Will: an NDEATH
+                // with the very bdSeq the next connection births with. Samples wait in the
+                // mailbox meanwhile; shutdown may still cut the connecting short.
+                delivery = mailbox.take(), if connack => self.deliver(delivery),
                 // A rebirth held back by the session's debounce.
-                _ = until(self.session.next_timer()) => self.session.timer(now_ms()),
+                _ = until(self.session.next_timer()), if connack => self.session.timer(now_ms()),
                 _ = crate::stopped(shutdown) => {
                     self.shutdown(client, eventloop).await;
                     return Ended::Shutdown;

@@ -315,3 +315,63 @@ async fn a_northbound_connection_added_while_running_births_and_removed_dies() {
         })
         .await;
 }
+
+/// A session's first births are not preceded by an NDEATH of its own: a sample arriving
+/// while the node connects must not cut that connection short (the broker would publish
+/// the Will of the CONNECT it had, an NDEATH with the bdSeq the node then births with).
+/// The race was seen about once in four starts, so the node is started several times,
+/// with a device sampling every 10 ms and no Primary Host to wait for.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_ndeath_before_the_first_births() {
+    let broker = Mosquitto::start(free_port()).await;
+    let data = tempfile::tempdir().expect("temp dir");
+    let model_path = data.path().join("model.toml");
+    std::fs::write(
+        &model_path,
+        MODEL.replace("period_ms = 200", "period_ms = 10"),
+    )
+    .expect("write model");
+    sparkedge(
+        data.path(),
+        &["import", model_path.to_str().expect("UTF-8")],
+    );
+    let northbound = format!(
+        "[[northbound]]\nname = \"plant\"\nservers = [\"mqtt://127.0.0.1:{}\"]\n",
+        broker.port
+    );
+    let mut observer = Observer::connect(broker.port, "death-watch", None).await;
+    observer.subscribe("spBv1.0/plant-b/+/edge-7/#").await;
+    for start in 0..6 {
+        let mut app = Appliance::run(data.path(), &northbound);
+        let mut seen = Vec::new();
+        let mut birth_bd_seq = None;
+        // Bounded: births come first in a session, so DBIRTH is among the first messages.
+        for _ in 0..100 {
+            let m = observer.next("the births").await;
+            seen.push(m.topic.clone());
+            if m.topic == NBIRTH {
+                birth_bd_seq = Some(bd_seq(&m));
+            }
+            if m.topic == DBIRTH {
+                break;
+            }
+        }
+        assert_eq!(
+            seen.last().map(String::as_str),
+            Some(DBIRTH),
+            "start {start}: {seen:?}"
+        );
+        assert_eq!(
+            seen.iter().filter(|t| *t == NBIRTH).count(),
+            1,
+            "start {start}: {seen:?}"
+        );
+        assert!(!seen.iter().any(|t| t == NDEATH), "start {start}: {seen:?}");
+        assert!(app.terminate().success());
+        // This start's orderly end, for the bdSeq it was born with, before the next start.
+        let death = observer
+            .next_where("the NDEATH at stop", |m| m.topic == NDEATH)
+            .await;
+        assert_eq!(Some(bd_seq(&death)), birth_bd_seq, "start {start}");
+    }
+}
