@@ -203,6 +203,20 @@ fn open_store(data_dir: &Path) -> Result<Store, String> {
     Store::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
+/// Where a client on this machine reaches a listener: a browser or a client cannot connect
+/// to 0.0.0.0 or ::, and loopback reaches a listener on all interfaces.
+pub(crate) fn on_this_machine(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], listen.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port()))
+        }
+        _ => listen,
+    }
+}
+
 /// Creates `data_dir` if missing, and refuses root in one that another user owns (the
 /// service's, /var/lib/sparkedge): SQLite files root made there (a journal, a new database)
 /// would belong to root, and the service could no longer write them.
@@ -395,12 +409,8 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
     })?;
     let mut signals = Signals::new().map_err(|e| format!("cannot handle signals: {e}"))?;
     // Our own MQTT clients reach the broker over loopback even when it listens on all interfaces.
-    let mqtt_host = if mqtt_listen.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else {
-        mqtt_listen.ip().to_string()
-    };
-    let mqtt_address = format!("{mqtt_host}:{}", mqtt_listen.port());
+    let mqtt_address = on_this_machine(mqtt_listen).to_string();
+    let mqtt_host = on_this_machine(mqtt_listen).ip().to_string();
     let (shutdown_tx, shutdown) = watch::channel(false);
 
     // The session on the embedded broker first, then one per northbound connection.
@@ -519,14 +529,24 @@ async fn run(model: Model, store: Store, settings: Settings) -> Result<(), Strin
         stopped(&mut web_shutdown).await;
     }));
 
-    let web_url = format!("http://{web_listen}/");
+    let web_url = format!("http://{}/", on_this_machine(web_listen));
     let port = mqtt_listen.port();
+    let everywhere = |listen: SocketAddr| {
+        if listen.ip().is_unspecified() {
+            "  (all interfaces: from another computer, use this machine's address)"
+        } else {
+            ""
+        }
+    };
     println!("sparkedge is running");
-    println!("  web UI     {web_url}");
+    println!("  web UI     {web_url}{}", everywhere(web_listen));
     if let Some(url) = &setup_url {
         println!("  first login {url}  (no users yet: this link creates the admin, once)");
     }
-    println!("  MQTT       {mqtt_address}  (Sparkplug group {group_id}, edge node {edge_node_id})");
+    println!(
+        "  MQTT       {mqtt_address}  (Sparkplug group {group_id}, edge node {edge_node_id}){}",
+        everywhere(mqtt_listen)
+    );
     println!("  data       {}", data_dir.display());
     if uns.is_some() {
         println!("  watch UNS  mosquitto_sub -h {mqtt_host} -p {port} -v -t '{enterprise}/#'");

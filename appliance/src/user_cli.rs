@@ -272,13 +272,10 @@ pub fn web_auth(
 ) -> Result<(Arc<Auth>, Option<String>), String> {
     let auth = Auth::new(open(data_dir)?).map_err(|e| e.to_string())?;
     let setup_url = auth.setup_token().map(|token| {
-        // A browser cannot open 0.0.0.0; on the box itself loopback reaches any listener.
-        let host = if web_listen.ip().is_unspecified() {
-            SocketAddr::new([127, 0, 0, 1].into(), web_listen.port())
-        } else {
-            web_listen
-        };
-        let url = format!("http://{host}/setup?token={token}");
+        let url = format!(
+            "http://{}/setup?token={token}",
+            crate::on_this_machine(web_listen)
+        );
         // A systemd service (INVOCATION_ID) runs as its own user (USER): so must the
         // command, or the files it makes would not be the service's.
         let sudo = match (std::env::var_os("INVOCATION_ID"), std::env::var("USER")) {
