@@ -11,6 +11,7 @@ mod device_access;
 mod docs_cli;
 mod hub;
 mod inspect;
+mod logging;
 mod mqtt_access;
 mod opcua_cli;
 mod pipeline;
@@ -118,22 +119,7 @@ enum SimPlc {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            // async-opcua logs every session step at INFO, and at WARN and ERROR what is
-            // normal here (a client configured without named endpoints; certificate checks
-            // we make ourselves first and report with the fix): its word would drown or
-            // contradict ours, which says what failed and what to do.
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,opcua_client=warn,opcua_core=warn,opcua_crypto=warn,opcua_server=warn,\
-                 opcua_types=warn,opcua_crypto::certificate_store=off,\
-                 opcua_core::comms::secure_channel=off,opcua_client::config=error"
-                    .into()
-            }),
-        )
-        .init();
+    logging::init();
     let result = match Cli::parse().command {
         Command::Demo {
             mqtt_listen,

@@ -84,15 +84,17 @@ impl Appliance {
     /// [`Appliance::run`] with `mqtt` as further keys of the `[mqtt]` section (nothing: the
     /// service's defaults, anonymous MQTT off).
     pub fn run_with_mqtt(data_dir: &Path, mqtt: &str, extra: &str) -> Appliance {
-        Appliance::run_with_env(data_dir, mqtt, extra, &[])
+        Appliance::run_with_env(data_dir, mqtt, extra, &[], Stdio::inherit())
     }
 
-    /// [`Appliance::run_with_mqtt`] with `env` added to the process's environment.
+    /// [`Appliance::run_with_mqtt`] with `env` added to the process's environment, and its
+    /// standard error (the log) going to `stderr`.
     pub fn run_with_env(
         data_dir: &Path,
         mqtt: &str,
         extra: &str,
         env: &[(&str, &Path)],
+        stderr: Stdio,
     ) -> Appliance {
         let (mqtt_port, web_port) = (free_port(), free_port());
         let config = data_dir.join("sparkedge.toml");
@@ -107,7 +109,7 @@ impl Appliance {
             .arg(&config)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start sparkedge run");
         Appliance {

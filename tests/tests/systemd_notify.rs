@@ -1,6 +1,6 @@
 //! `sparkedge run` under a service manager's eyes (systemd's `Type=notify` protocol, without
 //! systemd): READY=1 arrives only once the broker and the web UI answer, STOPPING=1 at
-//! SIGTERM.
+//! SIGTERM; a log the journal can rank when standard error is the journal's stream.
 
 use std::os::unix::net::UnixDatagram;
 
@@ -27,7 +27,13 @@ fn ready_is_sent_once_broker_and_web_answer_and_stopping_at_sigterm() {
     socket
         .set_read_timeout(Some(DEADLINE))
         .expect("set a read timeout");
-    let mut app = Appliance::run_with_env(data.path(), "", "", &[("NOTIFY_SOCKET", &path)]);
+    let mut app = Appliance::run_with_env(
+        data.path(),
+        "",
+        "",
+        &[("NOTIFY_SOCKET", &path)],
+        std::process::Stdio::inherit(),
+    );
 
     let ready = notification(&socket);
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
@@ -59,4 +65,76 @@ async fn a_fresh_data_directory_starts_with_the_starter_model() {
     let stored = system_tests::sparkedge(data.path(), &["export"]);
     let stored = uns_model::file::from_toml(&stored).expect("the stored model parses");
     assert_eq!(stored, uns_model::file::starter_model());
+}
+
+/// Under systemd, standard error is a stream to the journal that `$JOURNAL_STREAM` names
+/// (device:inode). Such a log carries each line's syslog priority (`<4>` warning, `<6>`
+/// info) for `journalctl -p`, and no timestamp of its own; the same variable with another
+/// stream (inherited by a child) changes nothing.
+#[test]
+fn a_log_into_the_journal_carries_priorities_and_no_timestamps() {
+    use std::io::BufRead;
+    use std::os::unix::fs::MetadataExt;
+
+    for journal in [true, false] {
+        let data = tempfile::tempdir().expect("temp dir");
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        let stream = if journal {
+            let stat = std::fs::metadata(format!("/proc/self/fd/{}", {
+                use std::os::fd::AsRawFd;
+                writer.as_raw_fd()
+            }))
+            .expect("stat the pipe");
+            format!("{}:{}", stat.dev(), stat.ino())
+        } else {
+            "1:1".to_owned()
+        };
+        // The service's defaults: anonymous MQTT off and no MQTT user, which is a warning.
+        let mut app = Appliance::run_with_env(
+            data.path(),
+            "",
+            "",
+            &[("JOURNAL_STREAM", std::path::Path::new(&stream))],
+            writer.into(),
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut lines = Vec::new();
+        let (mut warning, mut info) = (None, None);
+        while warning.is_none() || info.is_none() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("no warning and info line within {DEADLINE:?}: {lines:?}")
+            });
+            if line.contains("WARN") && line.contains("anonymous MQTT is off") {
+                warning = Some(line.clone());
+            } else if line.contains("INFO") && line.contains("Sparkplug session online") {
+                // Logged once the appliance handles SIGTERM (and so exits 0 below).
+                info = Some(line.clone());
+            }
+            lines.push(line);
+        }
+        let status = app.terminate();
+        assert!(status.success(), "journal {journal}: {status:?}: {lines:?}");
+        let (warning, info) = (warning.unwrap_or_default(), info.unwrap_or_default());
+        if journal {
+            assert!(warning.starts_with("<4> WARN "), "{warning}");
+            assert!(info.starts_with("<6> INFO "), "{info}");
+        } else {
+            // tracing's usual line: an RFC 3339 timestamp first.
+            assert!(
+                warning.starts_with("20") && warning.contains("Z  WARN "),
+                "{warning}"
+            );
+            assert!(info.starts_with("20"), "{info}");
+        }
+    }
 }
