@@ -48,6 +48,23 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/sparkedge")
 }
 
+/// The configuration file of `sparkedge run`, as the Debian package installs it.
+pub const INSTALLED: &str = "/etc/sparkedge/sparkedge.toml";
+
+/// The help of `--data-dir` for the commands that work on the data of a running appliance.
+pub const DATA_DIR_HELP: &str = "The data directory [default: the data_dir of \
+    /etc/sparkedge/sparkedge.toml where this user can read it (the installed service's, \
+    /var/lib/sparkedge), else ./sparkedge-data]";
+
+/// The data directory those commands use without `--data-dir`: on an installed box the
+/// service's, so that `sudo -u sparkedge sparkedge mqtt-user add scada` changes what the
+/// service serves; elsewhere (a checkout, a laptop) the one `sparkedge demo` makes.
+pub fn cli_data_dir() -> PathBuf {
+    AppConfig::load(std::path::Path::new(INSTALLED))
+        .map(|c| c.data_dir)
+        .unwrap_or_else(|_| PathBuf::from("sparkedge-data"))
+}
+
 /// A listening address, by default all interfaces on port `PORT`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -62,7 +62,9 @@ enum Command {
     /// Run as a service: the model from the data directory, listeners and northbound MQTT
     /// servers from the configuration file.
     Run {
-        #[arg(long, default_value = "/etc/sparkedge/sparkedge.toml")]
+        /// The configuration file: listeners, data directory, anonymous MQTT, UNS on or off;
+        /// every key is listed in the one the Debian package installs.
+        #[arg(long, default_value = config::INSTALLED)]
         config: PathBuf,
     },
     /// Run a simulated PLC that other programs (and sparkedge) can poll.
@@ -74,13 +76,13 @@ enum Command {
     /// is checked first; on any error nothing is changed.
     Import {
         file: PathBuf,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = config::cli_data_dir(), hide_default_value = true, help = config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// Write the model as TOML to FILE, or to standard output.
     Export {
         file: Option<PathBuf>,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = config::cli_data_dir(), hide_default_value = true, help = config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// OPC UA certificates: the appliance's own, and the servers' it trusts or refused.

@@ -17,20 +17,20 @@ pub enum Command {
     /// Show the appliance's certificate (to trust on your servers) and the server
     /// certificates trusted and refused so far. Creates the certificate if there is none.
     Certificates {
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// Trust a server certificate: a refused one by its thumbprint (at least 8 hex digits),
     /// or a certificate file (DER or PEM) from the server's administrator.
     Trust {
         certificate: String,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// Stop trusting a server certificate, chosen by its thumbprint.
     Distrust {
         thumbprint: String,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// List the address space of a device's server below NODE (the Objects folder when
@@ -47,7 +47,7 @@ pub enum Command {
         /// Children listed at most per node.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
 }

@@ -26,18 +26,18 @@ pub enum Command {
         role: Role,
         #[arg(long)]
         password_stdin: bool,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// List the users and their roles.
     List {
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// Remove a user and end their sessions (not the last admin).
     Remove {
         name: String,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// Print a new API token for scripts (`Authorization: Bearer TOKEN`), acting with the
@@ -46,7 +46,7 @@ pub enum Command {
         name: String,
         #[arg(long)]
         revoke: bool,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// Set a user's password and end their sessions.
@@ -54,7 +54,7 @@ pub enum Command {
         name: String,
         #[arg(long)]
         password_stdin: bool,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
 }
@@ -73,18 +73,18 @@ pub enum MqttCommand {
         access: MqttAccess,
         #[arg(long)]
         password_stdin: bool,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// List the MQTT users and what each may do.
     List {
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// Remove an MQTT user; its connected clients are disconnected.
     Remove {
         name: String,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
     /// Set an MQTT user's password; clients logged in with the old one are disconnected.
@@ -92,7 +92,7 @@ pub enum MqttCommand {
         name: String,
         #[arg(long)]
         password_stdin: bool,
-        #[arg(long, default_value = "sparkedge-data")]
+        #[arg(long, default_value_os_t = crate::config::cli_data_dir(), hide_default_value = true, help = crate::config::DATA_DIR_HELP)]
         data_dir: PathBuf,
     },
 }
