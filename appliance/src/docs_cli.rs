@@ -68,7 +68,10 @@ and the namespace and shows live values.
 
 The Debian package runs sparkedge run as the systemd service sparkedge.service, as the \
 system user sparkedge. Its log is in the journal (journalctl -u sparkedge). While no web user \
-exists, the log holds a one-time /setup?token=… link that creates the first admin.";
+exists, the log holds a one-time /setup?token=… link that creates the first admin. The \
+commands that change its data (user, mqtt-user, import, opcua trust) run as that user, e.g. \
+sudo -u sparkedge sparkedge mqtt-user add scada --access publish; without --data-dir they \
+use the data_dir of /etc/sparkedge/sparkedge.toml.";
 
 /// Every page as (file name, roff source): `sparkedge.1` and one per visible subcommand,
 /// nested ones included (`sparkedge-user-add.1`), which the top page refers to by name.
