@@ -51,10 +51,8 @@ impl MqttAccess {
         match text {
             "subscribe" => Ok(MqttAccess::Subscribe),
             "publish" => Ok(MqttAccess::Publish),
-            other => Err(UserError::Storage(rusqlite::Error::InvalidColumnType(
-                0,
-                format!("access {other:?}"),
-                rusqlite::types::Type::Text,
+            other => Err(UserError::Corrupt(format!(
+                "mqtt_users.access is {other:?}; allowed: subscribe, publish"
             ))),
         }
     }

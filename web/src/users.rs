@@ -131,6 +131,9 @@ pub enum UserError {
     NewerSchema { found: u32, supported: u32 },
     #[error("user database: {0}")]
     Storage(#[from] rusqlite::Error),
+    /// A stored value no version of sparkedge writes (a hand-edited or damaged database).
+    #[error("user database: {0}")]
+    Corrupt(String),
     #[error("cannot set the permissions of the user database: {0}")]
     Permissions(std::io::Error),
     #[error("the system's random source failed: {0}")]
