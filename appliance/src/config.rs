@@ -52,17 +52,24 @@ fn default_data_dir() -> PathBuf {
 pub const INSTALLED: &str = "/etc/sparkedge/sparkedge.toml";
 
 /// The help of `--data-dir` for the commands that work on the data of a running appliance.
-pub const DATA_DIR_HELP: &str = "The data directory [default: the data_dir of \
-    /etc/sparkedge/sparkedge.toml where this user can read it (the installed service's, \
-    /var/lib/sparkedge), else ./sparkedge-data]";
+pub const DATA_DIR_HELP: &str = "The data directory [default: where \
+    /etc/sparkedge/sparkedge.toml exists (an installed service), its data_dir, \
+    /var/lib/sparkedge unless changed; else ./sparkedge-data]";
 
 /// The data directory those commands use without `--data-dir`: on an installed box the
 /// service's, so that `sudo -u sparkedge sparkedge mqtt-user add scada` changes what the
-/// service serves; elsewhere (a checkout, a laptop) the one `sparkedge demo` makes.
+/// service serves; elsewhere (a checkout, a laptop) the one `sparkedge demo` makes. A user
+/// who may not read the file (it is root:sparkedge 0640) gets the packaged data directory,
+/// which then refuses them with the way to do it, rather than a folder of their own that the
+/// service never reads.
 pub fn cli_data_dir() -> PathBuf {
-    AppConfig::load(std::path::Path::new(INSTALLED))
+    let installed = std::path::Path::new(INSTALLED);
+    if !installed.exists() {
+        return PathBuf::from("sparkedge-data");
+    }
+    AppConfig::load(installed)
         .map(|c| c.data_dir)
-        .unwrap_or_else(|_| PathBuf::from("sparkedge-data"))
+        .unwrap_or_else(|_| default_data_dir())
 }
 
 /// A listening address, by default all interfaces on port `PORT`.

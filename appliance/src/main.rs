@@ -215,14 +215,25 @@ fn prepare_data_dir(data_dir: &Path) -> Result<(), String> {
     let owner = std::fs::metadata(data_dir)
         .map_err(|e| format!("cannot read data directory {}: {e}", data_dir.display()))?
         .uid();
-    if rustix::process::getuid().is_root() && owner != 0 {
-        return Err(format!(
-            "{} belongs to the user with id {owner}, and files root made in it would lock that \
-             user (the service) out: run this as that user, e.g. `sudo -u sparkedge sparkedge …`",
+    let why = if rustix::process::getuid().is_root() {
+        (owner != 0).then_some("files root made in it would lock that user (the service) out")
+    } else {
+        use rustix::fs::Access;
+        rustix::fs::access(
+            data_dir,
+            Access::READ_OK | Access::WRITE_OK | Access::EXEC_OK,
+        )
+        .is_err()
+        .then_some("this user may not write in it")
+    };
+    match why {
+        Some(why) => Err(format!(
+            "{} belongs to the user with id {owner}, and {why}: run this as that user, e.g. \
+             `sudo -u sparkedge sparkedge …`, or give another --data-dir",
             data_dir.display()
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn import(file: &Path, data_dir: &Path) -> Result<(), String> {

@@ -299,4 +299,27 @@ fn root_is_refused_in_a_data_directory_another_user_owns() {
     }
     let left: Vec<_> = std::fs::read_dir(&data).expect("read dir").collect();
     assert!(left.is_empty(), "files were made: {left:?}");
+
+    // Another user (not root) who may not write there is refused the same way, instead of
+    // failing somewhere inside SQLite.
+    std::os::unix::fs::chown(&data, Some(0), Some(0)).expect("chown");
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let out = {
+        use std::os::unix::process::CommandExt;
+        Command::new(env!("CARGO_BIN_EXE_sparkedge"))
+            .args(["mqtt-user", "list", "--data-dir"])
+            .arg(&data)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run sparkedge as nobody")
+    };
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("belongs to the user with id 0, and this user may not write in it")
+            && err.contains("sudo -u sparkedge"),
+        "{err}"
+    );
 }
