@@ -172,13 +172,6 @@ pub fn demo_model() -> Model {
             enterprise: "acme".to_owned(),
             site: "plant-a".to_owned(),
         },
-        sparkplug: SparkplugIds {
-            group_id: None,
-            edge_node_id: "sparkedge".to_owned(),
-            primary_host_id: None,
-        },
-        northbound: Vec::new(),
-        scan_classes: Vec::new(),
         areas: vec![Area {
             name: "packaging".to_owned(),
             lines: vec![Line {
@@ -232,6 +225,8 @@ pub fn demo_model() -> Model {
                 )
             },
         ],
+        // The same Sparkplug ids as a fresh installation; no northbound broker or scan class.
+        ..starter_model()
     }
 }
 
