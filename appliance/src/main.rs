@@ -207,7 +207,8 @@ pub(crate) fn on_this_machine(listen: SocketAddr) -> SocketAddr {
 
 /// Creates `data_dir` if missing, and refuses root in one that another user owns (the
 /// service's, /var/lib/sparkedge): SQLite files root made there (a journal, a new database)
-/// would belong to root, and the service could no longer write them.
+/// would belong to root, and the service could no longer write them. Any other user who may
+/// not write there is refused with the same advice, rather than by SQLite's own words.
 fn prepare_data_dir(data_dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     std::fs::create_dir_all(data_dir)
